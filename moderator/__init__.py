@@ -1,0 +1,3 @@
+"""moderator: streaming image moderation with CLIP-family encoders and YAML policies."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from moderator.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""The one object that wires settings into a running service."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from prometheus_client import CollectorRegistry
+
+from moderator.encoders import create_encoder
+from moderator.media.decode import DecodeLimits
+from moderator.policy.compile import compile_policy
+from moderator.policy.schema import load_policy
+from moderator.processing import Processor
+from moderator.settings import Settings
+from moderator.stream.worker import Worker
+from moderator.telemetry.health import Health
+from moderator.telemetry.http import TelemetryServer
+from moderator.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+def decode_limits(settings: Settings) -> DecodeLimits:
+    m = settings.media
+    return DecodeLimits(max_bytes=m.max_bytes, max_pixels=m.max_pixels, max_side=m.max_side, background=m.background)
+
+
+def build_processor(settings: Settings) -> Processor:
+    """Load the model and compile the policy (no network).
+
+    Raises:
+        ModelError, PolicyError: the service cannot start.
+    """
+    encoder = create_encoder(settings.encoder)
+    policy = compile_policy(load_policy(settings.policy.path), encoder)
+    return Processor(encoder, policy, decode_limits(settings))
+
+
+class Application:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        self.settings = settings
+        self.metrics = Metrics(registry)
+        self.health = Health()
+
+    def run(self) -> int:
+        """Start everything, serve until SIGTERM/SIGINT, drain, and return the exit code.
+
+        Raises:
+            StartupError: model, policy or settings are unusable.
+        """
+        s = self.settings
+        self.health.set("model", False)
+        self.health.set("policy", False)
+        telemetry = TelemetryServer(s.telemetry.host, s.telemetry.port, self.metrics.registry, self.health)
+        telemetry.start()
+        try:
+            processor = build_processor(s)
+            info = processor.encoder.info()
+            self.health.set("model", True)
+            self.health.set("policy", True)
+            self.health.probe("backend", processor.encoder.ready)
+            self.metrics.start(topics=s.kafka.input_topics, categories=processor.policy.categories, backend=info.backend)
+            self.metrics.model_info.info({
+                "name": info.model_name, "checksum": info.model_checksum, "precision": info.precision,
+                "backend": info.backend, "providers": ",".join(info.providers),
+            })
+            self.metrics.policy_info.info({"name": processor.policy.name, "version": processor.policy.version})
+            log.info(
+                "model %s (%s, %s on %s), policy %s@%s", info.model_name, info.model_checksum, info.precision,
+                ",".join(info.providers), processor.policy.name, processor.policy.version,
+            )
+            worker = Worker(s, processor, self.metrics, self.health)
+            self._install_signals(worker)
+            code = worker.run()
+            processor.encoder.close()
+            return code
+        finally:
+            telemetry.stop()
+
+    @staticmethod
+    def _install_signals(worker: Worker) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        count = {"n": 0}
+
+        def handler(signum: int, _frame: object) -> None:
+            count["n"] += 1
+            if count["n"] == 1:
+                log.info("received %s: stopping fetches, draining in-flight work", signal.Signals(signum).name)
+                worker.stop()
+            else:
+                log.warning("received %s again: abandoning in-flight work (it will be redelivered)", signal.Signals(signum).name)
+                worker.abandon()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,106 @@
+"""``moderator``: run the service, scan files, run the demo and the benchmark, manage models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from moderator import __version__
+from moderator.errors import StartupError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="moderator", description="Streaming image moderation with CLIP encoders and YAML policies.")
+    p.add_argument("--version", action="version", version=f"moderator {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the service (settings from MODERATOR_* variables and/or --config)")
+    run.add_argument("--config", type=Path, help="YAML settings file (default: $MODERATOR_CONFIG)")
+
+    scan = sub.add_parser("scan", help="score local image files and folders, no broker")
+    scan.add_argument("paths", nargs="+", type=Path)
+    scan.add_argument("--config", type=Path, help="YAML settings file (model, policy, limits)")
+    scan.add_argument("--model", type=Path, help="model directory (overrides settings)")
+    scan.add_argument("--policy", type=Path, help="policy file (overrides settings)")
+    scan.add_argument("--json", action="store_true", help="one JSON result per line instead of a table")
+
+    demo = sub.add_parser("demo", help="start a local broker and the service, send sample images, print verdicts")
+    demo.add_argument("--port", type=int, default=39092, help="port of the local broker to start or reuse (default 39092)")
+    demo.add_argument("--model", type=Path, default=None, help="model directory (default: models/tiny-random)")
+    demo.add_argument("--policy", type=Path, default=None, help="policy file (default: policies/tiny-random.yaml)")
+    demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every verdict")
+
+    bench = sub.add_parser("bench", help="bare encoder vs end-to-end through Kafka, measured in one run")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--model", type=Path, help="model directory (default: a random-weight ViT-B/32, built once into .cache/)")
+    bench.add_argument("--architecture", default="vit-b-32", help="architecture of the random model when --model is not given")
+    bench.add_argument("--images", type=int, default=256, help="images for each throughput measurement")
+    bench.add_argument("--batch", type=int, default=16, help="encoder batch size (both measurements)")
+    bench.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = one per core)")
+    bench.add_argument("--latency-images", type=int, default=64, help="images sent at a steady rate to measure latency")
+    bench.add_argument("--bootstrap", help="use this broker instead of starting the local one")
+    bench.add_argument("--port", type=int, default=39192, help="port of the local broker to start (default 39192)")
+
+    models = sub.add_parser("models", help="model directories")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    br = msub.add_parser("build-random", help="write a random-weight CLIP model directory (needs the export extra)")
+    br.add_argument("out", type=Path)
+    br.add_argument("--architecture", default="tiny")
+    br.add_argument("--seed", type=int, default=0)
+    br.add_argument("--name")
+    msub.add_parser("architectures", help="list the architecture configs")
+
+    schemas = sub.add_parser("schemas", help="write the JSON Schemas of the wire formats")
+    schemas.add_argument("--out", type=Path, default=Path("docs/schemas"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from moderator.cli.run import run
+
+            return run(args)
+        if args.command == "scan":
+            from moderator.cli.scan import scan
+
+            return scan(args)
+        if args.command == "demo":
+            from moderator.cli.demo import demo
+
+            return demo(args)
+        if args.command == "bench":
+            from moderator.cli.bench import bench
+
+            return bench(args)
+        if args.command == "models":
+            return _models(args)
+        if args.command == "schemas":
+            from moderator.wire.schemas import write_schemas
+
+            for path in write_schemas(args.out):
+                print(path)
+            return 0
+    except StartupError as exc:
+        print(f"moderator: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(args.command)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from moderator.models.builder import build_random_model, list_architectures
+
+    if args.models_command == "architectures":
+        print("\n".join(list_architectures()))
+        return 0
+    manifest = build_random_model(args.out, args.architecture, seed=args.seed, name=args.name)
+    print(f"wrote {args.out} ({manifest.name}, checksum {manifest.checksum()})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

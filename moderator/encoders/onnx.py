@@ -1,0 +1,161 @@
+"""In-process onnxruntime encoder over a model directory.
+
+Execution providers: the configured list, or the best available of TensorRT, CUDA and CPU. A
+provider that is installed but cannot start (no GPU, no driver) is dropped with a logged reason
+instead of failing, so the same install serves on CPU and GPU machines.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from moderator.encoders.base import EncoderInfo
+from moderator.errors import BackendError, ModelError
+from moderator.media.preprocess import normalize
+from moderator.models.manifest import IMAGE_INPUT, TEXT_INPUT, Manifest, load_manifest
+from moderator.models.tokenizer import TextTokenizer
+from moderator.settings import EncoderSettings
+
+log = logging.getLogger(__name__)
+
+PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:  # pragma: no cover - a runtime dependency, absent only in broken installs
+        raise ModelError("the onnx backend needs onnxruntime: pip install onnxruntime-gpu (or onnxruntime)") from exc
+    return onnxruntime
+
+
+def gpu_present() -> bool:
+    """True when an NVIDIA driver is loaded (CUDA providers can start)."""
+    return Path("/proc/driver/nvidia/version").exists()
+
+
+def choose_providers(requested: Sequence[str] | None) -> list[str]:
+    """Providers to ask onnxruntime for, best first, always ending with CPU.
+
+    Raises:
+        ModelError: a requested provider is not installed.
+    """
+    available = _ort().get_available_providers()
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise ModelError(f"execution providers {missing} are not installed; available: {available}")
+        chosen = list(requested)
+    else:
+        chosen = [p for p in PREFERRED_PROVIDERS if p in available]
+        if not gpu_present():
+            dropped = [p for p in chosen if p != "CPUExecutionProvider"]
+            if dropped:
+                log.info("no NVIDIA driver found: not using %s", ", ".join(dropped))
+            chosen = ["CPUExecutionProvider"]
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+class OnnxEncoder:
+    """Image and text encoders of one model directory, run by onnxruntime in this process."""
+
+    backend = "onnx"
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        precision: str = "fp32",
+        providers: Sequence[str] | None = None,
+        intra_op_threads: int = 0,
+        verify_checksums: bool = True,
+    ) -> None:
+        ort = _ort()
+        self.model_dir = Path(model_dir)
+        self.manifest: Manifest = load_manifest(self.model_dir, verify=verify_checksums)
+        if precision not in self.manifest.variants:
+            raise ModelError(f"{self.model_dir}: no {precision!r} variant; the manifest has {sorted(self.manifest.variants)}")
+        self.precision = precision
+        variant = self.manifest.variants[precision]
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        wanted = choose_providers(providers)
+        try:
+            self._image = ort.InferenceSession(str(self.model_dir / variant.image_encoder.path), opts, providers=wanted)
+            self._text = ort.InferenceSession(str(self.model_dir / variant.text_encoder.path), opts, providers=wanted)
+        except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+            raise ModelError(f"{self.model_dir}: onnxruntime cannot load the {precision} graphs: {exc}") from exc
+        self.providers = tuple(self._image.get_providers())
+        fell_back = [p for p in wanted if p not in self.providers]
+        if fell_back:
+            log.warning("execution providers %s could not start; running on %s", fell_back, list(self.providers))
+        self._tokenizer = TextTokenizer(
+            self.model_dir / self.manifest.tokenizer.path, self.manifest.context_length, self.manifest.pad_token_id
+        )
+        pre = self.manifest.preprocess
+        self._mean, self._std, self._size = pre.mean, pre.std, pre.image_size
+        self._closed = threading.Event()
+
+    @classmethod
+    def from_settings(cls, settings: EncoderSettings) -> OnnxEncoder:
+        return cls(
+            settings.model_dir,
+            precision=settings.precision,
+            providers=settings.providers,
+            intra_op_threads=settings.intra_op_threads,
+            verify_checksums=settings.verify_checksums,
+        )
+
+    def info(self) -> EncoderInfo:
+        m = self.manifest
+        return EncoderInfo(
+            backend=self.backend,
+            model_name=m.name,
+            model_checksum=m.checksum(),
+            architecture=m.architecture,
+            precision=self.precision,
+            embed_dim=m.embed_dim,
+            preprocess=m.preprocess,
+            logit_scale=m.logit_scale,
+            logit_bias=m.logit_bias,
+            providers=self.providers,
+        )
+
+    def ready(self) -> bool:
+        return not self._closed.is_set()
+
+    def encode_images(self, pixels: np.ndarray) -> np.ndarray:
+        if pixels.ndim != 4 or pixels.shape[1:] != (self._size, self._size, 3):
+            raise ValueError(f"expected uint8 [N,{self._size},{self._size},3], got {pixels.shape}")
+        if len(pixels) == 0:
+            return np.zeros((0, self.manifest.embed_dim), np.float32)
+        return self._run(self._image, IMAGE_INPUT, normalize(pixels, self._mean, self._std))
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros((0, self.manifest.embed_dim), np.float32)
+        return self._run(self._text, TEXT_INPUT, self._tokenizer(texts))
+
+    def tokenize(self, texts: Sequence[str]) -> np.ndarray:
+        return self._tokenizer(texts)
+
+    def _run(self, session, input_name: str, feed: np.ndarray) -> np.ndarray:
+        if self._closed.is_set():
+            raise BackendError("encoder is closed")
+        try:
+            return session.run(None, {input_name: feed})[0]
+        except Exception as exc:  # onnxruntime's error types are not part of a stable hierarchy
+            raise BackendError(f"onnxruntime failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._closed.set()

@@ -1,0 +1,147 @@
+"""Sample input messages: images of every supported format and mode, in both encodings, plus
+broken inputs with the dead-letter reason each must get. Deterministic for a seed."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import random
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPES = ("circle", "square", "triangle", "cross", "bar")
+COLOURS = {"red": (220, 30, 30), "green": (30, 160, 60), "blue": (40, 70, 220), "yellow": (240, 200, 20), "black": (10, 10, 10)}
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    expect: str  # "verdict" or a dead-letter reason
+    description: str
+    key: bytes | None = field(default=None)
+
+
+def draw(shape: str, colour: tuple[int, int, int], size: tuple[int, int] = (320, 240), background=(250, 250, 250), mode: str = "RGB") -> Image.Image:
+    img = Image.new("RGB", size, background)
+    d = ImageDraw.Draw(img)
+    w, h = size
+    box = (w * 0.25, h * 0.2, w * 0.75, h * 0.8)
+    if shape == "circle":
+        d.ellipse(box, fill=colour)
+    elif shape == "square":
+        d.rectangle(box, fill=colour)
+    elif shape == "triangle":
+        d.polygon([(w * 0.5, h * 0.15), (w * 0.8, h * 0.85), (w * 0.2, h * 0.85)], fill=colour)
+    elif shape == "cross":
+        d.rectangle((w * 0.45, h * 0.1, w * 0.55, h * 0.9), fill=colour)
+        d.rectangle((w * 0.2, h * 0.45, w * 0.8, h * 0.55), fill=colour)
+    else:
+        d.rectangle((w * 0.1, h * 0.4, w * 0.9, h * 0.6), fill=colour)
+    return img if mode == "RGB" else img.convert(mode)
+
+
+def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
+    """A tiny PNG whose header declares ``width x height`` pixels."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+
+
+def valid_images(rng: random.Random) -> list[tuple[str, bytes, str, str]]:
+    """(name, bytes, content-type, description) for every format and awkward mode."""
+
+    def pick() -> tuple[str, str, tuple[int, int, int]]:
+        shape = rng.choice(SHAPES)
+        cname = rng.choice(list(COLOURS))
+        return shape, cname, COLOURS[cname]
+
+    out = []
+    s, c, rgb = pick()
+    out.append(("jpeg", encode(draw(s, rgb), "JPEG", quality=90), "image/jpeg", f"JPEG RGB {c} {s}"))
+    s, c, rgb = pick()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 CW to display
+    out.append(("jpeg-exif", encode(draw(s, rgb), "JPEG", exif=exif), "image/jpeg", f"JPEG with EXIF orientation 6, {c} {s}"))
+    s, c, rgb = pick()
+    out.append(("jpeg-cmyk", encode(draw(s, rgb, mode="CMYK"), "JPEG"), "image/jpeg", f"JPEG CMYK {c} {s}"))
+    s, c, rgb = pick()
+    out.append(("jpeg-gray", encode(draw(s, rgb, mode="L"), "JPEG"), "image/jpeg", f"JPEG greyscale {s}"))
+    s, c, rgb = pick()
+    rgba = draw(s, rgb).convert("RGBA")
+    rgba.putalpha(Image.new("L", rgba.size, 128))
+    out.append(("png-rgba", encode(rgba, "PNG"), "image/png", f"PNG RGBA half-transparent {c} {s}"))
+    s, c, rgb = pick()
+    pal = draw(s, rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    out.append(("png-palette", encode(pal, "PNG", transparency=0), "image/png", f"PNG palette with transparency {c} {s}"))
+    s, c, rgb = pick()
+    gray16 = Image.fromarray(np.asarray(draw(s, rgb, mode="L"), dtype=np.uint16) * 257)
+    out.append(("png-16bit", encode(gray16, "PNG"), "image/png", f"PNG 16-bit greyscale {s}"))
+    s, c, rgb = pick()
+    out.append(("webp", encode(draw(s, rgb), "WEBP", quality=80), "image/webp", f"WebP {c} {s}"))
+    s, c, rgb = pick()
+    frames = [draw(s, rgb).convert("P"), draw(rng.choice(SHAPES), COLOURS["black"]).convert("P")]
+    out.append(("gif-animated", encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0),
+                "image/gif", f"animated GIF (first frame: {c} {s})"))
+    s, c, rgb = pick()
+    out.append(("bmp", encode(draw(s, rgb), "BMP"), "image/bmp", f"BMP {c} {s}"))
+    s, c, rgb = pick()
+    out.append(("tiff", encode(draw(s, rgb), "TIFF", compression="tiff_deflate"), "image/tiff", f"TIFF {c} {s}"))
+    return out
+
+
+def sample_messages(seed: int = 0, prefix: str = "sample") -> list[Sample]:
+    """Valid images in both encodings, then every kind of broken input."""
+    rng = random.Random(seed)
+    samples: list[Sample] = []
+    for name, data, ctype, desc in valid_images(rng):
+        rid = f"{prefix}-{name}-raw"
+        samples.append(Sample(rid, data, [("content-type", ctype.encode()), ("moderation-id", rid.encode()), ("source", b"demo")],
+                              "verdict", f"{desc} (raw bytes)", key=rid.encode()))
+        eid = f"{prefix}-{name}-envelope"
+        env = {"id": eid, "image": {"base64": base64.b64encode(data).decode()}, "metadata": {"source": "demo", "format": name}}
+        samples.append(Sample(eid, json.dumps(env).encode(), [("content-type", b"application/json")], "verdict",
+                              f"{desc} (JSON envelope)", key=eid.encode()))
+    jpeg = encode(draw("circle", COLOURS["red"]), "JPEG")
+
+    def broken(name: str, value: bytes, expect: str, desc: str, ctype: bytes | None = None) -> Sample:
+        rid = f"{prefix}-{name}"
+        headers = [("moderation-id", rid.encode())] + ([("content-type", ctype)] if ctype else [])
+        return Sample(rid, value, headers, expect, desc, key=rid.encode())
+
+    samples += [
+        broken("truncated-jpeg", jpeg[: len(jpeg) // 2], "undecodable_image", "JPEG cut in half", b"image/jpeg"),
+        broken("random-bytes", bytes(rng.getrandbits(8) for _ in range(2048)), "unsupported_format", "2 KB of random bytes"),
+        broken("empty", b"", "invalid_message", "empty value"),
+        broken("invalid-json", b'{"id": "x", "image": {"base64": ', "invalid_message", "JSON envelope cut short"),
+        broken("bad-base64", json.dumps({"image": {"base64": "not*base64!"}}).encode(), "invalid_message", "envelope with invalid base64"),
+        broken("bomb-50000x50000", bomb_png(), "image_too_large", "PNG declaring 50,000 x 50,000 pixels", b"image/png"),
+        broken("pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "unsupported_format", "a PDF document"),
+    ]
+    return samples
+
+
+def jpeg_stream(count: int, seed: int = 0, size: tuple[int, int] = (640, 480)) -> list[bytes]:
+    """``count`` distinct photo-sized JPEGs (a few shapes over noise), for load and benchmarks."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        noise = rng.integers(0, 60, (size[1], size[0], 3), dtype=np.uint8)
+        base = np.asarray(draw(SHAPES[i % len(SHAPES)], list(COLOURS.values())[i % len(COLOURS)], size), dtype=np.uint8)
+        out.append(encode(Image.fromarray(np.clip(base.astype(np.int16) - noise, 0, 255).astype(np.uint8)), "JPEG", quality=85))
+    return out

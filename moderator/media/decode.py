@@ -1,0 +1,115 @@
+"""Decode untrusted bytes into an RGB ``PIL.Image``, refusing what could hurt the service.
+
+Order matters: the byte size is checked first, then the format is identified and the declared
+dimensions checked from the header alone (before any pixel is decoded, so a decompression bomb
+costs nothing), then the first frame is decoded, EXIF orientation applied, and the mode
+converted to RGB (transparency composited over a background colour).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from moderator.errors import ImageTooLarge, InvalidMessage, UndecodableImage, UnsupportedFormat
+
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
+
+_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "PDF"),
+    (b"PK\x03\x04", "ZIP"),
+    (b"\x1f\x8b", "gzip"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "XML/SVG"),
+    (b"\x00\x00\x00", "ISO media (HEIC/AVIF/MP4)"),
+    (b"{", "JSON"),
+)
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    max_side: int = 20_000
+    background: tuple[int, int, int] = (255, 255, 255)
+
+
+def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:
+    """Decode ``data`` to an RGB image (first frame of animations, EXIF orientation applied).
+
+    Raises:
+        InvalidMessage: empty input.
+        ImageTooLarge: over the byte, pixel or side limits (checked before decoding pixels).
+        UnsupportedFormat: not one of JPEG, PNG, WebP, GIF, BMP, TIFF.
+        UndecodableImage: a supported format whose data is corrupt or truncated.
+    """
+    if not data:
+        raise InvalidMessage("empty message value: no image bytes")
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(f"encoded image is {len(data)} bytes, over the limit of {limits.max_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(f"image declares too many pixels (decompression bomb guard): {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise UnsupportedFormat(f"not an image in a supported format ({', '.join(FORMATS)}){_sniff(data)}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise UndecodableImage(f"cannot read image header: {exc}") from exc
+
+    width, height = img.size
+    if width <= 0 or height <= 0:
+        raise UndecodableImage(f"{img.format} declares an empty size {width}x{height}")
+    if width > limits.max_side or height > limits.max_side or width * height > limits.max_pixels:
+        raise ImageTooLarge(
+            f"{img.format} declares {width}x{height} pixels, over the limits "
+            f"(max side {limits.max_side}, max pixels {limits.max_pixels})"
+        )
+    fmt = img.format
+    try:
+        img.seek(0)
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
+        raise UndecodableImage(f"corrupt or truncated {fmt} data: {exc}") from exc
+    return to_rgb(img, limits.background)
+
+
+def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Convert any PIL mode to RGB the way a viewer would see it.
+
+    Transparency (RGBA, LA, PA, P or L with a transparent colour) is composited over
+    ``background``; 16- and 32-bit greyscale is scaled to 8 bits rather than clipped.
+    """
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if mode.startswith("I;16"):
+            arr = arr / 257.0
+        else:
+            lo, hi = float(arr.min()), float(arr.max())
+            if lo < 0 or hi > 255:
+                arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        base = Image.new("RGBA", rgba.size, (*background, 255))
+        return Image.alpha_composite(base, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _sniff(data: bytes) -> str:
+    head = data[:16].lstrip()
+    for magic, name in _SIGNATURES:
+        if head.startswith(magic):
+            return f"; the bytes look like {name}"
+    return ""

@@ -1,0 +1,129 @@
+"""The model directory contract: ``manifest.json`` beside the ONNX graphs and ``tokenizer.json``.
+
+Graph contract (every backend relies on it):
+
+- ``image_encoder.onnx``: input ``pixel_values`` float32 ``[N, 3, S, S]`` normalised with the
+  manifest's mean/std; output ``image_embeds`` float32 ``[N, D]``, L2-normalised.
+- ``text_encoder.onnx``: input ``input_ids`` int64 ``[N, context_length]``; output
+  ``text_embeds`` float32 ``[N, D]``, L2-normalised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from moderator.errors import ModelError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+IMAGE_INPUT, IMAGE_OUTPUT = "pixel_values", "image_embeds"
+TEXT_INPUT, TEXT_OUTPUT = "input_ids", "text_embeds"
+
+
+class Preprocess(BaseModel):
+    """Image preprocessing, identical for training and serving (open_clip's PreprocessCfg)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image_size: int = Field(ge=8, le=4096)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
+    resize_mode: Literal["shortest", "longest", "squash"] = "shortest"
+    fill_color: int = Field(0, ge=0, le=255)
+
+    @model_validator(mode="after")
+    def _std_positive(self) -> Preprocess:
+        if any(s <= 0 for s in self.std):
+            raise ValueError("std components must be positive")
+        return self
+
+
+class ModelFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Variant(BaseModel):
+    """One precision of the encoders (fp32 always; int8/fp16 when exported)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image_encoder: ModelFile
+    text_encoder: ModelFile
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format_version: int = FORMAT_VERSION
+    name: str
+    family: Literal["clip", "siglip"] = "clip"
+    architecture: str = Field(description="Config name the graphs were built from, e.g. vit-b-32.")
+    embed_dim: int = Field(ge=1)
+    preprocess: Preprocess
+    context_length: int = Field(ge=2)
+    pad_token_id: int = 0
+    logit_scale: float = Field(100.0, gt=0, description="exp(learned log scale): the softmax temperature's inverse.")
+    logit_bias: float | None = None
+    opset: int
+    tokenizer: ModelFile
+    variants: dict[str, Variant]
+    notes: str = ""
+
+    @model_validator(mode="after")
+    def _has_fp32(self) -> Manifest:
+        if "fp32" not in self.variants:
+            raise ValueError("variants must include fp32")
+        return self
+
+    def checksum(self) -> str:
+        """Short content hash of the whole model (tokenizer and every graph), for verdicts."""
+        digest = hashlib.sha256(self.tokenizer.sha256.encode())
+        for name in sorted(self.variants):
+            v = self.variants[name]
+            digest.update(f"{name}:{v.image_encoder.sha256}:{v.text_encoder.sha256}".encode())
+        return digest.hexdigest()[:16]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(model_dir: str | Path, *, verify: bool = True) -> Manifest:
+    """Read and validate ``model_dir/manifest.json``; with ``verify``, check every file's SHA-256.
+
+    Raises:
+        ModelError: the directory, manifest or a file is missing, invalid or corrupt.
+    """
+    root = Path(model_dir)
+    path = root / MANIFEST_NAME
+    if not path.is_file():
+        raise ModelError(f"{root} is not a model directory: {MANIFEST_NAME} not found")
+    try:
+        manifest = Manifest.model_validate(json.loads(path.read_text()))
+    except (ValueError, ValidationError) as exc:
+        raise ModelError(f"{path}: invalid manifest: {exc}") from exc
+    if manifest.format_version != FORMAT_VERSION:
+        raise ModelError(f"{path}: format_version {manifest.format_version} is not supported (expected {FORMAT_VERSION})")
+    files = [manifest.tokenizer]
+    for variant in manifest.variants.values():
+        files += [variant.image_encoder, variant.text_encoder]
+    for f in files:
+        fp = root / f.path
+        if not fp.is_file():
+            raise ModelError(f"{root}: {f.path} named in the manifest is missing")
+        if verify and sha256_file(fp) != f.sha256:
+            raise ModelError(f"{root}: {f.path} does not match its SHA-256 in the manifest (corrupt or replaced)")
+    return manifest

@@ -1,0 +1,213 @@
+"""Typed settings: built once in the entry point, validated, frozen, and passed down.
+
+Sources, highest priority first: keyword arguments, environment variables (``MODERATOR_``
+prefix, ``__`` between nested names, e.g. ``MODERATOR_KAFKA__BOOTSTRAP_SERVERS``), then one
+optional YAML file. This is the only module that reads the environment.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    NoDecode,
+    YamlConfigSettingsSource,
+)
+
+from moderator.errors import SettingsError
+
+ENV_PREFIX = "MODERATOR_"
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_config_file", default=None)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    """Broker connection, topics and client tuning."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topics: Annotated[tuple[str, ...], NoDecode] = ("images",)
+    verdict_topic: str = "verdicts"
+    dead_letter_topic: str = "verdicts-dlq"
+    group_id: str = "moderator"
+    client_id: str = "moderator"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    session_timeout_ms: int = Field(30_000, ge=6_000)
+    heartbeat_interval_ms: int = Field(3_000, ge=500)
+    max_poll_interval_ms: int = Field(300_000, ge=10_000)
+    max_partition_fetch_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    fetch_max_bytes: int = Field(52_428_800, ge=1024)
+    linger_ms: int = Field(5, ge=0)
+    delivery_timeout_ms: int = Field(120_000, ge=1_000)
+    request_timeout_ms: int = Field(30_000, ge=1_000)
+    # Dead letters carry the original value, so the producer must accept the largest input.
+    max_request_size: int = Field(20 * 1024 * 1024, ge=1024)
+    revoke_timeout_ms: int = Field(20_000, ge=0, description="How long a rebalance waits for in-flight verdicts of revoked partitions.")
+    commit_interval_ms: int = Field(1_000, ge=50, description="How often done offsets are committed.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_plain_username: str | None = None
+    sasl_plain_password: str | None = Field(None, repr=False)
+    ssl_cafile: Path | None = None
+
+    @field_validator("input_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return tuple(json.loads(value))
+            return tuple(t.strip() for t in value.split(",") if t.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> KafkaSettings:
+        if not self.input_topics:
+            raise ValueError("input_topics must name at least one topic")
+        outputs = {self.verdict_topic, self.dead_letter_topic}
+        if outputs & set(self.input_topics):
+            raise ValueError("verdict_topic and dead_letter_topic must differ from the input topics")
+        if self.verdict_topic == self.dead_letter_topic:
+            raise ValueError("verdict_topic and dead_letter_topic must differ")
+        if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
+            raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+        return self
+
+    def security(self) -> dict[str, Any]:
+        """Client keyword arguments for TLS/SASL, shared by consumer, producer and admin."""
+        out: dict[str, Any] = {"security_protocol": self.security_protocol}
+        for key in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.ssl_cafile is not None:
+            out["ssl_cafile"] = str(self.ssl_cafile)
+        return out
+
+
+class BatchSettings(_Section):
+    """Micro-batching and the bounded in-flight window."""
+
+    max_size: int = Field(32, ge=1, le=4096, description="Images per encoder call.")
+    max_wait_ms: int = Field(50, ge=0, description="Longest a partial batch waits for more messages.")
+    max_in_flight: int = Field(256, ge=1, description="Messages polled but not yet acknowledged; above it partitions pause.")
+    resume_at: float = Field(0.5, gt=0, lt=1, description="Resume paused partitions when in-flight falls below this fraction.")
+
+
+class MediaSettings(_Section):
+    """Decoding limits and the decode pool."""
+
+    max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest encoded image accepted.")
+    max_pixels: int = Field(50_000_000, ge=1, description="Largest width x height decoded.")
+    max_side: int = Field(20_000, ge=1, description="Largest width or height decoded.")
+    decode_workers: int = Field(2, ge=1, le=64)
+    background: tuple[int, int, int] = Field((255, 255, 255), description="Colour transparent pixels are composited over.")
+
+    @field_validator("background")
+    @classmethod
+    def _rgb(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(not 0 <= v <= 255 for v in value):
+            raise ValueError("background components must be 0..255")
+        return value
+
+
+class EncoderSettings(_Section):
+    """Which backend serves the model, and how."""
+
+    backend: Literal["onnx"] = "onnx"
+    model_dir: Path = Path("models/tiny-random")
+    precision: str = Field("fp32", description="Model variant named in the manifest.")
+    providers: tuple[str, ...] | None = Field(None, description="onnxruntime execution providers, in order; default: best available.")
+    intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime's default (one per core).")
+    verify_checksums: bool = True
+    retry_initial_ms: int = Field(200, ge=1)
+    retry_max_ms: int = Field(10_000, ge=1)
+
+
+class PolicySettings(_Section):
+    path: Path = Path("policies/tiny-random.yaml")
+
+
+class TelemetrySettings(_Section):
+    host: str = "0.0.0.0"
+    port: int = Field(9400, ge=0, le=65535, description="HTTP port for /metrics, /healthz, /readyz; 0 picks a free one.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+
+class Settings(BaseSettings):
+    """Everything the service needs, validated once at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+        protected_namespaces=(),
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    batch: BatchSettings = BatchSettings()
+    media: MediaSettings = MediaSettings()
+    encoder: EncoderSettings = EncoderSettings()
+    policy: PolicySettings = PolicySettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+    shutdown_timeout_s: float = Field(60.0, gt=0, description="Longest SIGTERM waits for in-flight work.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file.get()
+        if path is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from overrides, the environment and an optional YAML file.
+
+    ``config_file`` defaults to ``$MODERATOR_CONFIG`` when set.
+
+    Raises:
+        SettingsError: naming every invalid field, with the environment variable that sets it.
+    """
+    if config_file is None and os.environ.get(f"{ENV_PREFIX}CONFIG"):
+        config_file = os.environ[f"{ENV_PREFIX}CONFIG"]
+    path = Path(config_file) if config_file is not None else None
+    if path is not None and not path.is_file():
+        raise SettingsError(f"settings file {path} does not exist")
+    token = _config_file.set(path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, path)) from exc
+    except ValueError as exc:  # YAML syntax errors and bad JSON in a variable surface as ValueError
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        raise SettingsError(f"invalid settings: {exc}{cause}") from exc
+    finally:
+        _config_file.reset(token)
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    lines = [f"invalid settings ({exc.error_count()} error(s)):"]
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        field = ".".join(loc) or "(root)"
+        env = ENV_PREFIX + "__".join(p.upper() for p in loc) if loc else ENV_PREFIX + "*"
+        lines.append(f"  {field}: {err['msg']} (set by {env}" + (f" or {path}" if path else "") + ")")
+    return "\n".join(lines)

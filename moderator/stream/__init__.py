@@ -1,0 +1,1 @@
+"""Kafka in and out: consumer group membership, micro-batching, delivery and offset commits."""

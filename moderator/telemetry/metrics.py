@@ -1,0 +1,74 @@
+"""Every metric the service exports, declared once, against a registry that is passed in.
+
+Label values come from closed sets only: configured topics, decisions, policy categories,
+dead-letter reasons, stage names. docs/metrics.md lists them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from moderator import __version__
+from moderator.errors import DEAD_LETTER_REASONS
+from moderator.policy.score import ACTIONS
+
+STAGES = ("decode", "queue", "encode", "score", "produce", "end_to_end")
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.build_info = Info("moderator_build", "Build of the running service.", registry=r)
+        self.model_info = Info("moderator_model", "Model being served.", registry=r)
+        self.policy_info = Info("moderator_policy", "Policy being applied.", registry=r)
+        self.messages_consumed = Counter(
+            "moderator_messages_consumed_total", "Messages polled from the input topics.", ["topic"], registry=r)
+        self.verdicts = Counter(
+            "moderator_verdicts_total", "Verdicts acknowledged by the broker, by decision.", ["decision"], registry=r)
+        self.category_actions = Counter(
+            "moderator_category_actions_total", "Categories that fired in acknowledged verdicts, by action.",
+            ["category", "action"], registry=r)
+        self.dead_letters = Counter(
+            "moderator_dead_letters_total", "Dead letters acknowledged by the broker, by reason.", ["reason"], registry=r)
+        self.stage_seconds = Histogram(
+            "moderator_stage_seconds", "Latency of each pipeline stage; end_to_end runs from the input message's "
+            "timestamp to the broker's acknowledgement of its verdict.", ["stage"], buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_size = Histogram(
+            "moderator_batch_size", "Images per encoder call.", buckets=BATCH_BUCKETS, registry=r)
+        self.in_flight = Gauge(
+            "moderator_in_flight_messages", "Messages polled whose verdict is not yet acknowledged.", registry=r)
+        self.assigned_partitions = Gauge(
+            "moderator_assigned_partitions", "Input partitions assigned to this worker.", registry=r)
+        self.paused_partitions = Gauge(
+            "moderator_paused_partitions", "Assigned partitions paused by backpressure.", registry=r)
+        self.commits = Counter(
+            "moderator_offset_commits_total", "Offset commits, by result.", ["result"], registry=r)
+        self.backend_errors = Counter(
+            "moderator_backend_errors_total", "Encoder calls that failed and were retried.", ["backend"], registry=r)
+        self.delivery_retries = Counter(
+            "moderator_delivery_retries_total", "Verdicts or dead letters sent again after a delivery failure.", registry=r)
+        self.poll_errors = Counter(
+            "moderator_poll_errors_total", "Errors raised while polling the input topics.", registry=r)
+
+    def start(self, *, topics: Iterable[str], categories: Iterable[str], backend: str) -> None:
+        """Pre-create the expected label combinations so dashboards show zero, not nothing."""
+        self.build_info.info({"version": __version__})
+        for t in topics:
+            self.messages_consumed.labels(t)
+        for d in ACTIONS:
+            self.verdicts.labels(d)
+        for c in categories:
+            for a in ACTIONS[1:]:
+                self.category_actions.labels(c, a)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+        for s in STAGES:
+            self.stage_seconds.labels(s)
+        for result in ("ok", "failed"):
+            self.commits.labels(result)
+        self.backend_errors.labels(backend)

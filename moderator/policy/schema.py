@@ -77,7 +77,9 @@ def load_policy(path: str | Path) -> Policy:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-        raise PolicyError(f"{where}: invalid YAML: {exc.problem}") from exc
+        ctx = exc.context_mark
+        context = f" ({exc.context} at line {ctx.line + 1}, column {ctx.column + 1})" if exc.context and ctx else ""
+        raise PolicyError(f"{where}: invalid YAML: {exc.problem}{context}") from exc
     except yaml.YAMLError as exc:
         raise PolicyError(f"{p}: invalid YAML: {exc}") from exc
     if not isinstance(data, dict):

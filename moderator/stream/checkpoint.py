@@ -57,7 +57,8 @@ class PartitionOffsets:
 
     @property
     def in_flight(self) -> int:
-        return len(self._pending)
+        """Tracked offsets not acknowledged yet (acknowledged ones waiting behind them excluded)."""
+        return len(self._pending) - len(self._acked)
 
 
 class Checkpoint:

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry
+
+from moderator import __version__
+from moderator.errors import DEAD_LETTER_REASONS
+from moderator.telemetry.health import Health
+from moderator.telemetry.metrics import STAGES, Metrics
+
+
+def test_expected_series_exist_at_zero_before_any_traffic():
+    reg = CollectorRegistry()
+    m = Metrics(reg)
+    m.start(topics=["images"], categories=["weapons", "fire"], backend="onnx")
+    get = reg.get_sample_value
+    assert get("moderator_messages_consumed_total", {"topic": "images"}) == 0
+    for decision in ("allow", "review", "block"):
+        assert get("moderator_verdicts_total", {"decision": decision}) == 0
+    for reason in DEAD_LETTER_REASONS:
+        assert get("moderator_dead_letters_total", {"reason": reason}) == 0
+    assert get("moderator_category_actions_total", {"category": "fire", "action": "block"}) == 0
+    for stage in STAGES:
+        assert get("moderator_stage_seconds_count", {"stage": stage}) == 0
+    assert get("moderator_build_info", {"version": __version__}) == 1
+
+
+def test_metric_names_follow_prometheus_conventions():
+    reg = CollectorRegistry()
+    Metrics(reg).start(topics=["images"], categories=["weapons"], backend="onnx")
+    families = list(reg.collect())
+    assert len(families) >= 15
+    for family in families:
+        assert family.name.startswith("moderator_"), family.name
+        if family.type == "counter":
+            assert family.samples, f"{family.name} has no pre-created series"
+            assert all(s.name.endswith(("_total", "_created")) for s in family.samples), family.name
+        if family.type == "histogram":
+            assert family.name.endswith("_seconds") or family.name == "moderator_batch_size", family.name
+
+
+def test_health_is_ready_only_when_every_check_passes():
+    h = Health()
+    assert not h.ready(), "no checks yet means not ready"
+    h.set("model", True)
+    h.probe("backend", lambda: True)
+    assert h.ready()
+    h.probe("backend", lambda: 1 / 0)
+    assert not h.ready() and h.checks()["backend"] is False

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from moderator.errors import SettingsError
+from moderator.settings import load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("MODERATOR_"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_are_valid():
+    s = load_settings()
+    assert s.kafka.input_topics == ("images",)
+    assert s.batch.max_size == 32
+
+
+def test_environment_with_nesting_and_topic_lists(monkeypatch):
+    monkeypatch.setenv("MODERATOR_KAFKA__BOOTSTRAP_SERVERS", "broker:9093")
+    monkeypatch.setenv("MODERATOR_KAFKA__INPUT_TOPICS", "a, b")
+    monkeypatch.setenv("MODERATOR_BATCH__MAX_SIZE", "8")
+    monkeypatch.setenv("MODERATOR_ENCODER__MODEL_DIR", "/models/x")
+    s = load_settings()
+    assert s.kafka.bootstrap_servers == "broker:9093"
+    assert s.kafka.input_topics == ("a", "b")
+    assert s.batch.max_size == 8
+    assert s.encoder.model_dir == Path("/models/x")
+    monkeypatch.setenv("MODERATOR_KAFKA__INPUT_TOPICS", '["x", "y"]')
+    assert load_settings().kafka.input_topics == ("x", "y")
+
+
+def test_yaml_file_with_environment_taking_precedence(tmp_path, monkeypatch):
+    cfg = tmp_path / "moderator.yaml"
+    cfg.write_text("kafka:\n  group_id: from-file\n  verdict_topic: v\nbatch:\n  max_size: 4\n")
+    monkeypatch.setenv("MODERATOR_BATCH__MAX_SIZE", "16")
+    s = load_settings(cfg)
+    assert s.kafka.group_id == "from-file"
+    assert s.kafka.verdict_topic == "v"
+    assert s.batch.max_size == 16
+    monkeypatch.setenv("MODERATOR_CONFIG", str(cfg))
+    assert load_settings().kafka.group_id == "from-file"
+
+
+def test_errors_name_the_field_and_the_variable(monkeypatch):
+    monkeypatch.setenv("MODERATOR_BATCH__MAX_SIZE", "0")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert "batch.max_size" in str(err.value)
+    assert "MODERATOR_BATCH__MAX_SIZE" in str(err.value)
+
+
+def test_unknown_keys_and_bad_values_are_rejected(tmp_path):
+    cfg = tmp_path / "s.yaml"
+    cfg.write_text("kafka:\n  bootstrap: x\n")
+    with pytest.raises(SettingsError, match="kafka.bootstrap"):
+        load_settings(cfg)
+    with pytest.raises(SettingsError, match="must differ from the input topics"):
+        load_settings(kafka={"input_topics": ["verdicts"], "verdict_topic": "verdicts"})
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "missing.yaml")
+    with pytest.raises(SettingsError, match="background"):
+        load_settings(media={"background": [0, 0, 300]})
+
+
+def test_settings_are_frozen():
+    s = load_settings()
+    with pytest.raises(Exception):
+        s.batch.max_size = 3  # type: ignore[misc]

@@ -220,7 +220,8 @@ class Worker:
         if not self._paused and in_flight >= limit:
             self._consumer.pause(*self._consumer.assignment())
             self._paused = True
-            log.info("paused %d partitions: %d messages in flight", len(self._consumer.assignment()), in_flight)
+            self.metrics.partition_pauses.inc()
+            log.debug("paused %d partitions: %d messages in flight", len(self._consumer.assignment()), in_flight)
         elif self._paused and in_flight <= limit * self.settings.batch.resume_at:
             self._consumer.resume(*self._consumer.paused())
             self._paused = False

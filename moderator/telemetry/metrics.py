@@ -46,6 +46,8 @@ class Metrics:
             "moderator_assigned_partitions", "Input partitions assigned to this worker.", registry=r)
         self.paused_partitions = Gauge(
             "moderator_paused_partitions", "Assigned partitions paused by backpressure.", registry=r)
+        self.partition_pauses = Counter(
+            "moderator_partition_pauses_total", "Times consumption paused because the in-flight window was full.", registry=r)
         self.commits = Counter(
             "moderator_offset_commits_total", "Offset commits, by result.", ["result"], registry=r)
         self.backend_errors = Counter(

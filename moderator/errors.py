@@ -3,7 +3,8 @@
 - :class:`MessageError` and subclasses: the message is skipped to the dead-letter topic, with
   ``reason`` (a closed set, used as a metric label) and a human message in its headers.
 - :class:`BackendError`: retried with backoff; while it lasts, consumption pauses and nothing
-  past the failing message is committed.
+  past the failing message is committed. (Producer failures are kafka-python's errors and are
+  handled the same way by ``stream.delivery``.)
 - :class:`StartupError`: the service refuses to start and says why.
 """
 
@@ -60,10 +61,6 @@ DEAD_LETTER_REASONS: tuple[str, ...] = (
 
 class BackendError(ModeratorError):
     """The encoder backend failed or is unavailable; the batch is retried with backoff."""
-
-
-class DeliveryError(ModeratorError):
-    """The broker did not acknowledge a verdict or dead letter; it is sent again."""
 
 
 # --- refuse to start ---------------------------------------------------------------------------

@@ -28,6 +28,15 @@ ENV_PREFIX = "MODERATOR_"
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_config_file", default=None)
 
 
+def _split_list(value: Any) -> Any:
+    """Environment values for list settings: ``a,b`` or a JSON list ``["a", "b"]``."""
+    if isinstance(value, str):
+        if value.lstrip().startswith("["):
+            return tuple(json.loads(value))
+        return tuple(t.strip() for t in value.split(",") if t.strip())
+    return value
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -60,14 +69,7 @@ class KafkaSettings(_Section):
     sasl_plain_password: str | None = Field(None, repr=False)
     ssl_cafile: Path | None = None
 
-    @field_validator("input_topics", mode="before")
-    @classmethod
-    def _split_topics(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            if value.lstrip().startswith("["):
-                return tuple(json.loads(value))
-            return tuple(t.strip() for t in value.split(",") if t.strip())
-        return value
+    _split_topics = field_validator("input_topics", mode="before")(_split_list)
 
     @model_validator(mode="after")
     def _check(self) -> KafkaSettings:
@@ -109,7 +111,9 @@ class MediaSettings(_Section):
     max_pixels: int = Field(50_000_000, ge=1, description="Largest width x height decoded.")
     max_side: int = Field(20_000, ge=1, description="Largest width or height decoded.")
     decode_workers: int = Field(2, ge=1, le=64)
-    background: tuple[int, int, int] = Field((255, 255, 255), description="Colour transparent pixels are composited over.")
+    background: Annotated[tuple[int, int, int], NoDecode] = Field((255, 255, 255), description="Colour transparent pixels are composited over.")
+
+    _split_background = field_validator("background", mode="before")(_split_list)
 
     @field_validator("background")
     @classmethod
@@ -125,9 +129,11 @@ class EncoderSettings(_Section):
     backend: Literal["onnx"] = "onnx"
     model_dir: Path = Path("models/tiny-random")
     precision: str = Field("fp32", description="Model variant named in the manifest.")
-    providers: tuple[str, ...] | None = Field(None, description="onnxruntime execution providers, in order; default: best available.")
+    providers: Annotated[tuple[str, ...] | None, NoDecode] = Field(None, description="onnxruntime execution providers, in order; default: best available.")
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime's default (one per core).")
     verify_checksums: bool = True
+
+    _split_providers = field_validator("providers", mode="before")(_split_list)
     retry_initial_ms: int = Field(200, ge=1)
     retry_max_ms: int = Field(10_000, ge=1)
 

@@ -134,7 +134,7 @@ def bench(args: argparse.Namespace) -> int:
             "image_bytes_mean": int(statistics.mean(len(b) for b in images)),
             "encoder_images_per_s": round(enc_rate, 2),
             "e2e_images_per_s": round(e2e_rate, 2),
-            "ratio": round(e2e_rate / enc_rate, 3),
+            "ratio": float(f"{e2e_rate / enc_rate:.4g}"),
             "p50_ms": round(statistics.median(lat_ms), 1),
             "p99_ms": round(float(np.percentile(lat_ms, 99)), 1),
             "latency_rate_per_s": round(rate, 1),

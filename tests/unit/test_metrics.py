@@ -46,3 +46,14 @@ def test_health_is_ready_only_when_every_check_passes():
     assert h.ready()
     h.probe("backend", lambda: 1 / 0)
     assert not h.ready() and h.checks()["backend"] is False
+
+
+def test_every_metric_is_documented():
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "metrics.md").read_text()
+    reg = CollectorRegistry()
+    Metrics(reg)
+    names = [f.name + ("_total" if f.type == "counter" else "_info" if f.type == "info" else "") for f in reg.collect()]
+    missing = [n for n in names if f"`{n}`" not in doc]
+    assert not missing, f"docs/metrics.md lacks {missing}"

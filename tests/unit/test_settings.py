@@ -33,6 +33,11 @@ def test_environment_with_nesting_and_topic_lists(monkeypatch):
     assert s.kafka.input_topics == ("a", "b")
     assert s.batch.max_size == 8
     assert s.encoder.model_dir == Path("/models/x")
+    monkeypatch.setenv("MODERATOR_MEDIA__BACKGROUND", "0,0,0")
+    monkeypatch.setenv("MODERATOR_ENCODER__PROVIDERS", "CUDAExecutionProvider,CPUExecutionProvider")
+    s = load_settings()
+    assert s.media.background == (0, 0, 0)
+    assert s.encoder.providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
     monkeypatch.setenv("MODERATOR_KAFKA__INPUT_TOPICS", '["x", "y"]')
     assert load_settings().kafka.input_topics == ("x", "y")
 
@@ -74,3 +79,20 @@ def test_settings_are_frozen():
     s = load_settings()
     with pytest.raises(Exception):
         s.batch.max_size = 3  # type: ignore[misc]
+
+
+def test_every_setting_is_documented():
+    from pydantic import BaseModel
+
+    from moderator.settings import Settings
+    from tests.conftest import REPO
+
+    doc = (REPO / "docs" / "operations.md").read_text()
+    names = []
+    for name, field in Settings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            names += [f"MODERATOR_{name.upper()}__{sub.upper()}" for sub in field.annotation.model_fields]
+        else:
+            names.append(f"MODERATOR_{name.upper()}")
+    missing = [n for n in names if f"`{n}`" not in doc]
+    assert not missing, f"docs/operations.md lacks {missing}"

@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# moderator: CPU image by default; CUDA image with --build-arg VARIANT=gpu.
+#   docker build -t moderator .
+#   docker build -t moderator:gpu --build-arg VARIANT=gpu .
+# Not built where this project is developed (no Docker engine there); see docs/operations.md.
+ARG VARIANT=cpu
+ARG CPU_BASE=python:3.11-slim-bookworm
+ARG GPU_BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+
+FROM ${CPU_BASE} AS base-cpu
+
+FROM ${GPU_BASE} AS base-gpu
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+
+FROM base-${VARIANT} AS base
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH
+
+FROM base AS build
+ARG VARIANT
+WORKDIR /src
+RUN python3 -m venv /opt/venv
+COPY pyproject.toml README.md ./
+COPY moderator ./moderator
+# The package depends on onnxruntime-gpu on Linux x86_64; the CPU image swaps in the 20x smaller
+# CPU wheel (same Python module).
+RUN pip install --no-cache-dir --upgrade pip \
+ && pip install --no-cache-dir . \
+ && if [ "$VARIANT" = "cpu" ]; then pip uninstall -y onnxruntime-gpu && pip install --no-cache-dir onnxruntime; fi \
+ && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
+
+FROM base AS runtime
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY models/tiny-random ./models/tiny-random
+COPY policies ./policies
+RUN useradd --system --uid 10001 --home-dir /app moderator
+USER 10001
+EXPOSE 9400
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+  CMD ["python3", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9400/healthz', timeout=2).status == 200 else 1)"]
+# Model and policy default to the bundled random-weight demo model; mount real ones and set
+# MODERATOR_ENCODER__MODEL_DIR and MODERATOR_POLICY__PATH.
+ENTRYPOINT ["moderator"]
+CMD ["run"]

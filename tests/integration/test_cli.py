@@ -1,0 +1,42 @@
+"""The README's demo and the benchmark, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from moderator.local.service import free_port
+from tests.conftest import REPO, TINY_MODEL
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_demo_prints_a_verdict_or_dead_letter_for_every_sample():
+    proc = subprocess.run([sys.executable, "-m", "moderator", "demo", "--port", str(free_port())],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "service exited with code 0" in out
+    assert "UNEXPECTED" not in out and "MISSING" not in out
+    assert out.count(" verdict ") == 22 and out.count(" dead letter ") == 7
+    assert "stopping the local broker" in out
+
+
+def test_bench_json_reports_both_throughputs_side_by_side(broker):
+    proc = subprocess.run(
+        [sys.executable, "-m", "moderator", "bench", "--json", "--model", str(TINY_MODEL), "--images", "48",
+         "--batch", "8", "--latency-images", "8", "--bootstrap", broker.bootstrap],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("encoder_images_per_s", "e2e_images_per_s", "ratio", "p50_ms", "p99_ms", "model", "precision", "batch_size"):
+        assert key in result, key
+    assert result["model"] == "tiny-random" and result["batch_size"] == 8
+    assert result["encoder_images_per_s"] > 0 and result["e2e_images_per_s"] > 0
+    assert result["ratio"] == pytest.approx(result["e2e_images_per_s"] / result["encoder_images_per_s"], rel=0.01, abs=1e-4)
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
+    assert result["service_exit_code"] == 0

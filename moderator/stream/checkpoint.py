@@ -83,15 +83,18 @@ class Checkpoint:
                     part.closed = True
             self._lock.notify_all()
 
-    def track(self, topic: str, partition: int, offset: int) -> PartitionOffsets:
-        """Record a polled offset; returns the token to acknowledge it with.
+    def track(self, topic: str, partition: int, offset: int) -> PartitionOffsets | None:
+        """Record a polled offset; returns the token to acknowledge it with, or None when the
+        partition is no longer assigned (revoked between poll and dispatch: its new owner
+        processes the record).
 
         Raises:
             OffsetOrderError: the offset does not follow the partition's previous one.
-            KeyError: the partition is not assigned.
         """
         with self._lock:
-            part = self._parts[(topic, partition)]
+            part = self._parts.get((topic, partition))
+            if part is None:
+                return None
             part.track(offset)
             return part
 

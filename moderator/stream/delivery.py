@@ -73,7 +73,8 @@ class Delivery:
     def _failed(self, msg: Outgoing, exc: BaseException) -> None:
         delay = min(self._backoff * 2 ** (msg.attempts - 1), self._backoff_max)
         log.warning(
-            "delivery to %s failed (%s: %s); sending again in %.1fs", msg.topic, type(exc).__name__, exc, delay,
+            "delivery to %s for %s[%d] offset=%d failed (%s: %s); sending again in %.1fs",
+            msg.topic, msg.token.topic, msg.token.partition, msg.offset, type(exc).__name__, exc, delay,
             extra={"topic": msg.token.topic, "partition": msg.token.partition, "offset": msg.offset},
         )
         self._metrics.delivery_retries.inc()

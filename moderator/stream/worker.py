@@ -97,6 +97,7 @@ class Worker:
         self._delivery: Delivery | None = None
         self._encode_thread = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
         self._last_commit = 0.0
+        self._broker_errors = {"poll": False, "commit": False}
         self.health.set("broker", False)
         self.health.set("backend", processor.encoder.ready())
 
@@ -161,11 +162,12 @@ class Worker:
             records = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.settings.batch.max_size)
         except KafkaError as exc:
             self.metrics.poll_errors.inc()
+            self._broker_errors["poll"] = True
             log.warning("poll failed (%s: %s); retrying", type(exc).__name__, exc)
             self._stop.wait(0.5)
             records = {}
-        if self._fatal is not None:
-            raise RebalanceError(f"rebalance callback failed: {self._fatal}") from self._fatal
+        else:
+            self._broker_errors["poll"] = False
         for tp, messages in records.items():
             self.metrics.messages_consumed.labels(tp.topic).inc(len(messages))
             for m in messages:
@@ -174,9 +176,23 @@ class Worker:
             self._batches.put(self._batcher.take())
         self._maybe_commit()
         self._flow_control()
+        self.health.set("broker", self._broker_ok())
+
+    def _broker_ok(self) -> bool:
+        """Ready as far as Kafka goes: the last poll and commit succeeded and the group
+        coordinator is known (kafka-python exposes the latter only on its coordinator object)."""
+        if any(self._broker_errors.values()):
+            return False
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        try:
+            return coordinator is None or not coordinator.coordinator_unknown()
+        except Exception:  # an internal API that moved must not break readiness
+            return True
 
     def _dispatch(self, m) -> None:
         token = self._checkpoint.track(m.topic, m.partition, m.offset)
+        if token is None:
+            return  # revoked after this poll returned it: the partition's new owner processes it
         source = Source(m.topic, m.partition, m.offset, m.timestamp if m.timestamp and m.timestamp > 0 else None)
         headers = list(m.headers or [])
         work = self._pool.submit(self._prepare, source, m.value, headers)
@@ -203,15 +219,20 @@ class Worker:
             done = self._checkpoint.commit(self._commit_offsets, partitions)
         except KafkaError as exc:
             self.metrics.commits.labels("failed").inc()
+            self._broker_errors["commit"] = True
             log.warning("offset commit failed (%s: %s); will retry", type(exc).__name__, exc)
             return
+        self._broker_errors["commit"] = False
         if done:
             self.metrics.commits.labels("ok").inc()
 
     def _commit_offsets(self, offsets: dict[tuple[str, int], int]) -> None:
         from kafka.structs import OffsetAndMetadata, TopicPartition
 
-        self._consumer.commit({TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()})
+        self._consumer.commit(
+            {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()},
+            timeout_ms=self.settings.kafka.request_timeout_ms,
+        )
 
     def _flow_control(self) -> None:
         in_flight = self._checkpoint.in_flight()
@@ -228,22 +249,36 @@ class Worker:
         self.metrics.paused_partitions.set(len(self._consumer.paused()))
 
     # --- rebalance ----------------------------------------------------------------------------
+    # kafka-python 3 calls these on its I/O thread, where blocking consumer calls are refused:
+    # waiting here is fine (acknowledgements come from the producer's own thread), committing
+    # must be asynchronous (the request is queued ahead of the rejoin on the coordinator's
+    # connection, so the broker applies it under the old generation).
 
-    def on_revoked(self, revoked) -> None:
+    def on_revoked(self, revoked, lost: bool = False) -> None:
         tps = [(tp.topic, tp.partition) for tp in revoked]
-        if self._batcher.due_in() is not None:
-            self._batches.put(self._batcher.take())
-        timeout = self.settings.kafka.revoke_timeout_ms / 1e3
-        if not self._checkpoint.wait_drained(tps, timeout):
-            log.warning("partitions revoked with %d messages still in flight; they will be redelivered", self._checkpoint.in_flight(tps))
-        self._maybe_commit(force=True, partitions=tps)
+        if not lost:
+            if not self._checkpoint.wait_drained(tps, self.settings.kafka.revoke_timeout_ms / 1e3):
+                log.warning("partitions revoked with %d messages in flight; they will be redelivered", self._checkpoint.in_flight(tps))
+            due = self._checkpoint.due(tps)
+            if due:
+                from kafka.structs import OffsetAndMetadata, TopicPartition
+
+                offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in due.items()}
+                self._consumer.commit_async(offsets, callback=self._revoke_commit_done)
         self._checkpoint.revoke(tps)
-        log.info("partitions revoked: %s", ", ".join(f"{t}[{p}]" for t, p in tps) or "none")
+        log.info("partitions %s: %s", "lost" if lost else "revoked", ", ".join(f"{t}[{p}]" for t, p in tps) or "none")
+
+    def _revoke_commit_done(self, offsets, response) -> None:
+        if isinstance(response, Exception):
+            self.metrics.commits.labels("failed").inc()
+            log.warning("commit of revoked partitions failed (%s); their messages will be redelivered", response)
+        else:
+            self.metrics.commits.labels("ok").inc()
 
     def on_assigned(self, assigned) -> None:
         tps = [(tp.topic, tp.partition) for tp in assigned]
         self._checkpoint.assign(tps)
-        self.metrics.assigned_partitions.set(len(self._consumer.assignment()))
+        self.metrics.assigned_partitions.set(len(tps))
         if self._paused and assigned:
             self._consumer.pause(*assigned)
         log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in tps) or "none")
@@ -314,8 +349,9 @@ class Worker:
 
     def _dead_letter(self, item: Item, request: ImageRequest | None, error: MessageError) -> None:
         mid = request.id if request is not None else message_id(item.source, item.headers)
+        src = item.source
         log.info(
-            "dead letter %s: %s", error.reason, error,
+            "dead letter %s[%d] offset=%d id=%s: %s: %s", src.topic, src.partition, src.offset, mid, error.reason, error,
             extra={"topic": item.source.topic, "partition": item.source.partition, "offset": item.source.offset, "id": mid, "reason": error.reason},
         )
 
@@ -395,6 +431,14 @@ def _make_listener(worker: Worker):
                 worker.on_revoked(revoked)
             except Exception as exc:
                 log.exception("error while handling revoked partitions")
+                worker._fatal = RebalanceError(str(exc))
+
+        def on_partitions_lost(self, lost) -> None:
+            # Evicted (session expired during a broker outage, say): commits would be refused.
+            try:
+                worker.on_revoked(lost, lost=True)
+            except Exception as exc:
+                log.exception("error while handling lost partitions")
                 worker._fatal = RebalanceError(str(exc))
 
         def on_partitions_assigned(self, assigned) -> None:

@@ -122,7 +122,9 @@ def test_broker_restart_mid_stream_recovers_by_itself(broker, topics, service, c
     out = collector(t)
     svc = service(t, batch={"max_size": 4, "max_in_flight": 16})
     assert out.wait_count(30, timeout=60)
-    broker.restart()
+    broker.stop()
+    wait_until(lambda: not svc.readiness()["checks"]["broker"], 60, "readiness to report the broker down")
+    broker.start()
     produce(broker.bootstrap, t.input, small_jpegs(f"{t.input}-b", 300))
     ids = {f"{t.input}-a-{i}" for i in range(300)} | {f"{t.input}-b-{i}" for i in range(300)}
     assert out.wait_for(ids, timeout=180), f"{len(ids - {o.id for o in out.snapshot()})} inputs lost\n{svc.log_tail()}"

@@ -85,9 +85,10 @@ def test_late_acks_for_a_revoked_assignment_are_ignored():
     assert cp.due() == {TP: 1}
 
 
-def test_untracked_partition_is_an_error():
-    with pytest.raises(KeyError):
-        Checkpoint().track("images", 9, 0)
+def test_records_of_an_unassigned_partition_are_not_tracked():
+    cp = Checkpoint()
+    assert cp.track("images", 9, 0) is None
+    assert cp.in_flight() == 0
 
 
 def test_wait_drained_wakes_on_acks_from_other_threads():

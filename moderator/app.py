@@ -9,6 +9,7 @@ import threading
 from prometheus_client import CollectorRegistry
 
 from moderator.encoders import create_encoder
+from moderator.errors import SettingsError
 from moderator.media.decode import DecodeLimits
 from moderator.policy.compile import compile_policy
 from moderator.policy.schema import load_policy
@@ -53,7 +54,13 @@ class Application:
         s = self.settings
         self.health.set("model", False)
         self.health.set("policy", False)
-        telemetry = TelemetryServer(s.telemetry.host, s.telemetry.port, self.metrics.registry, self.health)
+        try:
+            telemetry = TelemetryServer(s.telemetry.host, s.telemetry.port, self.metrics.registry, self.health)
+        except OSError as exc:
+            raise SettingsError(
+                f"cannot listen on {s.telemetry.host}:{s.telemetry.port} for /metrics ({exc.strerror}); "
+                "set MODERATOR_TELEMETRY__PORT"
+            ) from exc
         telemetry.start()
         try:
             processor = build_processor(s)

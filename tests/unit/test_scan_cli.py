@@ -54,3 +54,15 @@ def test_scan_table_and_missing_path(images, capsys):
     assert "DECISION" in out and "undecodable_image" in out
     assert main(["scan", str(images / "nope.jpg"), "--model", str(TINY_MODEL), "--policy", str(TINY_POLICY)]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_run_refuses_a_busy_telemetry_port(monkeypatch, capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        monkeypatch.setenv("MODERATOR_TELEMETRY__HOST", "127.0.0.1")
+        monkeypatch.setenv("MODERATOR_TELEMETRY__PORT", str(s.getsockname()[1]))
+        assert main(["run"]) == 2
+    assert "cannot listen on 127.0.0.1" in capsys.readouterr().err

@@ -18,16 +18,16 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 
 from moderator.errors import BackendError, MessageError
 from moderator.processing import Prepared, Processor
 from moderator.settings import Settings
-from moderator.stream.checkpoint import Checkpoint, PartitionOffsets
+from moderator.stream.batching import Batcher, Item
+from moderator.stream.checkpoint import Checkpoint
 from moderator.stream.clients import make_consumer, make_producer
 from moderator.stream.delivery import Delivery, Outgoing
-from moderator.stream.exceptions import RebalanceError
+from moderator.stream.rebalance import make_listener
 from moderator.telemetry.health import Health
 from moderator.telemetry.metrics import Metrics
 from moderator.wire.deadletter import dead_letter_headers
@@ -37,45 +37,6 @@ from moderator.wire.verdict import Timings, build_verdict
 log = logging.getLogger(__name__)
 
 _STOP = object()
-
-
-@dataclass
-class Item:
-    """One polled record on its way through the pipeline."""
-
-    source: Source
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-    token: PartitionOffsets
-    polled_at: float
-    work: Future[tuple[ImageRequest | None, Prepared]]
-
-
-class Batcher:
-    """Groups items into micro-batches by size and by the age of the oldest item."""
-
-    def __init__(self, max_size: int, max_wait_s: float) -> None:
-        self.max_size = max_size
-        self.max_wait_s = max_wait_s
-        self._items: list[Item] = []
-        self._first_at = 0.0
-
-    def add(self, item: Item) -> list[Item] | None:
-        if not self._items:
-            self._first_at = time.monotonic()
-        self._items.append(item)
-        return self.take() if len(self._items) >= self.max_size else None
-
-    def due_in(self) -> float | None:
-        """Seconds until the partial batch is due; None when empty."""
-        if not self._items:
-            return None
-        return max(0.0, self._first_at + self.max_wait_s - time.monotonic())
-
-    def take(self) -> list[Item]:
-        items, self._items = self._items, []
-        return items
 
 
 class Worker:
@@ -107,6 +68,11 @@ class Worker:
         """Ask the worker to stop fetching, drain, commit and return (signal-safe)."""
         self._stop.set()
 
+    def fail(self, exc: BaseException) -> None:
+        """Record an unrecoverable error; the run loop stops and the process exits 1."""
+        self._fatal = exc
+        self._stop.set()
+
     def abandon(self) -> None:
         """Stop waiting for in-flight work (a second signal); it is redelivered after restart."""
         self._stop.set()
@@ -123,7 +89,7 @@ class Worker:
             self._consumer.close(autocommit=False)
             return 0
         self._delivery = Delivery(producer, self._checkpoint, self.metrics)
-        self._consumer.subscribe(list(ks.input_topics), listener=_make_listener(self))
+        self._consumer.subscribe(list(ks.input_topics), listener=make_listener(self))
         self.health.set("broker", True)
         self._encode_thread.start()
         log.info("consuming %s as group %s", ",".join(ks.input_topics), ks.group_id)
@@ -294,8 +260,7 @@ class Worker:
                 self._process(batch)
             except Exception as exc:  # a bug here must stop the service loudly, not hang it
                 log.exception("encode thread failed: %s", exc)
-                self._fatal = exc
-                self._stop.set()
+                self.fail(exc)
                 return
 
     def _process(self, batch: list[Item]) -> None:
@@ -418,34 +383,3 @@ def verdict_key(item: Item) -> bytes:
     if item.key is not None:
         return item.key
     return f"{item.source.topic}/{item.source.partition}".encode()
-
-
-def _make_listener(worker: Worker):
-    """Rebalance callbacks; an error inside one is recorded and stops the worker (kafka-python
-    would otherwise log and swallow it)."""
-    from kafka import ConsumerRebalanceListener
-
-    class Listener(ConsumerRebalanceListener):
-        def on_partitions_revoked(self, revoked) -> None:
-            try:
-                worker.on_revoked(revoked)
-            except Exception as exc:
-                log.exception("error while handling revoked partitions")
-                worker._fatal = RebalanceError(str(exc))
-
-        def on_partitions_lost(self, lost) -> None:
-            # Evicted (session expired during a broker outage, say): commits would be refused.
-            try:
-                worker.on_revoked(lost, lost=True)
-            except Exception as exc:
-                log.exception("error while handling lost partitions")
-                worker._fatal = RebalanceError(str(exc))
-
-        def on_partitions_assigned(self, assigned) -> None:
-            try:
-                worker.on_assigned(assigned)
-            except Exception as exc:
-                log.exception("error while handling assigned partitions")
-                worker._fatal = RebalanceError(str(exc))
-
-    return Listener()

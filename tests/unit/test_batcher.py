@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from moderator.stream.worker import Batcher
+from moderator.stream.batching import Batcher
 
 
 def test_batches_close_at_max_size():

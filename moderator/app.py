@@ -12,6 +12,7 @@ from moderator.encoders import create_encoder
 from moderator.errors import SettingsError
 from moderator.media.decode import DecodeLimits
 from moderator.policy.compile import compile_policy
+from moderator.policy.reload import PolicyReloader
 from moderator.policy.schema import load_policy
 from moderator.processing import Processor
 from moderator.settings import Settings
@@ -78,16 +79,19 @@ class Application:
                 "model %s (%s, %s on %s), policy %s@%s", info.model_name, info.model_checksum, info.precision,
                 ",".join(info.providers), processor.policy.name, processor.policy.version,
             )
+            reloader = PolicyReloader(s.policy.path, processor, self.metrics, s.policy.reload_interval_s)
+            reloader.start()
             worker = Worker(s, processor, self.metrics, self.health)
-            self._install_signals(worker)
+            self._install_signals(worker, reloader)
             code = worker.run()
+            reloader.stop()
             processor.encoder.close()
             return code
         finally:
             telemetry.stop()
 
     @staticmethod
-    def _install_signals(worker: Worker) -> None:
+    def _install_signals(worker: Worker, reloader: PolicyReloader) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         count = {"n": 0}
@@ -103,3 +107,4 @@ class Application:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGHUP, lambda _s, _f: reloader.request())

@@ -63,6 +63,7 @@ class KafkaSettings(_Section):
     max_request_size: int = Field(20 * 1024 * 1024, ge=1024)
     revoke_timeout_ms: int = Field(20_000, ge=0, description="How long a rebalance waits for in-flight verdicts of revoked partitions.")
     commit_interval_ms: int = Field(1_000, ge=50, description="How often done offsets are committed.")
+    lag_interval_ms: int = Field(10_000, ge=0, description="How often consumer lag is measured; 0 disables.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_plain_username: str | None = None
@@ -140,6 +141,7 @@ class EncoderSettings(_Section):
 
 class PolicySettings(_Section):
     path: Path = Path("policies/tiny-random.yaml")
+    reload_interval_s: float = Field(2.0, ge=0, description="How often the policy file is checked for changes; 0 = only on SIGHUP.")
 
 
 class TelemetrySettings(_Section):

@@ -59,6 +59,7 @@ class Worker:
         self._encode_thread = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
         self._last_commit = 0.0
         self._broker_errors = {"poll": False, "commit": False}
+        self._last_lag = 0.0
         self.health.set("broker", False)
         self.health.set("backend", processor.encoder.ready())
 
@@ -142,7 +143,31 @@ class Worker:
             self._batches.put(self._batcher.take())
         self._maybe_commit()
         self._flow_control()
+        self._measure_lag()
         self.health.set("broker", self._broker_ok())
+
+    def _measure_lag(self) -> None:
+        """End offset minus committed offset per assigned partition, every ``lag_interval_ms``."""
+        interval = self.settings.kafka.lag_interval_ms / 1e3
+        now = time.monotonic()
+        if not interval or now - self._last_lag < interval:
+            return
+        self._last_lag = now
+        from kafka.errors import KafkaError
+
+        assignment = list(self._consumer.assignment())
+        if not assignment:
+            return
+        try:
+            ends = self._consumer.end_offsets(assignment, timeout_ms=5_000)
+            ours = self._checkpoint.committed_offsets()
+            for tp, end in ends.items():
+                base = ours.get((tp.topic, tp.partition))
+                if base is None:  # nothing committed by this worker yet: the group's last commit
+                    base = self._consumer.committed(tp, timeout_ms=5_000) or 0
+                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, end - base))
+        except KafkaError as exc:
+            log.debug("lag measurement failed: %s", exc)
 
     def _broker_ok(self) -> bool:
         """Ready as far as Kafka goes: the last poll and commit succeeded and the group
@@ -232,6 +257,11 @@ class Worker:
                 offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in due.items()}
                 self._consumer.commit_async(offsets, callback=self._revoke_commit_done)
         self._checkpoint.revoke(tps)
+        for t, p in tps:
+            try:
+                self.metrics.consumer_lag.remove(t, str(p))
+            except KeyError:
+                pass  # never measured
         log.info("partitions %s: %s", "lost" if lost else "revoked", ", ".join(f"{t}[{p}]" for t, p in tps) or "none")
 
     def _revoke_commit_done(self, offsets, response) -> None:

@@ -48,6 +48,11 @@ class Metrics:
             "moderator_paused_partitions", "Assigned partitions paused by backpressure.", registry=r)
         self.partition_pauses = Counter(
             "moderator_partition_pauses_total", "Times consumption paused because the in-flight window was full.", registry=r)
+        self.consumer_lag = Gauge(
+            "moderator_consumer_lag_messages", "Per assigned input partition: end offset minus this group's committed "
+            "offset (messages not yet safely processed).", ["topic", "partition"], registry=r)
+        self.policy_reloads = Counter(
+            "moderator_policy_reloads_total", "Policy reload attempts (file change or SIGHUP), by result.", ["result"], registry=r)
         self.commits = Counter(
             "moderator_offset_commits_total", "Offset commits, by result.", ["result"], registry=r)
         self.backend_errors = Counter(
@@ -57,6 +62,11 @@ class Metrics:
         self.poll_errors = Counter(
             "moderator_poll_errors_total", "Errors raised while polling the input topics.", registry=r)
 
+    def add_categories(self, categories: Iterable[str]) -> None:
+        for c in categories:
+            for a in ACTIONS[1:]:
+                self.category_actions.labels(c, a)
+
     def start(self, *, topics: Iterable[str], categories: Iterable[str], backend: str) -> None:
         """Pre-create the expected label combinations so dashboards show zero, not nothing."""
         self.build_info.info({"version": __version__})
@@ -64,13 +74,12 @@ class Metrics:
             self.messages_consumed.labels(t)
         for d in ACTIONS:
             self.verdicts.labels(d)
-        for c in categories:
-            for a in ACTIONS[1:]:
-                self.category_actions.labels(c, a)
+        self.add_categories(categories)
         for reason in DEAD_LETTER_REASONS:
             self.dead_letters.labels(reason)
         for s in STAGES:
             self.stage_seconds.labels(s)
         for result in ("ok", "failed"):
             self.commits.labels(result)
+            self.policy_reloads.labels(result)
         self.backend_errors.labels(backend)

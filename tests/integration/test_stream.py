@@ -168,3 +168,34 @@ def test_bad_policy_refuses_to_start_with_a_clear_error(topics, service, tmp_pat
     svc = service(topics(1), wait_ready=False, policy={"path": bad})
     assert svc.wait(60) == 2
     assert "categories.0.prompts" in svc.log_tail()
+
+
+def test_policy_reload_under_load_loses_nothing_and_never_mixes_policies(broker, topics, service, collector, tmp_path):
+    import signal
+
+    from tests.conftest import TINY_POLICY
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(TINY_POLICY.read_text())
+    t = topics(2)
+    out = collector(t)
+    svc = service(t, policy={"path": policy, "reload_interval_s": 0.2}, batch={"max_size": 4, "max_in_flight": 16})
+    produce(broker.bootstrap, t.input, small_jpegs(f"{t.input}-a", 600))
+    assert out.wait_count(50, timeout=60)
+    policy.write_text("name: broken\ncategories: [\n")  # a bad edit: the old policy keeps serving
+    wait_until(lambda: svc.metric("moderator_policy_reloads_total", {"result": "failed"}) >= 1, 30, "the failed reload")
+    policy.write_text(TINY_POLICY.read_text().replace("name: fire", "name: smoke"))
+    svc.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: svc.metric("moderator_policy_reloads_total", {"result": "ok"}) >= 1, 30, "the reload")
+    produce(broker.bootstrap, t.input, small_jpegs(f"{t.input}-b", 200))
+    ids = {f"{t.input}-a-{i}" for i in range(600)} | {f"{t.input}-b-{i}" for i in range(200)}
+    assert out.wait_for(ids, timeout=120)
+    assert svc.terminate() == 0
+    verdicts = [o.json() for o in out.snapshot()]
+    assert Counter(v["id"] for v in verdicts) == Counter(ids), "every message exactly once"
+    by_version: dict[str, set[tuple[str, ...]]] = {}
+    for v in verdicts:
+        by_version.setdefault(v["policy"]["version"], set()).add(tuple(c["name"] for c in v["categories"]))
+    assert len(by_version) == 2, f"old and new policy both scored: {list(by_version)}"
+    assert sorted(by_version.values(), key=str) == [{("weapons", "drugs", "fire")}, {("weapons", "drugs", "smoke")}], \
+        "each version scored with exactly its own categories"

@@ -1,0 +1,79 @@
+"""Hot reload: on a change of the policy file (polled) or on request (SIGHUP), compile the new
+policy beside the old one and swap it in atomically; a policy that fails keeps the old one serving.
+
+The swap is one attribute assignment on the :class:`~moderator.processing.Processor`; each batch
+reads the policy once (``Processor.score_batch``), so no batch is scored by a half-loaded policy
+and every verdict names the version that scored it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from pathlib import Path
+
+from moderator.errors import BackendError, PolicyError
+from moderator.policy.compile import compile_policy
+from moderator.policy.schema import load_policy
+from moderator.processing import Processor
+from moderator.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class PolicyReloader:
+    def __init__(self, path: Path, processor: Processor, metrics: Metrics, interval_s: float) -> None:
+        self.path = path
+        self.processor = processor
+        self.metrics = metrics
+        self.interval_s = interval_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._seen = self._fingerprint()
+        self._thread = threading.Thread(target=self._loop, name="policy-reload", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request(self) -> None:
+        """Reload now (signal-safe: only sets an event)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(5)
+
+    def _fingerprint(self) -> str | None:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            requested = self._wake.wait(self.interval_s if self.interval_s > 0 else None)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            current = self._fingerprint()
+            if requested or (current is not None and current != self._seen):
+                self._seen = current
+                self.reload()
+
+    def reload(self) -> bool:
+        """Compile and swap; returns False (old policy kept) on any policy or encoder error."""
+        old = self.processor.policy
+        try:
+            compiled = compile_policy(load_policy(self.path), self.processor.encoder)
+        except (PolicyError, BackendError) as exc:
+            self.metrics.policy_reloads.labels("failed").inc()
+            log.error("policy reload failed; still serving %s@%s: %s", old.name, old.version, exc)
+            return False
+        self.metrics.add_categories(compiled.categories)
+        self.processor.policy = compiled
+        self.metrics.policy_info.info({"name": compiled.name, "version": compiled.version})
+        self.metrics.policy_reloads.labels("ok").inc()
+        log.info("policy reloaded: %s@%s -> %s@%s", old.name, old.version, compiled.name, compiled.version)
+        return True

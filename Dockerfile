@@ -10,10 +10,12 @@ ARG GPU_BASE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
 FROM ${CPU_BASE} AS base-cpu
 
 FROM ${GPU_BASE} AS base-gpu
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 python3-venv \
  && rm -rf /var/lib/apt/lists/*
 
+# hadolint ignore=DL3006
 FROM base-${VARIANT} AS base
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH
 
@@ -25,9 +27,11 @@ COPY pyproject.toml README.md ./
 COPY moderator ./moderator
 # The package depends on onnxruntime-gpu on Linux x86_64; the CPU image swaps in the 20x smaller
 # CPU wheel (same Python module).
-RUN pip install --no-cache-dir --upgrade pip \
+ARG PIP_VERSION=26.3
+ARG ORT_VERSION=1.31.1
+RUN pip install --no-cache-dir "pip==${PIP_VERSION}" \
  && pip install --no-cache-dir . \
- && if [ "$VARIANT" = "cpu" ]; then pip uninstall -y onnxruntime-gpu && pip install --no-cache-dir onnxruntime; fi \
+ && if [ "$VARIANT" = "cpu" ]; then pip uninstall -y onnxruntime-gpu && pip install --no-cache-dir "onnxruntime==${ORT_VERSION}"; fi \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 
 FROM base AS runtime

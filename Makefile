@@ -4,21 +4,23 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration bench install broker-jars schemas clean
+.PHONY: demo test test-unit test-integration bench install system-deps broker-jars schemas clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	@command -v java >/dev/null && command -v mvn >/dev/null || { echo "need Java >= 17 and Maven for the local Kafka broker: apt-get install -y openjdk-17-jre-headless maven" >&2; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-broker-jars:
+system-deps:
+	deploy/local/system-deps.sh
+
+broker-jars: system-deps
 	deploy/local/kafka.sh fetch
 
-demo: install
+demo: install broker-jars
 	$(BIN)/moderator demo
 
 test: install broker-jars

@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""Write the Grafana dashboards in deploy/grafana/dashboards/ (run after editing this file).
+
+The JSON is generated so that every panel follows the same rules: the `datasource` and `job`
+template variables, `$__rate_interval` in rates, units set. tests/integration/test_observability.py
+runs every panel's query against a real Prometheus scraping the service.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "dashboards"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+J = 'job=~"$job"'
+RI = "$__rate_interval"
+
+
+def variables(extra: list[dict] | None = None) -> dict:
+    return {"list": [
+        {"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus", "current": {}, "hide": 0},
+        {"name": "job", "label": "Job", "type": "query", "datasource": DS, "query": {"query": "label_values(moderator_build_info, job)", "refId": "job"},
+         "definition": "label_values(moderator_build_info, job)", "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "hide": 0},
+        *(extra or []),
+    ]}
+
+
+def panel(title: str, targets: list[tuple[str, str]], unit: str, x: int, y: int, w: int = 12, h: int = 8,
+          kind: str = "timeseries", description: str = "", **extra) -> dict:
+    return {
+        "type": kind, "title": title, "description": description, "datasource": DS,
+        "gridPos": {"x": x, "y": y, "w": w, "h": h},
+        "targets": [{"datasource": DS, "expr": expr, "legendFormat": legend, "refId": chr(65 + i)}
+                    for i, (expr, legend) in enumerate(targets)],
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "options": {"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]}} if kind == "timeseries" else {},
+        **extra,
+    }
+
+
+def quantiles(stage: str, by: str = "") -> list[tuple[str, str]]:
+    group = f"le{', ' + by if by else ''}"
+    return [(f'histogram_quantile({q}, sum by ({group}) (rate(moderator_stage_seconds_bucket{{{J}, stage="{stage}"}}[{RI}])))',
+             f"p{int(q * 100)}" + (f" {{{{{by}}}}}" if by else "")) for q in (0.5, 0.99)]
+
+
+def dashboard(uid: str, title: str, description: str, panels: list[dict], extra_vars: list[dict] | None = None) -> dict:
+    for i, p in enumerate(panels, start=1):
+        p["id"] = i
+    return {
+        "uid": uid, "title": title, "description": description, "tags": ["moderator"], "editable": True,
+        "schemaVersion": 39, "version": 1, "refresh": "30s", "time": {"from": "now-3h", "to": "now"},
+        "timezone": "browser", "templating": variables(extra_vars), "annotations": {"list": []}, "panels": panels,
+    }
+
+
+def overview() -> dict:
+    return dashboard("moderator-overview", "moderator / overview", "Throughput, decisions, latency, lag, dead letters and errors.", [
+        panel("Verdicts by decision", [(f"sum by (decision) (rate(moderator_verdicts_total{{{J}}}[{RI}]))", "{{decision}}")], "reqps", 0, 0,
+              description="Verdicts acknowledged by the broker per second."),
+        panel("Input consumed", [(f"sum by (topic) (rate(moderator_messages_consumed_total{{{J}}}[{RI}]))", "{{topic}}")], "reqps", 12, 0),
+        panel("Block rate", [(f'sum(rate(moderator_verdicts_total{{{J}, decision="block"}}[{RI}])) / sum(rate(moderator_verdicts_total{{{J}}}[{RI}]))', "block share")],
+              "percentunit", 0, 8, w=6, kind="stat"),
+        panel("Review rate", [(f'sum(rate(moderator_verdicts_total{{{J}, decision="review"}}[{RI}])) / sum(rate(moderator_verdicts_total{{{J}}}[{RI}]))', "review share")],
+              "percentunit", 6, 8, w=6, kind="stat"),
+        panel("Workers up", [(f"count(up{{{J}}} == 1)", "up")], "none", 12, 8, w=6, kind="stat"),
+        panel("Assigned partitions", [(f"sum(moderator_assigned_partitions{{{J}}})", "assigned")], "none", 18, 8, w=6, kind="stat"),
+        panel("End-to-end latency", quantiles("end_to_end"), "s", 0, 16,
+              description="Input message timestamp to the broker's acknowledgement of its verdict."),
+        panel("Stage latency p99", [(f"histogram_quantile(0.99, sum by (le, stage) (rate(moderator_stage_seconds_bucket{{{J}}}[{RI}])))", "{{stage}}")], "s", 12, 16),
+        panel("Consumer lag", [(f"sum by (topic, partition) (moderator_consumer_lag_messages{{{J}}})", "{{topic}}[{{partition}}]")], "short", 0, 24,
+              description="End offset minus committed offset per partition."),
+        panel("In flight and paused", [(f"sum(moderator_in_flight_messages{{{J}}})", "in flight"), (f"sum(moderator_paused_partitions{{{J}}})", "paused partitions")],
+              "short", 12, 24),
+        panel("Dead letters by reason", [(f"sum by (reason) (rate(moderator_dead_letters_total{{{J}}}[{RI}]))", "{{reason}}")], "reqps", 0, 32),
+        panel("Errors and retries", [
+            (f"sum by (backend) (rate(moderator_backend_errors_total{{{J}}}[{RI}]))", "encoder errors {{backend}}"),
+            (f"sum(rate(moderator_delivery_retries_total{{{J}}}[{RI}]))", "delivery retries"),
+            (f"sum(rate(moderator_poll_errors_total{{{J}}}[{RI}]))", "poll errors"),
+            (f'sum(rate(moderator_offset_commits_total{{{J}, result="failed"}}[{RI}]))', "failed commits"),
+        ], "reqps", 12, 32),
+    ])
+
+
+def policy() -> dict:
+    category = {"name": "category", "label": "Category", "type": "query", "datasource": DS,
+                "query": {"query": f"label_values(moderator_category_actions_total{{{J}}}, category)", "refId": "category"},
+                "definition": f"label_values(moderator_category_actions_total{{{J}}}, category)", "refresh": 2,
+                "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "hide": 0}
+    C = f'{J}, category=~"$category"'
+    return dashboard("moderator-policy", "moderator / policy", "What the policy catches, per category, and policy changes.", [
+        panel("Category actions", [(f"sum by (category, action) (rate(moderator_category_actions_total{{{C}}}[{RI}]))", "{{category}} {{action}}")], "reqps", 0, 0, w=24,
+              description="Categories that fired in acknowledged verdicts, by the action they asked for."),
+        panel("Share of verdicts where the category blocks",
+              [(f'sum by (category) (rate(moderator_category_actions_total{{{C}, action="block"}}[{RI}])) / scalar(sum(rate(moderator_verdicts_total{{{J}}}[{RI}])))', "{{category}}")],
+              "percentunit", 0, 8),
+        panel("Share of verdicts where the category asks for review",
+              [(f'sum by (category) (rate(moderator_category_actions_total{{{C}, action="review"}}[{RI}])) / scalar(sum(rate(moderator_verdicts_total{{{J}}}[{RI}])))', "{{category}}")],
+              "percentunit", 12, 8),
+        panel("Decisions in range", [(f"sum by (decision) (increase(moderator_verdicts_total{{{J}}}[$__range]))", "{{decision}}")], "short", 0, 16, w=8, kind="piechart"),
+        panel("Policy in force", [(f"moderator_policy_info{{{J}}}", "{{instance}} {{name}}@{{version}}")], "none", 8, 16, w=8, kind="table",
+              description="Policy name and content hash per worker; more than one version means a rollout in progress."),
+        panel("Policy reloads", [(f"sum by (result) (increase(moderator_policy_reloads_total{{{J}}}[{RI}]))", "{{result}}")], "short", 16, 16, w=8),
+    ], extra_vars=[category])
+
+
+def serving() -> dict:
+    return dashboard("moderator-serving", "moderator / serving", "The encoder: batches, latency, errors, model.", [
+        panel("Images encoded", [(f"sum(rate(moderator_batch_size_sum{{{J}}}[{RI}]))", "images/s")], "reqps", 0, 0),
+        panel("Mean batch size", [(f"sum(rate(moderator_batch_size_sum{{{J}}}[{RI}])) / sum(rate(moderator_batch_size_count{{{J}}}[{RI}]))", "mean")], "short", 12, 0),
+        panel("Encoder call latency", quantiles("encode"), "s", 0, 8, description="One encoder call per batch."),
+        panel("Decode latency", quantiles("decode"), "s", 12, 8, description="Decode and preprocess, per image."),
+        panel("Queue and produce latency", quantiles("queue", by="stage") + quantiles("produce", by="stage"), "s", 0, 16),
+        panel("Encoder errors", [(f"sum by (backend) (rate(moderator_backend_errors_total{{{J}}}[{RI}]))", "{{backend}}")], "reqps", 12, 16),
+        panel("Model in service", [(f"moderator_model_info{{{J}}}", "{{instance}} {{name}} {{precision}} {{backend}} {{providers}}")], "none", 0, 24, w=24, kind="table"),
+    ])
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    for name, build in (("overview", overview), ("policy", policy), ("serving", serving)):
+        (OUT / f"moderator-{name}.json").write_text(json.dumps(build(), indent=2) + "\n")
+        print(OUT / f"moderator-{name}.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -27,15 +27,23 @@ COPY pyproject.toml README.md ./
 COPY moderator ./moderator
 # The package depends on onnxruntime-gpu on Linux x86_64; the CPU image swaps in the 20x smaller
 # CPU wheel (same Python module).
+# The GPU image adds TensorRT's libraries for onnxruntime's TensorRT execution provider, which is
+# built against TensorRT 10 / CUDA 12; if they fail to load, the encoder falls back to the CUDA
+# provider and logs why.
 ARG PIP_VERSION=26.3
 ARG ORT_VERSION=1.31.1
+ARG TENSORRT_VERSION=10.16.1.11
 RUN pip install --no-cache-dir "pip==${PIP_VERSION}" \
  && pip install --no-cache-dir . \
  && if [ "$VARIANT" = "cpu" ]; then pip uninstall -y onnxruntime-gpu && pip install --no-cache-dir "onnxruntime==${ORT_VERSION}"; fi \
+ && if [ "$VARIANT" = "gpu" ]; then pip install --no-cache-dir "tensorrt-cu12-libs==${TENSORRT_VERSION}" \
+      && ln -s "$(python3 -c 'import tensorrt_libs, os; print(os.path.dirname(tensorrt_libs.__file__))')" /opt/venv/tensorrt_libs; fi \
  && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 
 FROM base AS runtime
 COPY --from=build /opt/venv /opt/venv
+# Where the GPU image's TensorRT libraries are (absent, and harmless, in the CPU image).
+ENV LD_LIBRARY_PATH=/opt/venv/tensorrt_libs
 WORKDIR /app
 COPY models/tiny-random ./models/tiny-random
 COPY policies ./policies

@@ -45,14 +45,14 @@ COPY --from=build /opt/venv /opt/venv
 # Where the GPU image's TensorRT libraries are (absent, and harmless, in the CPU image).
 ENV LD_LIBRARY_PATH=/opt/venv/tensorrt_libs
 WORKDIR /app
-COPY models/tiny-random ./models/tiny-random
+COPY models/default ./models/default
 COPY policies ./policies
 RUN useradd --system --uid 10001 --home-dir /app moderator
 USER 10001
 EXPOSE 9400
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
   CMD ["python3", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:9400/healthz', timeout=2).status == 200 else 1)"]
-# Model and policy default to the bundled random-weight demo model; mount real ones and set
+# Model and policy default to the bundled pictogram model (it knows pictograms only); mount real ones and set
 # MODERATOR_ENCODER__MODEL_DIR and MODERATOR_POLICY__PATH.
 ENTRYPOINT ["moderator"]
 CMD ["run"]

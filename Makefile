@@ -36,7 +36,7 @@ bench: install
 	$(BIN)/moderator bench
 
 schemas: install
-	$(BIN)/moderator schemas --out docs/schemas
+	$(BIN)/moderator schemas --out docs
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -12,8 +12,9 @@ from moderator.encoders import create_encoder
 from moderator.errors import SettingsError
 from moderator.media.decode import DecodeLimits
 from moderator.policy.compile import compile_policy
+from moderator.policy.cache import EmbeddingCache
+from moderator.policy.loader import load_policy
 from moderator.policy.reload import PolicyReloader
-from moderator.policy.schema import load_policy
 from moderator.processing import Processor
 from moderator.settings import Settings
 from moderator.stream.worker import Worker
@@ -29,15 +30,17 @@ def decode_limits(settings: Settings) -> DecodeLimits:
     return DecodeLimits(max_bytes=m.max_bytes, max_pixels=m.max_pixels, max_side=m.max_side, background=m.background)
 
 
-def build_processor(settings: Settings) -> Processor:
-    """Load the model and compile the policy (no network).
+def build_processor(settings: Settings) -> tuple[Processor, EmbeddingCache]:
+    """Load the model and compile the policy and the shadow policy (no network).
 
     Raises:
         ModelError, PolicyError: the service cannot start.
     """
     encoder = create_encoder(settings.encoder)
-    policy = compile_policy(load_policy(settings.policy.path), encoder)
-    return Processor(encoder, policy, decode_limits(settings))
+    cache = EmbeddingCache(settings.policy.cache_dir, encoder.info().model_checksum)
+    policy = compile_policy(load_policy(settings.policy.path), encoder, cache)
+    shadow = compile_policy(load_policy(settings.policy.shadow_path), encoder, cache) if settings.policy.shadow_path else None
+    return Processor(encoder, policy, decode_limits(settings), shadow), cache
 
 
 class Application:
@@ -64,7 +67,7 @@ class Application:
             ) from exc
         telemetry.start()
         try:
-            processor = build_processor(s)
+            processor, cache = build_processor(s)
             info = processor.encoder.info()
             self.health.set("model", True)
             self.health.set("policy", True)
@@ -74,24 +77,29 @@ class Application:
                 "name": info.model_name, "checksum": info.model_checksum, "precision": info.precision,
                 "backend": info.backend, "providers": ",".join(info.providers),
             })
-            self.metrics.policy_info.info({"name": processor.policy.name, "version": processor.policy.version})
+            self.metrics.policy_info.info({"name": processor.policy.name, "version": processor.policy.version, "label": processor.policy.label})
             log.info(
                 "model %s (%s, %s on %s), policy %s@%s", info.model_name, info.model_checksum, info.precision,
                 ",".join(info.providers), processor.policy.name, processor.policy.version,
             )
-            reloader = PolicyReloader(s.policy.path, processor, self.metrics, s.policy.reload_interval_s)
-            reloader.start()
+            reloaders = [PolicyReloader(s.policy.path, processor, self.metrics, s.policy.reload_interval_s, "primary", cache)]
+            if s.policy.shadow_path:
+                reloaders.append(PolicyReloader(s.policy.shadow_path, processor, self.metrics, s.policy.reload_interval_s, "shadow", cache))
+                log.info("shadow policy %s@%s scored beside the acting one", processor.shadow.name, processor.shadow.version)
+            for r in reloaders:
+                r.start()
             worker = Worker(s, processor, self.metrics, self.health)
-            self._install_signals(worker, reloader)
+            self._install_signals(worker, reloaders)
             code = worker.run()
-            reloader.stop()
+            for r in reloaders:
+                r.stop()
             processor.encoder.close()
             return code
         finally:
             telemetry.stop()
 
     @staticmethod
-    def _install_signals(worker: Worker, reloader: PolicyReloader) -> None:
+    def _install_signals(worker: Worker, reloaders: list[PolicyReloader]) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         count = {"n": 0}
@@ -107,4 +115,4 @@ class Application:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGHUP, lambda _s, _f: reloader.request())
+        signal.signal(signal.SIGHUP, lambda _s, _f: [r.request() for r in reloaders])

@@ -37,14 +37,17 @@ class BatchResult:
     decisions: list[Decision]
     encode_ms: float
     score_ms: float
+    shadow: CompiledPolicy | None = None  # the candidate policy, scored on the same embeddings
+    shadow_decisions: list[Decision] | None = None
 
 
 class Processor:
     """Holds the encoder and the compiled policy; stateless per call, safe across threads."""
 
-    def __init__(self, encoder: Encoder, policy: CompiledPolicy, limits: DecodeLimits) -> None:
+    def __init__(self, encoder: Encoder, policy: CompiledPolicy, limits: DecodeLimits, shadow: CompiledPolicy | None = None) -> None:
         self.encoder = encoder
         self.policy = policy
+        self.shadow = shadow
         self.limits = limits
         self.preprocessor = Preprocessor(encoder.info().preprocess)
 
@@ -67,10 +70,11 @@ class Processor:
         Raises:
             BackendError: the encoder failed; nothing was scored.
         """
-        policy = self.policy  # one policy for the whole batch, even if it is swapped meanwhile
+        policy, shadow = self.policy, self.shadow  # one of each for the whole batch, even if swapped meanwhile
         start = time.perf_counter()
         embeds = self.encoder.encode_images(np.stack(pixels))
         mid = time.perf_counter()
         decisions = score(embeds, policy)
+        shadow_decisions = score(embeds, shadow) if shadow is not None else None
         end = time.perf_counter()
-        return BatchResult(policy, decisions, (mid - start) * 1e3, (end - mid) * 1e3)
+        return BatchResult(policy, decisions, (mid - start) * 1e3, (end - mid) * 1e3, shadow, shadow_decisions)

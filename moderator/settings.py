@@ -128,7 +128,7 @@ class EncoderSettings(_Section):
     """Which backend serves the model, and how."""
 
     backend: Literal["onnx"] = "onnx"
-    model_dir: Path = Path("models/tiny-random")
+    model_dir: Path = Path("models/default")
     precision: str = Field("fp32", description="Model variant named in the manifest.")
     providers: Annotated[tuple[str, ...] | None, NoDecode] = Field(None, description="onnxruntime execution providers, in order; default: best available.")
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime's default (one per core).")
@@ -140,8 +140,15 @@ class EncoderSettings(_Section):
 
 
 class PolicySettings(_Section):
-    path: Path = Path("policies/tiny-random.yaml")
+    path: Path = Path("policies/default.yaml")
     reload_interval_s: float = Field(2.0, ge=0, description="How often the policy file is checked for changes; 0 = only on SIGHUP.")
+    shadow_path: Path | None = Field(None, description="A candidate policy scored on the same embeddings, reported in verdicts, never acted on.")
+    cache_dir: Path | None = Field(Path(".cache/moderator/embeddings"), description="Text-embedding cache; empty = no cache on disk.")
+
+    @field_validator("shadow_path", "cache_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
 class TelemetrySettings(_Section):

@@ -101,7 +101,10 @@ def policy() -> dict:
         panel("Decisions in range", [(f"sum by (decision) (increase(moderator_verdicts_total{{{J}}}[$__range]))", "{{decision}}")], "short", 0, 16, w=8, kind="piechart"),
         panel("Policy in force", [(f"moderator_policy_info{{{J}}}", "{{instance}} {{name}}@{{version}}")], "none", 8, 16, w=8, kind="table",
               description="Policy name and content hash per worker; more than one version means a rollout in progress."),
-        panel("Policy reloads", [(f"sum by (result) (increase(moderator_policy_reloads_total{{{J}}}[{RI}]))", "{{result}}")], "short", 16, 16, w=8),
+        panel("Policy reloads", [(f"sum by (role, result) (increase(moderator_policy_reloads_total{{{J}}}[{RI}]))", "{{role}} {{result}}")], "short", 16, 16, w=8),
+        panel("Shadow policy agreement", [(f"sum by (result) (rate(moderator_shadow_agreement_total{{{J}}}[{RI}]))", "{{result}}")], "reqps", 0, 24,
+              description="How often the candidate (shadow) policy would decide as the acting one does. Empty unless MODERATOR_POLICY__SHADOW_PATH is set."),
+        panel("Shadow policy decisions", [(f"sum by (decision) (rate(moderator_shadow_decisions_total{{{J}}}[{RI}]))", "{{decision}}")], "reqps", 12, 24),
     ], extra_vars=[category])
 
 

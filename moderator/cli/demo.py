@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections import Counter
 
 from moderator.local.broker import REPO_ROOT, LocalKafka, create_topics
 from moderator.local.collect import OutputCollector
-from moderator.local.samples import sample_messages
+from moderator.local.samples import broken_messages, example_messages, load_examples, sample_messages
 from moderator.local.service import ServiceProcess
 
 
 def demo(args: argparse.Namespace) -> int:
-    model = args.model or REPO_ROOT / "models" / "tiny-random"
-    policy = args.policy or REPO_ROOT / "policies" / "tiny-random.yaml"
+    model = args.model or REPO_ROOT / "models" / "default"
+    policy = args.policy or REPO_ROOT / "policies" / "default.yaml"
     broker = LocalKafka(port=args.port)
     we_started = not broker.running()
     print(f"1. starting a local Apache Kafka broker on {broker.bootstrap} (deploy/local/kafka.sh; jars fetched once with mvn)")
@@ -38,11 +37,18 @@ def demo(args: argparse.Namespace) -> int:
         print(f"3. starting the service (model {model.name}, policy {policy.name}); logs in {log_path}")
         service.wait_ready()
         print(f"   ready: {service.url('/metrics')}")
-        samples = sample_messages(prefix=f"demo-{run_id}")
-        print(f"4. producing {len(samples)} messages: every image format in both encodings, and broken inputs")
+        prefix = f"demo-{run_id}"
+        examples = REPO_ROOT / "examples"
+        if (examples / "labels.csv").is_file() and "random" not in model.name:
+            samples = example_messages(load_examples(examples, limit=24), prefix) + broken_messages(prefix)
+            print(f"4. producing {len(samples)} messages: labelled pictograms from examples/ in every image format and "
+                  "both encodings, and broken inputs")
+        else:
+            samples = sample_messages(prefix=prefix)
+            print(f"4. producing {len(samples)} messages: every image format in both encodings, and broken inputs")
         _produce(broker.bootstrap, images, samples)
         print("5. verdicts and dead letters as they arrive:\n")
-        print(f"   {'ID':<34} {'OUTPUT':<11} {'DECISION / REASON':<20} DETAIL")
+        print(f"   {'ID':<30} {'OUTPUT':<11} {'DECISION / REASON':<20} DETAIL")
         expected = {s.id: s for s in samples}
         shown: set[str] = set()
         deadline = time.monotonic() + args.timeout
@@ -61,6 +67,9 @@ def demo(args: argparse.Namespace) -> int:
         reasons = Counter(o.headers.get("moderator-error-reason") for o in outputs if o.kind == "dead_letter")
         print(f"   service exited with code {code}")
         print(f"   verdicts: {dict(decisions)}; dead letters: {dict(reasons)}")
+        agree = [_agrees(o.json(), expected[o.id]) for o in outputs if o.kind == "verdict" and "(" in expected[o.id].description]
+        if agree:
+            print(f"   decisions that match the example's label: {sum(agree)}/{len(agree)}")
         if "random" in model.name:
             print("   note: models/tiny-random has RANDOM weights; its decisions show the pipeline working, not judgement.")
         if missing:
@@ -87,17 +96,24 @@ def _produce(bootstrap: str, topic: str, samples) -> None:
     producer.close()
 
 
+def _agrees(verdict: dict, sample) -> bool:
+    """A labelled example's verdict agrees when exactly its categories fire ("knife (weapons) as PNG")."""
+    label = sample.description.split("(", 1)[1].split(")", 1)[0]
+    expected = set() if label == "benign" else {c.strip() for c in label.split(",")}
+    return {c["name"] for c in verdict["categories"] if c["fired"]} == expected
+
+
 def _print_output(out, sample, run_id: str) -> None:
-    short = out.id.replace(f"demo-{run_id}-", "")
+    short = out.id.replace(f"demo-{run_id}-", "")[:30]
     if out.kind == "verdict":
         v = out.json()
+        fired = [c["name"] for c in v["categories"] if c["fired"]]
         top = max(v["categories"], key=lambda c: c["score"])
-        detail = f"top {top['name']} {top['score']:+.3f}; {sample.description}"
+        detail = f"{', '.join(fired) or 'nothing fired'} (top {top['name']} {top['score']:.3f}); {sample.description}"
         flag = "" if sample.expect == "verdict" else "  (UNEXPECTED)"
-        print(f"   {short:<34} {'verdict':<11} {v['decision']:<20} {detail}{flag}")
+        print(f"   {short:<30} {'verdict':<11} {v['decision']:<20} {detail}{flag}")
     else:
         reason = out.headers.get("moderator-error-reason", "?")
         flag = "" if sample.expect == reason else f"  (UNEXPECTED, expected {sample.expect})"
         msg = out.headers.get("moderator-error-message", "")[:70]
-        print(f"   {short:<34} {'dead letter':<11} {reason:<20} {msg}{flag}")
-    _ = json  # verdict JSON is parsed by Output.json()
+        print(f"   {short:<30} {'dead letter':<11} {reason:<20} {msg}{flag}")

@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--bootstrap", help="use this broker instead of starting the local one")
     bench.add_argument("--port", type=int, default=39192, help="port of the local broker to start (default 39192)")
 
+    from moderator.cli.policy import add_parser as add_policy_parser
+
+    add_policy_parser(sub)
+
     models = sub.add_parser("models", help="model directories")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     br = msub.add_parser("build-random", help="write a random-weight CLIP model directory (needs the export extra)")
@@ -51,8 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     br.add_argument("--name")
     msub.add_parser("architectures", help="list the architecture configs")
 
-    schemas = sub.add_parser("schemas", help="write the JSON Schemas of the wire formats")
-    schemas.add_argument("--out", type=Path, default=Path("docs/schemas"))
+    schemas = sub.add_parser("schemas", help="write the JSON Schemas of the wire formats and the policy file")
+    schemas.add_argument("--out", type=Path, default=Path("docs"), help="docs directory (default: docs)")
     return p
 
 
@@ -77,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             return bench(args)
         if args.command == "models":
             return _models(args)
+        if args.command == "policy":
+            from moderator.cli.policy import run as policy_run
+
+            return policy_run(args)
         if args.command == "schemas":
             from moderator.wire.schemas import write_schemas
 

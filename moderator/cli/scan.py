@@ -38,7 +38,7 @@ def scan_settings(args: argparse.Namespace) -> Settings:
 def scan(args: argparse.Namespace) -> int:
     settings = scan_settings(args)
     files = list(iter_files(args.paths))
-    processor = build_processor(settings)
+    processor, _ = build_processor(settings)
     info = processor.encoder.info()
     out = sys.stdout
     if not args.json:

@@ -136,6 +136,64 @@ def sample_messages(seed: int = 0, prefix: str = "sample") -> list[Sample]:
     return samples
 
 
+FORMAT_CYCLE = (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"), ("GIF", "image/gif"),
+                ("BMP", "image/bmp"), ("TIFF", "image/tiff"))
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """A labelled example image (examples/labels.csv)."""
+
+    name: str
+    data: bytes
+    object: str
+    categories: tuple[str, ...]
+
+
+def load_examples(root, limit: int | None = None) -> list[Labelled]:
+    """Read examples/labels.csv and its images, interleaving categories so a prefix is varied."""
+    import csv
+    from pathlib import Path
+
+    root = Path(root)
+    with (root / "labels.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    by_group: dict[str, list[dict]] = {}
+    for row in rows:
+        by_group.setdefault(row["categories"] or "benign", []).append(row)
+    ordered = []
+    while any(by_group.values()):
+        for group in sorted(by_group):
+            if by_group[group]:
+                ordered.append(by_group[group].pop(0))
+    chosen = ordered[:limit] if limit else ordered
+    return [Labelled(Path(r["path"]).stem, (root / r["path"]).read_bytes(), r["object"],
+                     tuple(c for c in r["categories"].split(";") if c)) for r in chosen]
+
+
+def example_messages(examples: list[Labelled], prefix: str) -> list[Sample]:
+    """Each example re-encoded in the next supported format, alternating raw bytes and envelopes."""
+    out = []
+    for i, ex in enumerate(examples):
+        fmt, ctype = FORMAT_CYCLE[i % len(FORMAT_CYCLE)]
+        img = Image.open(io.BytesIO(ex.data)).convert("RGB")
+        data = encode(img, fmt) if fmt != "JPEG" else ex.data
+        label = f"{ex.object} ({', '.join(ex.categories) or 'benign'}) as {fmt}"
+        mid = f"{prefix}-{ex.name}"
+        if i % 2 == 0:
+            out.append(Sample(mid, data, [("content-type", ctype.encode()), ("moderation-id", mid.encode())], "verdict",
+                              label + ", raw", key=mid.encode()))
+        else:
+            env = {"id": mid, "image": {"base64": base64.b64encode(data).decode()}, "metadata": {"label": ex.object}}
+            out.append(Sample(mid, json.dumps(env).encode(), [("content-type", b"application/json")], "verdict",
+                              label + ", envelope", key=mid.encode()))
+    return out
+
+
+def broken_messages(prefix: str, seed: int = 0) -> list[Sample]:
+    return [s for s in sample_messages(seed, prefix) if s.expect != "verdict"]
+
+
 def jpeg_stream(count: int, seed: int = 0, size: tuple[int, int] = (640, 480)) -> list[bytes]:
     """``count`` distinct photo-sized JPEGs (a few shapes over noise), for load and benchmarks."""
     rng = np.random.default_rng(seed)

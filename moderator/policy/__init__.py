@@ -1,9 +1,12 @@
-"""Policies: YAML schema, compilation into text-embedding matrices, and scoring."""
+"""Policies: the YAML schema, safe loading with located errors, compilation into embedding
+matrices, scoring, hot reload, and the tools behind `moderator policy`."""
 
-from moderator.policy.compile import CompiledPolicy, compile_policy
-from moderator.policy.schema import Category, Policy, load_policy
-from moderator.policy.score import ACTIONS, CategoryResult, Decision, score
+from moderator.policy.compile import CompiledCategory, CompiledPolicy, compile_policy
+from moderator.policy.loader import LoadedPolicy, PolicyFileError, load_policy
+from moderator.policy.schema import Category, Policy
+from moderator.policy.score import ACTIONS, CategoryResult, Decision, category_scores, explain, score
 
 __all__ = [
-    "ACTIONS", "Category", "CategoryResult", "CompiledPolicy", "Decision", "Policy", "compile_policy", "load_policy", "score",
+    "ACTIONS", "Category", "CategoryResult", "CompiledCategory", "CompiledPolicy", "Decision", "LoadedPolicy", "Policy",
+    "PolicyFileError", "category_scores", "compile_policy", "explain", "load_policy", "score",
 ]

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from moderator.errors import BackendError, PolicyError
 from moderator.policy.compile import compile_policy
-from moderator.policy.schema import load_policy
+from moderator.policy.cache import EmbeddingCache
+from moderator.policy.loader import load_policy
 from moderator.processing import Processor
 from moderator.telemetry.metrics import Metrics
 
@@ -23,11 +24,17 @@ log = logging.getLogger(__name__)
 
 
 class PolicyReloader:
-    def __init__(self, path: Path, processor: Processor, metrics: Metrics, interval_s: float) -> None:
+    """Reloads one policy file into the processor's ``policy`` (role "primary") or ``shadow`` slot."""
+
+    def __init__(self, path: Path, processor: Processor, metrics: Metrics, interval_s: float,
+                 role: str = "primary", cache: EmbeddingCache | None = None) -> None:
         self.path = path
         self.processor = processor
         self.metrics = metrics
         self.interval_s = interval_s
+        self.role = role
+        self.cache = cache
+        self._slot = "policy" if role == "primary" else "shadow"
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._seen = self._fingerprint()
@@ -64,16 +71,18 @@ class PolicyReloader:
 
     def reload(self) -> bool:
         """Compile and swap; returns False (old policy kept) on any policy or encoder error."""
-        old = self.processor.policy
+        old = getattr(self.processor, self._slot)
+        was = f"{old.name}@{old.version}" if old is not None else "none"
         try:
-            compiled = compile_policy(load_policy(self.path), self.processor.encoder)
+            compiled = compile_policy(load_policy(self.path), self.processor.encoder, self.cache)
         except (PolicyError, BackendError) as exc:
-            self.metrics.policy_reloads.labels("failed").inc()
-            log.error("policy reload failed; still serving %s@%s: %s", old.name, old.version, exc)
+            self.metrics.policy_reloads.labels(self.role, "failed").inc()
+            log.error("%s policy reload failed; still serving %s: %s", self.role, was, exc)
             return False
-        self.metrics.add_categories(compiled.categories)
-        self.processor.policy = compiled
-        self.metrics.policy_info.info({"name": compiled.name, "version": compiled.version})
-        self.metrics.policy_reloads.labels("ok").inc()
-        log.info("policy reloaded: %s@%s -> %s@%s", old.name, old.version, compiled.name, compiled.version)
+        if self.role == "primary":
+            self.metrics.add_categories(compiled.categories)
+            self.metrics.policy_info.info({"name": compiled.name, "version": compiled.version, "label": compiled.label})
+        setattr(self.processor, self._slot, compiled)
+        self.metrics.policy_reloads.labels(self.role, "ok").inc()
+        log.info("%s policy reloaded: %s -> %s@%s", self.role, was, compiled.name, compiled.version)
         return True

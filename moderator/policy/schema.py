@@ -1,92 +1,157 @@
-"""The policy file format (YAML) and its validation.
+"""The policy file format: pydantic models, published as JSON Schema (docs/policy.schema.json).
 
-Minimal first version: a policy names itself (and optionally the model it was written for) and
-lists categories, each with prompts and review/block cosine thresholds. See docs/policies.md.
+Reading a file (YAML safety, line numbers in errors) is ``policy.loader``; this module only says
+what a valid policy is. docs/policies.md is the reference for every field.
 """
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
+from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from moderator.errors import PolicyError
-
-MAX_POLICY_BYTES = 1024 * 1024
+Scoring = Literal["cosine", "softmax", "sigmoid"]
+Action = Literal["review", "block"]
 
 
-class Category(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="Used as a metric label: lower-case, digits, underscores.")
-    description: str = ""
-    prompts: tuple[str, ...] = Field(min_length=1, description="Prompt ensemble: averaged, then re-normalised.")
-    review: float = Field(ge=-1.0, le=1.0, description="Cosine score at or above which the category asks for review.")
-    block: float = Field(ge=-1.0, le=1.0, description="Cosine score at or above which the category blocks.")
 
-    @field_validator("prompts")
-    @classmethod
-    def _non_blank(cls, prompts: tuple[str, ...]) -> tuple[str, ...]:
-        if any(not p.strip() for p in prompts):
-            raise ValueError("prompts must not be blank")
-        return prompts
+class ModelRef(_Strict):
+    name: str = Field(min_length=1, description="The model's manifest name.")
+    checksum: str | None = Field(None, description="The model's checksum (moderator models info); when set, any other build of the model is refused.")
+
+
+class Defaults(_Strict):
+    """Values a category takes when it does not set them."""
+
+    scoring: Scoring = "cosine"
+    temperature: float = Field(0.01, gt=0, le=1, description="softmax scoring: logits are cosine / temperature.")
+    review: float | None = Field(None, description="Default review threshold.")
+    block: float | None = Field(None, description="Default block threshold.")
+
+
+class Decision(_Strict):
+    """How category actions combine into the verdict's decision."""
+
+    escalate_reviews: int | None = Field(
+        None, ge=2, description="When at least this many categories ask for review, the decision is block.")
+
+
+class InlineTest(_Strict):
+    image: str = Field(min_length=1, description="Image path, relative to the policy file.")
+    decision: Literal["allow", "review", "block"] | None = None
+    categories: list[str] | None = Field(None, description="Exactly the categories that must fire.")
 
     @model_validator(mode="after")
-    def _ordered(self) -> Category:
-        if self.review > self.block:
-            raise ValueError(f"review threshold {self.review} is above block threshold {self.block}")
+    def _expects_something(self) -> InlineTest:
+        if self.decision is None and self.categories is None:
+            raise ValueError("a test needs an expected decision, categories, or both")
         return self
 
 
-class Policy(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(min_length=1)
+class Category(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="Lower-case letters, digits and underscores; used as a metric label.")
     description: str = ""
-    model: str | None = Field(None, description="Name of the model the thresholds were chosen for.")
-    categories: tuple[Category, ...] = Field(min_length=1)
-    version: str = Field("", description="Content hash of the file; filled in by load_policy.")
+    prompts: list[str] = Field(default_factory=list, description="Plain prompts of the ensemble.")
+    templates: list[str] = Field(default_factory=list, description="Prompt templates with one {} each, combined with every term.")
+    terms: list[str] = Field(default_factory=list, description="Terms put into every template.")
+    contrast: list[str] = Field(default_factory=list, description="Benign look-alikes (softmax scoring): probability they take is not the category's.")
+    examples: list[str] = Field(default_factory=list, description="Example images (paths relative to the policy file) used as few-shot prototypes.")
+    scoring: Scoring | None = Field(None, description="cosine, softmax or sigmoid; default from defaults.scoring.")
+    temperature: float | None = Field(None, gt=0, le=1)
+    review: float | None = Field(None, description="Score at or above which the category asks for review.")
+    block: float | None = Field(None, description="Score at or above which the category blocks (when action is block).")
+    action: Action = Field("block", description="The most severe action this category may take.")
+    severity: int = Field(0, ge=0, le=100, description="Orders fired categories of equal action in reasons; higher first.")
+
+    @field_validator("prompts", "contrast", "terms")
+    @classmethod
+    def _no_blank(cls, values: list[str]) -> list[str]:
+        if any(not v.strip() for v in values):
+            raise ValueError("must not contain blank strings")
+        return values
+
+    @field_validator("templates")
+    @classmethod
+    def _one_slot(cls, templates: list[str]) -> list[str]:
+        for t in templates:
+            if t.count("{}") != 1:
+                raise ValueError(f"template {t!r} must contain exactly one {{}}")
+        return templates
 
     @model_validator(mode="after")
-    def _unique(self) -> Policy:
+    def _has_prompts(self) -> Category:
+        if bool(self.templates) != bool(self.terms):
+            raise ValueError("templates and terms go together: each template is filled with every term")
+        if not self.prompts and not self.templates:
+            raise ValueError("a category needs at least one prompt (prompts, or templates with terms)")
+        return self
+
+    def all_prompts(self) -> list[str]:
+        """Plain prompts, then every template filled with every term (deduplicated, in order)."""
+        out = list(self.prompts) + [t.format(term) for t in self.templates for term in self.terms]
+        return list(dict.fromkeys(out))
+
+
+class Policy(_Strict):
+    model_config = ConfigDict(frozen=True, extra="forbid", title="ModeratorPolicy")
+
+    name: str = Field(min_length=1)
+    version: str = Field("", description="Your label for this revision (verdicts also carry the file's content hash).")
+    description: str = ""
+    model: ModelRef | None = Field(None, description="The model the thresholds were chosen for: a name, or {name, checksum}.")
+    defaults: Defaults = Defaults()
+    decision: Decision = Decision()
+    categories: list[Category] = Field(min_length=1)
+    tests: list[InlineTest] = Field(default_factory=list, description="Run by `moderator policy test`.")
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_name(cls, value):
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
         names = [c.name for c in self.categories]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"duplicate category names: {', '.join(dupes)}")
+        for i, c in enumerate(self.categories):
+            r = resolve(c, self.defaults)
+            where = f"categories.{i} ({c.name})"
+            if r.review is None or r.block is None:
+                raise ValueError(f"{where}: review and block thresholds are required (in the category or in defaults)")
+            low = -1.0 if r.scoring == "cosine" else 0.0
+            for label, v in (("review", r.review), ("block", r.block)):
+                if not low <= v <= 1.0:
+                    raise ValueError(f"{where}: {label} threshold {v} is out of range [{low:g}, 1] for {r.scoring} scoring")
+            if r.review > r.block:
+                raise ValueError(f"{where}: review threshold {r.review} is above block threshold {r.block}")
+            if c.examples and r.scoring != "cosine":
+                raise ValueError(f"{where}: example images are prototypes for cosine scoring; set scoring: cosine")
+            if c.contrast and r.scoring != "softmax":
+                raise ValueError(f"{where}: contrast prompts need scoring: softmax (they compete with the category's prompts)")
+        for i, t in enumerate(self.tests):
+            unknown = sorted(set(t.categories or []) - set(names))
+            if unknown:
+                raise ValueError(f"tests.{i}: unknown categories {unknown}; the policy has {names}")
         return self
 
 
-def load_policy(path: str | Path) -> Policy:
-    """Read, parse (``yaml.safe_load``) and validate a policy file.
+class Resolved(_Strict):
+    scoring: Scoring
+    temperature: float
+    review: float | None
+    block: float | None
 
-    Raises:
-        PolicyError: unreadable, too large, not YAML (with line and column), or invalid (with
-            the field path of each problem).
-    """
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise PolicyError(f"{p}: cannot read policy: {exc.strerror or exc}") from exc
-    if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyError(f"{p}: policy is {len(raw)} bytes, over the {MAX_POLICY_BYTES}-byte limit")
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
-        ctx = exc.context_mark
-        context = f" ({exc.context} at line {ctx.line + 1}, column {ctx.column + 1})" if exc.context and ctx else ""
-        raise PolicyError(f"{where}: invalid YAML: {exc.problem}{context}") from exc
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{p}: invalid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise PolicyError(f"{p}: a policy is a mapping with name and categories, got {type(data).__name__}")
-    data["version"] = hashlib.sha256(raw).hexdigest()[:16]
-    try:
-        return Policy.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors())
-        raise PolicyError(f"{p}: invalid policy: {problems}") from exc
+
+def resolve(c: Category, d: Defaults) -> Resolved:
+    """A category's scoring settings with the policy's defaults filled in."""
+    return Resolved(
+        scoring=c.scoring or d.scoring,
+        temperature=c.temperature if c.temperature is not None else d.temperature,
+        review=c.review if c.review is not None else d.review,
+        block=c.block if c.block is not None else d.block,
+    )

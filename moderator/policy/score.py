@@ -1,8 +1,16 @@
-"""Scoring: a pure function of image embeddings and a compiled policy.
+"""Scoring: a pure function of image embeddings and a compiled policy (formulas: docs/policies.md).
 
-Per category: cosine similarity between the image and the category's ensemble embedding; at or
-above ``block`` the category blocks, at or above ``review`` it asks for review. The verdict's
-decision is the most severe category action (block > review > allow).
+Per category, by its scoring mode (x the image embedding, c the prompt-ensemble embedding):
+
+- cosine: ``x·c``; with example images, the maximum of that and ``x·e`` over the examples;
+- softmax: the probability mass the category's prompts take in
+  ``softmax([x·p_1 … x·p_P, x·k_1 … x·k_K] / temperature)`` against its contrast prompts k;
+- sigmoid: ``sigmoid(logit_scale · x·c + logit_bias)`` with the model's calibration (SigLIP).
+
+Action: ``block`` at or above the block threshold (if the category may block), ``review`` at or
+above the review threshold, else ``allow``. Decision: the most severe action over categories; with
+``decision.escalate_reviews: N``, N or more reviews make a block. Reasons list fired categories by
+action, then severity, then margin over the threshold, then name: deterministic.
 """
 
 from __future__ import annotations
@@ -11,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moderator.policy.compile import CompiledPolicy
+from moderator.policy.compile import CompiledCategory, CompiledPolicy
 
-ACTIONS: tuple[str, ...] = ("allow", "review", "block")  # index = severity
+ACTIONS: tuple[str, ...] = ("allow", "review", "block")  # index = severity of the action
 
 
 @dataclass(frozen=True)
@@ -24,37 +32,96 @@ class CategoryResult:
     block: float
     action: str
     fired: bool
+    severity: int = 0
+
+    @property
+    def threshold(self) -> float:
+        """The threshold of the action taken (the review threshold when nothing fired)."""
+        return self.block if self.action == "block" else self.review
+
+    @property
+    def margin(self) -> float:
+        return self.score - self.threshold
 
 
 @dataclass(frozen=True)
 class Decision:
     decision: str
     categories: tuple[CategoryResult, ...]
+    escalated: bool = False
+
+    @property
+    def fired(self) -> list[CategoryResult]:
+        return sorted((c for c in self.categories if c.fired),
+                      key=lambda c: (-ACTIONS.index(c.action), -c.severity, -c.margin, c.name))
 
     @property
     def reasons(self) -> list[str]:
-        """Fired categories, most severe and highest score first, for people reading a verdict."""
-        fired = sorted((c for c in self.categories if c.fired), key=lambda c: (-ACTIONS.index(c.action), -c.score))
-        return [
-            f"{c.name}: score {c.score:.3f} >= {c.action} threshold {c.block if c.action == 'block' else c.review:.3f}"
-            for c in fired
-        ]
+        """Fired categories in words, in the deterministic order above."""
+        out = [f"{c.name}: score {c.score:.3f} >= {c.action} threshold {c.threshold:.3f}" for c in self.fired]
+        if self.escalated:
+            out.append(f"{sum(c.action == 'review' for c in self.categories)} categories ask for review: escalated to block")
+        return out
+
+
+def category_scores(image_embeds: np.ndarray, policy: CompiledPolicy) -> np.ndarray:
+    """``[N, C]`` scores of every category, by its scoring mode."""
+    if image_embeds.ndim != 2 or image_embeds.shape[1] != policy.embeddings.shape[1]:
+        raise ValueError(f"embeddings {image_embeds.shape} do not match the policy's dimension {policy.embeddings.shape[1]}")
+    x = image_embeds.astype(np.float32)
+    scores = x @ policy.embeddings.T
+    for j, e in enumerate(policy.entries):
+        if e.scoring == "cosine" and e.prototypes is not None:
+            scores[:, j] = np.maximum(scores[:, j], (x @ e.prototypes.T).max(axis=1))
+        elif e.scoring == "softmax":
+            scores[:, j] = _softmax_mass(x, e)
+        elif e.scoring == "sigmoid":
+            scores[:, j] = 1.0 / (1.0 + np.exp(-(policy.logit_scale * scores[:, j] + (policy.logit_bias or 0.0))))
+    return scores
+
+
+def _softmax_mass(x: np.ndarray, e: CompiledCategory) -> np.ndarray:
+    cands = e.prompt_embeddings if e.contrast_embeddings is None else np.concatenate([e.prompt_embeddings, e.contrast_embeddings])
+    logits = (x @ cands.T) / e.temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    return p[:, : len(e.prompts)].sum(axis=1)
 
 
 def score(image_embeds: np.ndarray, policy: CompiledPolicy) -> list[Decision]:
     """Decisions for a batch of L2-normalised image embeddings ``[N, D]``."""
-    if image_embeds.ndim != 2 or image_embeds.shape[1] != policy.embeddings.shape[1]:
-        raise ValueError(f"embeddings {image_embeds.shape} do not match the policy's dimension {policy.embeddings.shape[1]}")
-    scores = image_embeds.astype(np.float32) @ policy.embeddings.T  # [N, C]
-    severity = np.where(scores >= policy.block, 2, np.where(scores >= policy.review, 1, 0))
+    scores = category_scores(image_embeds, policy)
+    may_block = np.asarray([e.action == "block" for e in policy.entries] or [True] * len(policy.categories))
+    severity = np.where((scores >= policy.block) & may_block, 2, np.where(scores >= policy.review, 1, 0))
+    sev = [e.severity for e in policy.entries] or [0] * len(policy.categories)
     decisions = []
-    for row_scores, row_sev in zip(scores.tolist(), severity.tolist()):
+    for row_scores, row_act in zip(scores.tolist(), severity.tolist()):
         cats = tuple(
-            CategoryResult(
-                name=name, score=s, review=float(policy.review[j]), block=float(policy.block[j]),
-                action=ACTIONS[sev], fired=sev > 0,
-            )
-            for j, (name, s, sev) in enumerate(zip(policy.categories, row_scores, row_sev))
+            CategoryResult(name=name, score=s, review=float(policy.review[j]), block=float(policy.block[j]),
+                           action=ACTIONS[a], fired=a > 0, severity=sev[j])
+            for j, (name, s, a) in enumerate(zip(policy.categories, row_scores, row_act))
         )
-        decisions.append(Decision(decision=ACTIONS[max(row_sev)], categories=cats))
+        top = max(row_act)
+        escalated = top == 1 and policy.escalate_reviews is not None and row_act.count(1) >= policy.escalate_reviews
+        decisions.append(Decision(decision="block" if escalated else ACTIONS[top], categories=cats, escalated=escalated))
     return decisions
+
+
+@dataclass(frozen=True)
+class PromptScore:
+    prompt: str
+    cosine: float
+    contrast: bool = False
+
+
+def explain(image_embed: np.ndarray, policy: CompiledPolicy) -> list[tuple[CategoryResult, list[PromptScore]]]:
+    """Per category: its result and the cosine of the image with each of its prompts."""
+    decision = score(image_embed[None], policy)[0]
+    out = []
+    for result, e in zip(decision.categories, policy.entries):
+        prompts = [PromptScore(p, float(image_embed @ v)) for p, v in zip(e.prompts, e.prompt_embeddings)]
+        if e.contrast_embeddings is not None:
+            prompts += [PromptScore(p, float(image_embed @ v), True) for p, v in zip(e.contrast, e.contrast_embeddings)]
+        out.append((result, sorted(prompts, key=lambda s: -s.cosine)))
+    return out

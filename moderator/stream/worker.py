@@ -314,23 +314,28 @@ class Worker:
         self.metrics.batch_size.observe(len(good))
         self.metrics.stage_seconds.labels("encode").observe(result.encode_ms / 1e3)
         self.metrics.stage_seconds.labels("score").observe(result.score_ms / 1e3)
-        for (item, request, prepared), decision in zip(good, result.decisions):
+        shadows = result.shadow_decisions or [None] * len(good)
+        for (item, request, prepared), decision, shadow in zip(good, result.decisions, shadows):
             queue_ms = (encode_start - item.polled_at) * 1e3
             self.metrics.stage_seconds.labels("queue").observe(queue_ms / 1e3)
             timings = Timings(
                 decode_ms=round(prepared.decode_ms, 3), queue_ms=round(queue_ms, 3), encode_ms=round(result.encode_ms, 3),
                 score_ms=round(result.score_ms, 3), batch_size=len(good),
             )
-            verdict = build_verdict(request, decision, self._info, result.policy, timings)
+            verdict = build_verdict(request, decision, self._info, result.policy, timings,
+                                    None if shadow is None else (result.shadow, shadow))
             self._delivery.send(Outgoing(
                 ks.verdict_topic, verdict_key(item), verdict.model_dump_json().encode(),
                 [("content-type", b"application/json"), ("moderation-id", request.id.encode())],
-                item.token, item.source.offset, on_acked=self._verdict_acked(item, decision),
+                item.token, item.source.offset, on_acked=self._verdict_acked(item, decision, shadow),
             ))
 
-    def _verdict_acked(self, item: Item, decision):
+    def _verdict_acked(self, item: Item, decision, shadow):
         def acked() -> None:
             self.metrics.verdicts.labels(decision.decision).inc()
+            if shadow is not None:
+                self.metrics.shadow_decisions.labels(shadow.decision).inc()
+                self.metrics.shadow_agreement.labels("agree" if shadow.decision == decision.decision else "disagree").inc()
             for c in decision.categories:
                 if c.fired:
                     self.metrics.category_actions.labels(c.name, c.action).inc()

@@ -29,9 +29,10 @@ class Health:
             probes = dict(self._probes)
         for name, check in probes.items():
             try:
-                out[name] = bool(check())
+                ok = bool(check())
             except Exception:  # a failing probe means not ready, never a crashed endpoint
-                out[name] = False
+                ok = False
+            out[name] = out.get(name, True) and ok  # a flag and a probe of one name must both pass
         return out
 
     def ready(self) -> bool:

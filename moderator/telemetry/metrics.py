@@ -52,7 +52,13 @@ class Metrics:
             "moderator_consumer_lag_messages", "Per assigned input partition: end offset minus this group's committed "
             "offset (messages not yet safely processed).", ["topic", "partition"], registry=r)
         self.policy_reloads = Counter(
-            "moderator_policy_reloads_total", "Policy reload attempts (file change or SIGHUP), by result.", ["result"], registry=r)
+            "moderator_policy_reloads_total", "Policy reload attempts (file change or SIGHUP), by policy role and result.",
+            ["role", "result"], registry=r)
+        self.shadow_decisions = Counter(
+            "moderator_shadow_decisions_total", "Decisions of the shadow (candidate) policy, never acted on.", ["decision"], registry=r)
+        self.shadow_agreement = Counter(
+            "moderator_shadow_agreement_total", "Verdicts where the shadow policy's decision agrees or not with the acting one.",
+            ["result"], registry=r)
         self.commits = Counter(
             "moderator_offset_commits_total", "Offset commits, by result.", ["result"], registry=r)
         self.backend_errors = Counter(
@@ -81,5 +87,10 @@ class Metrics:
             self.stage_seconds.labels(s)
         for result in ("ok", "failed"):
             self.commits.labels(result)
-            self.policy_reloads.labels(result)
+            for role in ("primary", "shadow"):
+                self.policy_reloads.labels(role, result)
+        for d in ACTIONS:
+            self.shadow_decisions.labels(d)
+        for result in ("agree", "disagree"):
+            self.shadow_agreement.labels(result)
         self.backend_errors.labels(backend)

@@ -1,14 +1,16 @@
-"""JSON Schemas of the wire formats, generated from the pydantic models."""
+"""JSON Schemas of the wire formats and the policy file, generated from the pydantic models
+(paths relative to docs/)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from moderator.policy.schema import Policy
 from moderator.wire.input import Envelope
 from moderator.wire.verdict import Verdict
 
-SCHEMAS = {"verdict.schema.json": Verdict, "input-envelope.schema.json": Envelope}
+SCHEMAS = {"schemas/verdict.schema.json": Verdict, "schemas/input-envelope.schema.json": Envelope, "policy.schema.json": Policy}
 
 
 def schema_documents() -> dict[str, str]:
@@ -20,9 +22,9 @@ def schema_documents() -> dict[str, str]:
 
 
 def write_schemas(out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, text in schema_documents().items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
         (out / name).write_text(text)
         paths.append(out / name)
     return paths

@@ -36,6 +36,13 @@ class ModelRef(_Model):
 class PolicyRef(_Model):
     name: str
     version: str = Field(description="Content hash of the policy file.")
+    label: str = Field("", description="The policy's own version label, if it sets one.")
+
+
+class ShadowVerdict(_Model):
+    policy: PolicyRef
+    decision: Literal["allow", "review", "block"]
+    fired: list[str] = Field(description="Categories of the shadow policy that fired.")
 
 
 class CategoryVerdict(_Model):
@@ -68,18 +75,20 @@ class Verdict(_Model):
     categories: list[CategoryVerdict]
     metadata: dict[str, Any] = Field(description="Input headers (raw images) or envelope metadata, passed through.")
     timings: Timings
+    shadow: ShadowVerdict | None = Field(None, description="The shadow policy's decision, when one is configured. Never acted on.")
     processed_at: str = Field(description="RFC 3339 UTC time the verdict was made.")
 
 
 def build_verdict(
-    request: ImageRequest, decision: Decision, model: EncoderInfo, policy: CompiledPolicy, timings: Timings
+    request: ImageRequest, decision: Decision, model: EncoderInfo, policy: CompiledPolicy, timings: Timings,
+    shadow: tuple[CompiledPolicy, Decision] | None = None,
 ) -> Verdict:
     src = request.source
     return Verdict(
         id=request.id,
         source=SourceRef(topic=src.topic, partition=src.partition, offset=src.offset, timestamp=src.timestamp_ms),
         model=ModelRef(name=model.model_name, checksum=model.model_checksum, precision=model.precision, backend=model.backend),
-        policy=PolicyRef(name=policy.name, version=policy.version),
+        policy=PolicyRef(name=policy.name, version=policy.version, label=policy.label),
         decision=decision.decision,
         reasons=decision.reasons,
         categories=[
@@ -91,5 +100,9 @@ def build_verdict(
         ],
         metadata=request.metadata,
         timings=timings,
+        shadow=None if shadow is None else ShadowVerdict(
+            policy=PolicyRef(name=shadow[0].name, version=shadow[0].version, label=shadow[0].label),
+            decision=shadow[1].decision, fired=[c.name for c in shadow[1].fired],
+        ),
         processed_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     )

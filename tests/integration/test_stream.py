@@ -183,10 +183,10 @@ def test_policy_reload_under_load_loses_nothing_and_never_mixes_policies(broker,
     produce(broker.bootstrap, t.input, small_jpegs(f"{t.input}-a", 600))
     assert out.wait_count(50, timeout=60)
     policy.write_text("name: broken\ncategories: [\n")  # a bad edit: the old policy keeps serving
-    wait_until(lambda: svc.metric("moderator_policy_reloads_total", {"result": "failed"}) >= 1, 30, "the failed reload")
+    wait_until(lambda: svc.metric("moderator_policy_reloads_total", {"role": "primary", "result": "failed"}) >= 1, 30, "the failed reload")
     policy.write_text(TINY_POLICY.read_text().replace("name: fire", "name: smoke"))
     svc.proc.send_signal(signal.SIGHUP)
-    wait_until(lambda: svc.metric("moderator_policy_reloads_total", {"result": "ok"}) >= 1, 30, "the reload")
+    wait_until(lambda: svc.metric("moderator_policy_reloads_total", {"role": "primary", "result": "ok"}) >= 1, 30, "the reload")
     produce(broker.bootstrap, t.input, small_jpegs(f"{t.input}-b", 200))
     ids = {f"{t.input}-a-{i}" for i in range(600)} | {f"{t.input}-b-{i}" for i in range(200)}
     assert out.wait_for(ids, timeout=120)
@@ -199,3 +199,26 @@ def test_policy_reload_under_load_loses_nothing_and_never_mixes_policies(broker,
     assert len(by_version) == 2, f"old and new policy both scored: {list(by_version)}"
     assert sorted(by_version.values(), key=str) == [{("weapons", "drugs", "fire")}, {("weapons", "drugs", "smoke")}], \
         "each version scored with exactly its own categories"
+
+
+def test_shadow_policy_is_reported_and_counted_but_never_acted_on(broker, topics, service, collector, tmp_path):
+    from tests.conftest import TINY_POLICY
+
+    shadow = tmp_path / "candidate.yaml"
+    shadow.write_text(TINY_POLICY.read_text().replace("name: tiny-random-demo", "name: candidate")
+                      .replace("review: 0.0\n    block: 0.012", "review: -1.0\n    block: -1.0"))  # blocks everything
+    t = topics(1)
+    out = collector(t)
+    svc = service(t, policy={"shadow_path": shadow})
+    produce(broker.bootstrap, t.input, small_jpegs(t.input, 60))
+    assert out.wait_count(60, timeout=60)
+    verdicts = [o.json() for o in out.snapshot()]
+    assert all(v["shadow"]["policy"]["name"] == "candidate" and v["shadow"]["decision"] == "block" for v in verdicts)
+    assert all("weapons" in v["shadow"]["fired"] for v in verdicts)
+    acting = Counter(v["decision"] for v in verdicts)
+    assert acting["block"] < 60, "the shadow policy's decision is never the verdict's decision"
+    wait_until(lambda: (svc.metric("moderator_shadow_agreement_total", {"result": "agree"}) or 0)
+               + (svc.metric("moderator_shadow_agreement_total", {"result": "disagree"}) or 0) == 60, 30, "agreement counters")
+    assert svc.metric("moderator_shadow_agreement_total", {"result": "agree"}) == acting["block"]
+    assert svc.metric("moderator_shadow_decisions_total", {"decision": "block"}) == 60
+    assert svc.terminate() == 0

@@ -46,6 +46,9 @@ def test_health_is_ready_only_when_every_check_passes():
     assert h.ready()
     h.probe("backend", lambda: 1 / 0)
     assert not h.ready() and h.checks()["backend"] is False
+    h.probe("backend", lambda: True)
+    h.set("backend", False)  # the last encoder call failed, although the encoder reports ready
+    assert h.checks()["backend"] is False and not h.ready()
 
 
 def test_every_metric_is_documented():

@@ -27,9 +27,9 @@ def test_a_valid_edit_is_swapped_in(tmp_path, tiny_encoder):
     assert reloader.reload()
     assert processor.policy is not old and processor.policy.version != old.version
     assert "smoke" in processor.policy.categories
-    assert reg.get_sample_value("moderator_policy_reloads_total", {"result": "ok"}) == 1
+    assert reg.get_sample_value("moderator_policy_reloads_total", {"role": "primary", "result": "ok"}) == 1
     assert reg.get_sample_value("moderator_category_actions_total", {"category": "smoke", "action": "block"}) == 0
-    assert reg.get_sample_value("moderator_policy_info", {"name": "tiny-random-demo", "version": processor.policy.version}) == 1
+    assert reg.get_sample_value("moderator_policy_info", {"name": "tiny-random-demo", "version": processor.policy.version, "label": ""}) == 1
 
 
 def test_a_broken_edit_keeps_the_old_policy(tmp_path, tiny_encoder):
@@ -42,7 +42,7 @@ def test_a_broken_edit_keeps_the_old_policy(tmp_path, tiny_encoder):
     path.unlink()
     assert not reloader.reload()
     assert processor.policy is old
-    assert reg.get_sample_value("moderator_policy_reloads_total", {"result": "failed"}) == 3
+    assert reg.get_sample_value("moderator_policy_reloads_total", {"role": "primary", "result": "failed"}) == 3
 
 
 def test_file_changes_are_noticed_by_the_watcher(tmp_path, tiny_encoder):

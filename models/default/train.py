@@ -1,0 +1,221 @@
+#!/usr/bin/env python
+"""Train the default model: a small CLIP on procedural pictograms, exported to models/default/.
+
+    pip install -e '.[export]' torch      # torch only for this script; serving never imports it
+    python models/default/train.py        # ~25 minutes on 2 CPU cores (time_budget_s in config.json)
+
+Steps:
+1. Generate captioned pictograms (moderator.pictograms), encoded as JPEG and decoded and
+   preprocessed by the service's own code. Training never sees the held-out colour x object combos.
+2. Train a tokenizer (byte-level BPE) on the training captions; save it as tokenizer.json.
+3. Train CLIP (ViT image tower, causal text transformer; symmetric InfoNCE with a learnable
+   temperature, as in the CLIP paper) with AdamW and a cosine schedule, on a time budget.
+4. Export through the project's exporter (moderator.models.builder.write_model_dir) with fp32
+   and int8 variants, check ONNX against torch, write metrics.json.
+5. Calibrate policies/default.yaml's thresholds on a separate split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections import OrderedDict
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))
+
+from moderator.media.preprocess import Preprocessor, normalize  # noqa: E402
+from moderator.models.builder import OPENAI_MEAN, OPENAI_STD, SPECIAL_TOKENS, load_architecture, write_model_dir  # noqa: E402
+from moderator.models.manifest import Preprocess  # noqa: E402
+from moderator.models.tokenizer import TextTokenizer, build_bpe_tokenizer  # noqa: E402
+from moderator.pictograms.dataset import generate, to_pixels  # noqa: E402
+
+
+# --- model: open_clip's module and parameter names, the builder's arithmetic ----------------------
+
+class Attention(nn.Module):
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
+        self.out_proj = nn.Linear(width, width)
+        nn.init.normal_(self.in_proj_weight, std=width**-0.5)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        n, t, w = x.shape
+        q, k, v = F.linear(x, self.in_proj_weight, self.in_proj_bias).split(w, dim=-1)
+        q, k, v = (y.reshape(n, t, self.heads, w // self.heads).transpose(1, 2) for y in (q, k, v))
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.out_proj(o.transpose(1, 2).reshape(n, t, w))
+
+
+class Block(nn.Module):
+    def __init__(self, width: int, heads: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = Attention(width, heads)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(OrderedDict(c_fc=nn.Linear(width, 4 * width), gelu=nn.GELU(), c_proj=nn.Linear(4 * width, width)))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, width: int, layers: int, heads: int) -> None:
+        super().__init__()
+        self.resblocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        for block in self.resblocks:
+            x = block(x, mask)
+        return x
+
+
+class Visual(nn.Module):
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        w, grid = cfg.vision_width, cfg.image_size // cfg.patch_size
+        self.conv1 = nn.Conv2d(3, w, cfg.patch_size, cfg.patch_size, bias=False)
+        self.class_embedding = nn.Parameter(torch.randn(w) * w**-0.5)
+        self.positional_embedding = nn.Parameter(torch.randn(grid * grid + 1, w) * w**-0.5)
+        self.ln_pre = nn.LayerNorm(w)
+        self.transformer = Transformer(w, cfg.vision_layers, cfg.vision_heads)
+        self.ln_post = nn.LayerNorm(w)
+        self.proj = nn.Parameter(torch.randn(w, cfg.embed_dim) * w**-0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_embedding.expand(x.shape[0], 1, -1), x], dim=1) + self.positional_embedding
+        x = self.transformer(self.ln_pre(x))
+        return self.ln_post(x[:, 0]) @ self.proj
+
+
+class CLIP(nn.Module):
+    def __init__(self, cfg) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.visual = Visual(cfg)
+        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.text_width)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        self.positional_embedding = nn.Parameter(torch.randn(cfg.context_length, cfg.text_width) * 0.01)
+        self.transformer = Transformer(cfg.text_width, cfg.text_layers, cfg.text_heads)
+        self.ln_final = nn.LayerNorm(cfg.text_width)
+        self.text_projection = nn.Parameter(torch.randn(cfg.text_width, cfg.embed_dim) * cfg.text_width**-0.5)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+        self.register_buffer("mask", torch.triu(torch.full((cfg.context_length,) * 2, float("-inf")), 1), persistent=False)
+
+    def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.visual(x), dim=-1)
+
+    def encode_text(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.transformer(self.token_embedding(ids) + self.positional_embedding, self.mask)
+        x = self.ln_final(x)
+        eot = (ids == self.cfg.eot_token_id).int().argmax(dim=-1)  # first end-of-text token
+        return F.normalize(x[torch.arange(len(ids)), eot] @ self.text_projection, dim=-1)
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def _make(args):
+    n, split, seed, pre_cfg = args
+    samples = generate(n, split, seed)
+    return to_pixels(samples, Preprocessor(Preprocess(**pre_cfg))), [s.caption for s in samples], [s.obj for s in samples]
+
+
+def dataset(n: int, split: str, seed: int, pre: Preprocess, workers: int = 2):
+    chunks = [(n // workers + (i < n % workers), split, seed * 100 + i, pre.model_dump()) for i in range(workers)]
+    with ProcessPoolExecutor(workers) as pool:
+        parts = list(pool.map(_make, chunks))
+    return np.concatenate([p[0] for p in parts]), sum((p[1] for p in parts), []), sum((p[2] for p in parts), [])
+
+
+# --- training ------------------------------------------------------------------------------------
+
+def train(cfg_path: Path = HERE / "config.json") -> None:
+    conf = json.loads(cfg_path.read_text())
+    torch.manual_seed(conf["seed"])
+    arch = load_architecture(conf["architecture"])
+    pre = Preprocess(image_size=arch.image_size, mean=OPENAI_MEAN, std=OPENAI_STD, interpolation="bicubic", resize_mode="shortest")
+    t0 = time.time()
+    pixels, captions, _ = dataset(conf["train_samples"], "train", conf["seed"], pre)
+    print(f"data: {len(captions)} training pictograms in {time.time() - t0:.0f}s", flush=True)
+
+    tokenizer = build_bpe_tokenizer(captions, conf["tokenizer_vocab"], SPECIAL_TOKENS)
+    tok_path = HERE / "tokenizer.build.json"
+    tokenizer.save(str(tok_path))
+    ids = torch.from_numpy(TextTokenizer(tok_path, arch.context_length)(captions))
+    images = torch.from_numpy(normalize(pixels, pre.mean, pre.std))
+    print(f"tokenizer: {tokenizer.get_vocab_size()} tokens", flush=True)
+
+    model = CLIP(arch)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": conf["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}], lr=conf["lr"])
+    steps, bs, warm = conf["max_steps"], conf["batch_size"], conf["warmup_steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    g = torch.Generator().manual_seed(conf["seed"])
+    start, step = time.time(), 0
+    model.train()
+    while step < steps and time.time() - start < conf["time_budget_s"]:
+        idx = torch.randint(0, len(images), (bs,), generator=g)
+        img_e, txt_e = model.encode_image(images[idx]), model.encode_text(ids[idx])
+        logits = model.logit_scale.exp().clamp(max=100) * img_e @ txt_e.T
+        labels = torch.arange(bs)
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        step += 1
+        if step % 100 == 0:
+            print(f"step {step} loss {loss.item():.3f} scale {model.logit_scale.exp().item():.1f} "
+                  f"lr {sched.get_last_lr()[0]:.2e} {time.time() - start:.0f}s", flush=True)
+    train_s = time.time() - start
+    print(f"trained {step} steps in {train_s:.0f}s", flush=True)
+    export(model, arch, pre, tok_path, conf, {"train_steps": step, "train_seconds": round(train_s), "train_samples": len(captions),
+                                             "data_seconds": round(start - t0)})
+
+
+def export(model: CLIP, arch, pre: Preprocess, tok_path: Path, conf: dict, info: dict) -> None:
+    from tokenizers import Tokenizer
+
+    from moderator.encoders.onnx import OnnxEncoder
+    from moderator.models.quantize import add_int8_variant
+
+    model.eval()
+    weights = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    notes = ("Trained by models/default/train.py on procedural pictograms (moderator.pictograms). It knows those "
+             "15 pictogram classes only; serve an exported real CLIP model for real images. See README.md here.")
+    write_model_dir(HERE, arch, weights, name="pictoclip-default", architecture=conf["architecture"],
+                    tokenizer=Tokenizer.from_file(str(tok_path)), preprocess=pre, notes=notes)
+    tok_path.unlink()
+    add_int8_variant(HERE)
+
+    # ONNX against torch on held-out pictograms and captions.
+    enc = OnnxEncoder(HERE)
+    px, caps, _ = dataset(64, "test", 99, pre, workers=1)
+    with torch.no_grad():
+        t_img = model.encode_image(torch.from_numpy(normalize(px, pre.mean, pre.std))).numpy()
+        t_txt = model.encode_text(torch.from_numpy(enc.tokenize(caps))).numpy()
+    info["onnx_vs_torch_max_abs_diff"] = {
+        "image": float(np.abs(enc.encode_images(px) - t_img).max()), "text": float(np.abs(enc.encode_texts(caps) - t_txt).max()),
+    }
+    print("onnx vs torch:", info["onnx_vs_torch_max_abs_diff"], flush=True)
+    (HERE / "training.json").write_text(json.dumps({**info, "config": conf}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    train()

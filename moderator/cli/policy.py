@@ -1,0 +1,201 @@
+"""``moderator policy lint|test|explain|eval|calibrate``: write, test and tune policies before they go live."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from pathlib import Path
+
+from moderator.errors import PolicyError, StartupError
+from moderator.policy import compile_policy, explain, load_policy, score
+from moderator.policy.evaluate import draw_pr_curves, report, score_labelled, suggest
+from moderator.policy.loader import PolicyFileError
+from moderator.policy.rewrite import with_thresholds
+from moderator.processing import Processor
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("policy", help="lint, test, explain, evaluate and calibrate policy files")
+    ps = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+
+    def model_arg(q):
+        q.add_argument("--model", type=Path, help="model directory (default: MODERATOR_ENCODER__MODEL_DIR or models/default)")
+
+    lint = ps.add_parser("lint", help="validate files; errors as FILE:LINE:COL: message; exit 1 on any")
+    lint.add_argument("files", nargs="+", type=Path)
+    lint.add_argument("--model", type=Path, help="also compile against this model (prompts encode, model matches)")
+
+    test = ps.add_parser("test", help="run the policy's inline tests")
+    test.add_argument("file", type=Path)
+    model_arg(test)
+
+    ex = ps.add_parser("explain", help="per category and prompt: score, threshold, margin for one image")
+    ex.add_argument("file", type=Path)
+    ex.add_argument("image", type=Path)
+    ex.add_argument("--json", action="store_true")
+    model_arg(ex)
+
+    ev = ps.add_parser("eval", help="precision, recall, F1 and confusion per category on labelled images")
+    ev.add_argument("file", type=Path)
+    ev.add_argument("--labels", type=Path, required=True, help="CSV with path and categories columns (see examples/labels.csv)")
+    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--pr-curve", type=Path, help="write precision-recall curves to this PNG (default: <labels dir>/pr-curve.png)")
+    model_arg(ev)
+
+    cal = ps.add_parser("calibrate", help="suggest thresholds for a target precision; write them only when asked")
+    cal.add_argument("file", type=Path)
+    cal.add_argument("--labels", type=Path, required=True)
+    cal.add_argument("--target-precision", type=float, default=0.95, help="review threshold: lowest score reaching this precision")
+    cal.add_argument("--block-precision", type=float, default=0.99, help="block threshold: lowest score reaching this precision")
+    out = cal.add_mutually_exclusive_group()
+    out.add_argument("--out", type=Path, help="write a new policy file with the suggested thresholds")
+    out.add_argument("--patch", action="store_true", help="print a unified diff instead")
+    model_arg(cal)
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"lint": _lint, "test": _test, "explain": _explain, "eval": _eval, "calibrate": _calibrate}[args.policy_command](args)
+
+
+def _encoder(model: Path | None):
+    from moderator.encoders import create_encoder
+    from moderator.settings import load_settings
+
+    settings = load_settings()
+    es = settings.encoder if model is None else settings.encoder.model_copy(update={"model_dir": model})
+    return create_encoder(es), settings
+
+
+def _compiled(path: Path, model: Path | None):
+    encoder, settings = _encoder(model)
+    from moderator.app import decode_limits
+
+    compiled = compile_policy(load_policy(path), encoder)
+    return Processor(encoder, compiled, decode_limits(settings)), compiled
+
+
+def _lint(args: argparse.Namespace) -> int:
+    encoder = _encoder(args.model)[0] if args.model else None
+    failed = False
+    for f in args.files:
+        try:
+            loaded = load_policy(f)
+            if encoder is not None:
+                compile_policy(loaded, encoder)
+        except PolicyFileError as exc:
+            failed = True
+            for problem in exc.problems:
+                print(problem.format(f), file=sys.stderr)
+            continue
+        except PolicyError as exc:
+            failed = True
+            print(f"{f}: {exc}", file=sys.stderr)
+            continue
+        print(f"{f}: ok ({len(loaded.policy.categories)} categories, version {loaded.digest})")
+    return 1 if failed else 0
+
+
+def _prepare(processor: Processor, image: Path):
+    try:
+        prepared = processor.prepare(image.read_bytes())
+    except OSError as exc:
+        raise StartupError(f"{image}: {exc.strerror or exc}") from exc
+    if prepared.error is not None:
+        raise StartupError(f"{image}: {prepared.error.reason}: {prepared.error}")
+    return prepared.pixels
+
+
+def _test(args: argparse.Namespace) -> int:
+    processor, compiled = _compiled(args.file, args.model)
+    if not compiled.tests:
+        print(f"{args.file}: the policy has no tests", file=sys.stderr)
+        return 1
+    failures = 0
+    for i, t in enumerate(compiled.tests):
+        image = args.file.parent / t.image
+        d = score(processor.encoder.encode_images(_prepare(processor, image)[None]), compiled)[0]
+        fired = sorted(c.name for c in d.fired)
+        problems = []
+        if t.decision is not None and d.decision != t.decision:
+            problems.append(f"decision {d.decision}, expected {t.decision}")
+        if t.categories is not None and fired != sorted(t.categories):
+            problems.append(f"fired {fired}, expected {sorted(t.categories)}")
+        failures += bool(problems)
+        status = "FAIL" if problems else "PASS"
+        print(f"{status} tests.{i} {t.image}: {'; '.join(problems) or d.decision} ({'; '.join(d.reasons) or 'nothing fired'})")
+    print(f"{len(compiled.tests) - failures} passed, {failures} failed")
+    return 1 if failures else 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    processor, compiled = _compiled(args.file, args.model)
+    x = processor.encoder.encode_images(_prepare(processor, args.image)[None])[0]
+    rows = explain(x, compiled)
+    decision = score(x[None], compiled)[0]
+    if args.json:
+        print(json.dumps({"decision": decision.decision, "reasons": decision.reasons, "categories": [
+            {"name": r.name, "score": r.score, "review": r.review, "block": r.block, "action": r.action, "margin": r.margin,
+             "scoring": e.scoring, "prompts": [{"prompt": p.prompt, "cosine": p.cosine, "contrast": p.contrast} for p in prompts]}
+            for (r, prompts), e in zip(rows, compiled.entries)]}))
+        return 0
+    print(f"{args.image}: {decision.decision}" + (f" ({'; '.join(decision.reasons)})" if decision.reasons else ""))
+    for (r, prompts), e in zip(rows, compiled.entries):
+        print(f"\n{r.name} [{e.scoring}] score {r.score:.4f}  review {r.review:g}  block {r.block:g}  -> {r.action} "
+              f"(margin {r.margin:+.4f} to the {'review' if r.action == 'allow' else r.action} threshold)")
+        for p in prompts:
+            print(f"    {p.cosine:+.4f}  {'(contrast) ' if p.contrast else ''}{p.prompt}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    processor, compiled = _compiled(args.file, args.model)
+    data = score_labelled(args.labels, processor, compiled)
+    result = report(data, compiled)
+    curve = args.pr_curve or args.labels.parent / "pr-curve.png"
+    draw_pr_curves(data, compiled, curve)
+    result["pr_curve"] = str(curve)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{result['images']} images ({len(result['skipped'])} skipped), policy {compiled.name}@{compiled.version}")
+    print(f"{'CATEGORY':<16} {'LEVEL':<7} {'THRESH':>8} {'TP':>4} {'FP':>4} {'FN':>4} {'TN':>5} {'PREC':>6} {'RECALL':>6} {'F1':>6}")
+    for name, cat in result["categories"].items():
+        for level in ("fires", "blocks"):
+            c = cat[level]
+            print(f"{name:<16} {level:<7} {c['threshold']:>8.4f} {c['tp']:>4} {c['fp']:>4} {c['fn']:>4} {c['tn']:>5} "
+                  f"{c['precision']:>6.3f} {c['recall']:>6.3f} {c['f1']:>6.3f}")
+    for s in result["skipped"]:
+        print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
+    print(f"precision-recall curves: {curve}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    processor, compiled = _compiled(args.file, args.model)
+    data = score_labelled(args.labels, processor, compiled)
+    changes: dict[str, dict[str, float]] = {}
+    print(f"{'CATEGORY':<16} {'REVIEW':>15} {'BLOCK':>15}  at review: PRECISION RECALL")
+    for j, name in enumerate(compiled.categories):
+        review = suggest(data.scores[:, j], data.truth[:, j], args.target_precision)
+        block = suggest(data.scores[:, j], data.truth[:, j], args.block_precision)
+        if review is None:
+            print(f"{name:<16} no threshold reaches precision {args.target_precision} on these labels; unchanged")
+            continue
+        r = round(review[0], 4)
+        b = round(max(block[0] if block else review[0], review[0]), 4)
+        changes[name] = {"review": r, "block": b}
+        print(f"{name:<16} {float(compiled.review[j]):>6.4f} -> {r:<6g} {float(compiled.block[j]):>6.4f} -> {b:<6g}  "
+              f"{review[1]:>9.3f} {review[2]:>6.3f}")
+    old = args.file.read_text()
+    new = with_thresholds(old, changes)
+    if args.patch:
+        sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), str(args.file), str(args.file) + " (calibrated)"))
+    elif args.out:
+        args.out.write_text(new)
+        load_policy(args.out)  # never leave an invalid policy behind
+        print(f"wrote {args.out}")
+    else:
+        print("nothing written: use --out NEW.yaml or --patch")
+    return 0

@@ -1,0 +1,62 @@
+"""Captions from a small grammar with synonyms, so policy prompts work in natural wording."""
+
+from __future__ import annotations
+
+import random
+
+SYNONYMS: dict[str, list[str]] = {
+    "knife": ["knife", "blade", "dagger", "kitchen knife"],
+    "pistol": ["pistol", "gun", "handgun", "firearm", "revolver"],
+    "syringe": ["syringe", "needle", "injection", "hypodermic needle"],
+    "pill": ["pill", "capsule", "tablet", "medication"],
+    "bottle": ["bottle", "beer bottle", "wine bottle", "liquor bottle"],
+    "cigarette": ["cigarette", "lit cigarette", "tobacco cigarette", "cigarette stub"],
+    "flame": ["flame", "fire", "blaze", "burning flame"],
+    "tree": ["tree", "oak tree", "plant"],
+    "house": ["house", "home", "building", "cottage"],
+    "car": ["car", "automobile", "vehicle", "sedan"],
+    "flower": ["flower", "blossom", "daisy"],
+    "cat": ["cat", "kitten", "kitty"],
+    "cup": ["cup", "mug", "coffee cup", "teacup"],
+    "ball": ["ball", "beach ball", "football"],
+    "sun": ["sun", "sunshine", "bright sun"],
+}
+IRREGULAR = {"knife": "knives", "kitchen knife": "kitchen knives", "dagger": "daggers", "glass": "glasses"}
+COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
+TEMPLATES = [
+    "a {c} {o}", "a photo of a {c} {o}", "a drawing of a {c} {o}", "a picture of a {o}", "an image of a {c} {o}",
+    "a {c} {o} on a {bg} background", "a simple icon of a {o}", "a pictogram of a {c} {o}", "a {o}",
+    "an illustration of a {c} {o}",
+]
+PLURAL_TEMPLATES = ["{n} {c} {os}", "a photo of {n} {c} {os}", "{n} {os} on a {bg} background", "a drawing of {n} {os}", "{n} {os}"]
+
+
+def plural(word: str) -> str:
+    if word in IRREGULAR:
+        return IRREGULAR[word]
+    head, _, last = word.rpartition(" ")
+    last = IRREGULAR.get(last, last + ("es" if last.endswith(("s", "sh", "ch", "x")) else "s"))
+    return f"{head} {last}".strip()
+
+
+def caption(obj: str, colour: str, count: int, background: str, rng: random.Random) -> str:
+    """One caption describing the picture (object synonym, colour, count, background)."""
+    word = rng.choice(SYNONYMS[obj])
+    if count == 1:
+        text = rng.choice(TEMPLATES).format(c=colour, o=word, bg=background)
+    else:
+        text = rng.choice(PLURAL_TEMPLATES).format(n=COUNT_WORDS[count], c=colour, os=plural(word), bg=background)
+    return _fix_articles(text)
+
+
+def class_prompt(obj: str) -> str:
+    """The zero-shot classification prompt of a class."""
+    return _fix_articles(f"a photo of a {obj}")
+
+
+def _fix_articles(text: str) -> str:
+    words = text.split(" ")
+    for i in range(len(words) - 1):
+        if words[i] in ("a", "an"):
+            words[i] = "an" if words[i + 1][:1] in "aeiou" else "a"
+    return " ".join(words)

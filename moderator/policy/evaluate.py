@@ -1,0 +1,146 @@
+"""Evaluating a policy on labelled images, and suggesting thresholds (``moderator policy eval`` and
+``calibrate``). Labels are a CSV with a ``path`` column (relative to the CSV) and a ``categories``
+column (the policy categories the image belongs to, ';'-separated, empty for none), as in
+examples/labels.csv."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from moderator.errors import PolicyError
+from moderator.policy.compile import CompiledPolicy
+from moderator.policy.score import category_scores
+from moderator.processing import Processor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Labelled:
+    paths: list[Path]
+    truth: np.ndarray  # bool [N, C]
+    scores: np.ndarray  # float [N, C]
+    skipped: list[tuple[Path, str]]
+
+
+def load_labels(csv_path: Path, categories: tuple[str, ...]) -> tuple[list[Path], np.ndarray]:
+    """Raises PolicyError for a malformed file or categories the policy lacks."""
+    try:
+        with csv_path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise PolicyError(f"{csv_path}: {exc.strerror or exc}") from exc
+    if not rows or not {"path", "categories"} <= set(rows[0]):
+        raise PolicyError(f"{csv_path}: needs a header with 'path' and 'categories' columns and at least one row")
+    paths, truth = [], []
+    for i, row in enumerate(rows, start=2):
+        labels = {c for c in (row["categories"] or "").split(";") if c}
+        unknown = labels - set(categories)
+        if unknown:
+            raise PolicyError(f"{csv_path}:{i}: categories {sorted(unknown)} are not in the policy ({', '.join(categories)})")
+        paths.append(csv_path.parent / row["path"])
+        truth.append([c in labels for c in categories])
+    return paths, np.asarray(truth, bool)
+
+
+def score_labelled(csv_path: Path, processor: Processor, policy: CompiledPolicy, batch: int = 32) -> Labelled:
+    paths, truth = load_labels(csv_path, policy.categories)
+    keep, pixels, skipped = [], [], []
+    for i, p in enumerate(paths):
+        try:
+            prepared = processor.prepare(p.read_bytes())
+        except OSError as exc:
+            skipped.append((p, exc.strerror or str(exc)))
+            continue
+        if prepared.error is not None:
+            skipped.append((p, str(prepared.error)))
+            continue
+        keep.append(i)
+        pixels.append(prepared.pixels)
+    if not pixels:
+        raise PolicyError(f"{csv_path}: no labelled image could be read")
+    embeds = np.concatenate([processor.encoder.encode_images(np.stack(pixels[i : i + batch])) for i in range(0, len(pixels), batch)])
+    return Labelled([paths[i] for i in keep], truth[keep], category_scores(embeds, policy), skipped)
+
+
+def confusion(truth: np.ndarray, fired: np.ndarray) -> dict[str, int]:
+    return {"tp": int((truth & fired).sum()), "fp": int((~truth & fired).sum()),
+            "fn": int((truth & ~fired).sum()), "tn": int((~truth & ~fired).sum())}
+
+
+def prf(c: dict[str, int]) -> tuple[float, float, float]:
+    p = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
+    r = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def report(data: Labelled, policy: CompiledPolicy) -> dict:
+    """Per category: confusion at the review threshold (the category fires) and at the block threshold."""
+    out = {"images": len(data.paths), "skipped": [{"path": str(p), "reason": r} for p, r in data.skipped], "categories": {}}
+    for j, name in enumerate(policy.categories):
+        cat = {}
+        for level, threshold in (("fires", float(policy.review[j])), ("blocks", float(policy.block[j]))):
+            c = confusion(data.truth[:, j], data.scores[:, j] >= threshold)
+            p, r, f = prf(c)
+            cat[level] = {"threshold": threshold, **c, "precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4)}
+        cat["positives"] = int(data.truth[:, j].sum())
+        out["categories"][name] = cat
+    return out
+
+
+def pr_curve(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, precision, recall), thresholds descending: firing at each distinct score."""
+    order = np.argsort(-scores)
+    s, t = scores[order], truth[order]
+    tp = np.cumsum(t)
+    k = np.arange(1, len(s) + 1)
+    return s, tp / k, tp / max(1, t.sum())
+
+
+def suggest(scores: np.ndarray, truth: np.ndarray, target_precision: float) -> tuple[float, float, float] | None:
+    """Lowest threshold (most recall) whose precision is at least the target; (threshold, P, R)."""
+    thresholds, precision, recall = pr_curve(scores, truth)
+    ok = np.nonzero(precision >= target_precision)[0]
+    if not len(ok) or truth.sum() == 0:
+        return None
+    k = ok.max()
+    # Halfway to the next lower score, so small score noise does not flip the boundary image.
+    below = thresholds[k + 1] if k + 1 < len(thresholds) else thresholds[k] - 1e-3
+    return float((thresholds[k] + below) / 2), float(precision[k]), float(recall[k])
+
+
+def draw_pr_curves(data: Labelled, policy: CompiledPolicy, path: Path, size: int = 640) -> None:
+    """One precision-recall curve per category, as a PNG."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (size, size), (255, 255, 255))
+    d = ImageDraw.Draw(img)
+    m = 50
+    box = (m, m // 2, size - m // 2, size - m)
+    d.rectangle(box, outline=(0, 0, 0))
+    for v in (0.0, 0.25, 0.5, 0.75, 1.0):
+        x = box[0] + v * (box[2] - box[0])
+        y = box[3] - v * (box[3] - box[1])
+        d.line([(x, box[3]), (x, box[3] + 4)], fill=(0, 0, 0))
+        d.text((x - 8, box[3] + 8), f"{v:.2f}", fill=(0, 0, 0))
+        d.line([(box[0] - 4, y), (box[0], y)], fill=(0, 0, 0))
+        d.text((4, y - 6), f"{v:.2f}", fill=(0, 0, 0))
+    d.text(((box[0] + box[2]) // 2 - 20, size - 22), "recall", fill=(0, 0, 0))
+    d.text((4, 4), "precision", fill=(0, 0, 0))
+    palette = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127)]
+    for j, name in enumerate(policy.categories):
+        colour = palette[j % len(palette)]
+        if data.truth[:, j].sum():
+            _, p, r = pr_curve(data.scores[:, j], data.truth[:, j])
+            pts = [(box[0] + ri * (box[2] - box[0]), box[3] - pi * (box[3] - box[1])) for pi, ri in zip(p, r)]
+            if len(pts) > 1:
+                d.line(pts, fill=colour, width=2)
+        d.rectangle([box[0] + 10, box[1] + 10 + 16 * j, box[0] + 22, box[1] + 22 + 16 * j], fill=colour)
+        d.text((box[0] + 28, box[1] + 10 + 16 * j), name, fill=(0, 0, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)

@@ -1,0 +1,32 @@
+"""Change thresholds in a policy file's text, keeping everything else (comments, order, layout)."""
+
+from __future__ import annotations
+
+import yaml
+
+
+def with_thresholds(text: str, thresholds: dict[str, dict[str, float]]) -> str:
+    """``thresholds``: category -> {"review": x, "block": y} (either key optional).
+
+    Existing values are replaced where they stand; missing keys are added under the category's
+    ``name``. Categories not named are left alone.
+    """
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    categories = next((v for k, v in root.value if k.value == "categories"), None)
+    edits: list[tuple[int, int, str]] = []
+    for cat in getattr(categories, "value", []):
+        fields = {k.value: (k, v) for k, v in cat.value}
+        name = fields.get("name", (None, None))[1]
+        wanted = thresholds.get(getattr(name, "value", None), {})
+        for key, value in wanted.items():
+            new = f"{value:.4f}".rstrip("0").rstrip(".") if value != 0 else "0"
+            if key in fields:
+                node = fields[key][1]
+                edits.append((node.start_mark.index, node.end_mark.index, new))
+            else:
+                name_key, name_val = fields["name"]
+                indent = " " * name_key.start_mark.column
+                edits.append((name_val.end_mark.index, name_val.end_mark.index, f"\n{indent}{key}: {new}"))
+    for start, end, new in sorted(edits, reverse=True):
+        text = text[:start] + new + text[end:]
+    return text

@@ -1,0 +1,137 @@
+"""The checked-in default model (models/default) and policy (policies/default.yaml), held to the
+figures in models/default/README.md on pictograms it never saw. Figures are printed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from moderator.cli.main import main
+from moderator.encoders.onnx import OnnxEncoder
+from moderator.media.preprocess import Preprocessor
+from moderator.pictograms import OBJECTS, class_prompt, generate
+from moderator.pictograms.dataset import CATEGORIES, to_pixels
+from tests.conftest import REPO
+
+MODEL = REPO / "models" / "default"
+POLICY = REPO / "policies" / "default.yaml"
+CLASSES = list(OBJECTS)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    enc = OnnxEncoder(MODEL)
+    yield enc
+    enc.close()
+
+
+def report(capsys, line: str) -> None:
+    with capsys.disabled():
+        print(f"\n[default model] {line}")
+
+
+def zero_shot_accuracy(encoder, split: str, n: int, seed: int) -> float:
+    samples = generate(n, split, seed)
+    images = encoder.encode_images(to_pixels(samples, Preprocessor(encoder.info().preprocess)))
+    texts = encoder.encode_texts([class_prompt(c) for c in CLASSES])
+    predicted = (images @ texts.T).argmax(axis=1)
+    return float(np.mean([CLASSES[p] == s.obj for p, s in zip(predicted, samples)]))
+
+
+def test_zero_shot_classification_on_held_out_pictograms(encoder, capsys):
+    acc = zero_shot_accuracy(encoder, "test", 750, seed=7)
+    report(capsys, f"zero-shot top-1, held-out pictograms (seen colour x object): {acc:.3f}")
+    assert acc >= 0.95
+
+
+def test_zero_shot_classification_on_unseen_colour_object_combinations(encoder, capsys):
+    acc = zero_shot_accuracy(encoder, "unseen", 750, seed=7)
+    report(capsys, f"zero-shot top-1, unseen colour x object combinations: {acc:.3f}")
+    assert acc >= 0.90
+
+
+def test_text_to_image_retrieval(encoder, capsys):
+    samples = generate(200, "test", seed=11)
+    images = encoder.encode_images(to_pixels(samples, Preprocessor(encoder.info().preprocess)))
+    texts = encoder.encode_texts([s.caption for s in samples])
+    best = (texts @ images.T).argmax(axis=1)
+    exact = float(np.mean(best == np.arange(len(samples))))
+    # Many pictograms share object, colour and count, so also count a hit when the retrieved
+    # image matches everything the caption says.
+    same = float(np.mean([(samples[b].obj, samples[b].count) == (s.obj, s.count) for b, s in zip(best, samples)]))
+    report(capsys, f"text->image recall@1 over 200 held-out pairs: exact {exact:.3f}, same object and count {same:.3f}")
+    assert exact >= 0.05 and same >= 0.8
+
+
+def test_int8_variant_agrees_with_fp32(encoder, capsys):
+    int8 = OnnxEncoder(MODEL, precision="int8")
+    samples = generate(100, "test", seed=5)
+    pixels = to_pixels(samples, Preprocessor(encoder.info().preprocess))
+    cos = np.sum(encoder.encode_images(pixels) * int8.encode_images(pixels), axis=1)
+    report(capsys, f"int8 vs fp32 image embeddings: mean cosine {cos.mean():.4f}, min {cos.min():.4f}")
+    assert cos.min() >= 0.95
+
+
+def test_scan_with_the_default_policy_catches_every_category(tmp_path, capsys):
+    """End to end through `moderator scan`: JPEG files -> decode -> preprocess -> encode -> policy."""
+    samples = generate(600, "test", seed=13)
+    for i, s in enumerate(samples):
+        (tmp_path / f"{i:04d}.jpg").write_bytes(s.jpeg)
+    capsys.readouterr()
+    assert main(["scan", str(tmp_path), "--json", "--model", str(MODEL), "--policy", str(POLICY)]) == 0
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(results) == len(samples) and not any("error" in r for r in results)
+    by_index = {int(r["path"].rsplit("/", 1)[-1][:4]): r for r in results}
+    lines = []
+    for category, objects in CATEGORIES.items():
+        truth = np.asarray([samples[i].obj in objects for i in range(len(samples))])
+        fired = np.asarray([next(c for c in by_index[i]["categories"] if c["name"] == category)["fired"] for i in range(len(samples))])
+        precision = (truth & fired).sum() / max(1, fired.sum())
+        recall = (truth & fired).sum() / truth.sum()
+        lines.append(f"{category}: precision {precision:.3f} recall {recall:.3f} ({truth.sum()} positives)")
+        assert precision >= 0.95 and recall >= 0.95, lines[-1]
+    report(capsys, "moderator scan, policies/default.yaml, 600 held-out pictograms:\n  " + "\n  ".join(lines))
+
+
+def test_policy_eval_on_the_labelled_examples(tmp_path, capsys):
+    labels = REPO / "examples" / "labels.csv"
+    png = tmp_path / "pr.png"
+    assert main(["policy", "eval", str(POLICY), "--labels", str(labels), "--json", "--pr-curve", str(png), "--model", str(MODEL)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 120 and not result["skipped"]
+    lines = []
+    for name, cat in result["categories"].items():
+        fires = cat["fires"]
+        assert fires["tp"] + fires["fn"] == cat["positives"] > 0
+        lines.append(f"{name}: precision {fires['precision']:.3f} recall {fires['recall']:.3f} f1 {fires['f1']:.3f}")
+        assert fires["precision"] >= 0.9 and fires["recall"] >= 0.9, lines[-1]
+    report(capsys, "policy eval on examples/labels.csv (120 images, 30 of unseen colour x object):\n  " + "\n  ".join(lines))
+    from PIL import Image
+
+    with Image.open(png) as img:
+        assert img.size == (640, 640)
+
+
+def test_policy_calibrate_on_the_labelled_examples(tmp_path, capsys):
+    labels = REPO / "examples" / "labels.csv"
+    args = ["policy", "calibrate", str(POLICY), "--labels", str(labels), "--target-precision", "0.95", "--model", str(MODEL)]
+    assert main(args) == 0
+    assert "nothing written" in capsys.readouterr().out
+    assert main([*args, "--patch"]) == 0
+    patch = capsys.readouterr().out
+    assert patch == "" or patch.startswith("---"), patch[:200]
+    new = tmp_path / "calibrated.yaml"
+    assert main([*args, "--out", str(new)]) == 0
+    capsys.readouterr()
+    assert main(["policy", "eval", str(new), "--labels", str(labels), "--json", "--pr-curve", str(tmp_path / "p.png"), "--model", str(MODEL)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for name, cat in result["categories"].items():
+        assert cat["fires"]["precision"] >= 0.95, f"{name}: calibrated for precision 0.95 on these labels"
+
+
+def test_default_policy_inline_tests_pass(capsys):
+    assert main(["policy", "test", str(POLICY), "--model", str(MODEL)]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and " 0 failed" in out

@@ -1,0 +1,86 @@
+"""`moderator policy` on the tiny model: the mechanics (formats, exit codes, rewriting).
+Evaluation and calibration with meaningful numbers: test_default_model.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from moderator.cli.main import main
+from moderator.local.samples import draw, encode
+from moderator.policy import load_policy
+from moderator.policy.rewrite import with_thresholds
+from tests.conftest import TINY_MODEL, TINY_POLICY
+
+
+@pytest.fixture
+def policy_dir(tmp_path):
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "red.png").write_bytes(encode(draw("circle", (220, 30, 30)), "PNG"))
+    (tmp_path / "img" / "blue.png").write_bytes(encode(draw("square", (30, 30, 220)), "PNG"))
+    return tmp_path
+
+
+def test_lint_reports_every_problem_as_file_line_col(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ncategories:\n  - name: a\n    prompts: [p]\n    reveiw: 0.1\n    block: 0.2\n")
+    good = tmp_path / "good.yaml"
+    good.write_text(TINY_POLICY.read_text())
+    assert main(["policy", "lint", str(good), str(bad)]) == 1
+    out, err = capsys.readouterr()
+    assert f"{good}: ok (3 categories" in out
+    assert err.splitlines() == [f"{bad}:5:5: categories.0.reveiw: unknown key 'reveiw'; did you mean 'review'?"]
+    bad.write_text(bad.read_text().replace("reveiw", "review").replace("block: 0.2", "block: 0.05"))
+    assert main(["policy", "lint", str(bad)]) == 1
+    assert capsys.readouterr().err.strip() == f"{bad}:3:5: categories.0 (a): review threshold 0.1 is above block threshold 0.05"
+    assert main(["policy", "lint", str(good)]) == 0
+
+
+def test_lint_with_a_model_checks_the_model(tmp_path, capsys):
+    p = tmp_path / "p.yaml"
+    p.write_text(TINY_POLICY.read_text().replace("model: tiny-random", "model: another-model"))
+    assert main(["policy", "lint", str(p)]) == 0
+    assert main(["policy", "lint", str(p), "--model", str(TINY_MODEL)]) == 1
+    assert "written for model 'another-model'" in capsys.readouterr().err
+
+
+def test_explain_shows_each_prompt(policy_dir, capsys):
+    assert main(["policy", "explain", str(TINY_POLICY), str(policy_dir / "img" / "red.png"), "--model", str(TINY_MODEL), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in doc["categories"]] == ["weapons", "drugs", "fire"]
+    weapons = doc["categories"][0]
+    assert {p["prompt"] for p in weapons["prompts"]} == {"a photo of a knife", "a photo of a gun", "a photo of a weapon"}
+    assert weapons["margin"] == pytest.approx(weapons["score"] - (weapons["block"] if weapons["action"] == "block" else weapons["review"]))
+    assert main(["policy", "explain", str(TINY_POLICY), str(policy_dir / "img" / "red.png"), "--model", str(TINY_MODEL)]) == 0
+    assert "weapons [cosine] score" in capsys.readouterr().out
+
+
+def test_inline_tests_pass_and_fail(policy_dir, capsys):
+    # What the model really decides for the two images, then tests that agree and one that does not.
+    main(["policy", "explain", str(TINY_POLICY), str(policy_dir / "img" / "red.png"), "--model", str(TINY_MODEL), "--json"])
+    red = json.loads(capsys.readouterr().out)
+    fired = sorted(c["name"] for c in red["categories"] if c["action"] != "allow")
+    wrong = "allow" if red["decision"] != "allow" else "block"
+    text = TINY_POLICY.read_text() + (
+        "tests:\n"
+        f"  - {{image: img/red.png, decision: {red['decision']}, categories: {json.dumps(fired)}}}\n"
+        f"  - {{image: img/red.png, decision: {wrong}}}\n"
+    )
+    p = policy_dir / "p.yaml"
+    p.write_text(text)
+    assert main(["policy", "test", str(p), "--model", str(TINY_MODEL)]) == 1
+    out = capsys.readouterr().out
+    assert "PASS tests.0" in out and f"FAIL tests.1 img/red.png: decision {red['decision']}, expected {wrong}" in out
+    assert "1 passed, 1 failed" in out
+    p.write_text(text.split("  - {image: img/red.png, decision: " + wrong)[0])
+    assert main(["policy", "test", str(p), "--model", str(TINY_MODEL)]) == 0
+
+
+def test_threshold_rewrite_keeps_comments_and_adds_missing_keys(tmp_path):
+    text = "# keep me\nname: x\ndefaults: {review: 0.1, block: 0.2}\ncategories:\n  - name: a  # and me\n    prompts: [p]\n    review: 0.1\n  - name: b\n    prompts: [q]\n"
+    new = with_thresholds(text, {"a": {"review": 0.25, "block": 0.3}, "b": {"review": 0.05}})
+    assert new.startswith("# keep me\n") and "# and me" in new
+    (tmp_path / "p.yaml").write_text(new)
+    cats = load_policy(tmp_path / "p.yaml").policy.categories
+    assert (cats[0].review, cats[0].block, cats[1].review, cats[1].block) == (0.25, 0.3, 0.05, None)

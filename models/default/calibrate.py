@@ -4,8 +4,8 @@
     python models/default/calibrate.py     # after train.py; needs only the runtime install
 
 For each category, on a calibration split that neither training nor the tests use, the review
-threshold is the lowest score at which precision reaches ``target_precision`` (most recall at
-that precision) and the block threshold the lowest at which precision reaches 0.995. Scores come
+threshold is the score with the best F1 and the block threshold the lowest score at which
+precision reaches 0.995 (never below the review threshold). Scores come
 from the service's own path: JPEG -> decode -> preprocess -> ONNX encoder -> policy scoring.
 """
 
@@ -24,19 +24,25 @@ sys.path.insert(0, str(REPO))
 from moderator.encoders.onnx import OnnxEncoder  # noqa: E402
 from moderator.media.decode import DecodeLimits  # noqa: E402
 from moderator.pictograms.dataset import CATEGORIES, generate  # noqa: E402
-from moderator.policy import compile_policy  # noqa: E402
+from moderator.policy import LoadedPolicy, category_scores, compile_policy  # noqa: E402
 from moderator.policy.schema import Policy  # noqa: E402
 from moderator.processing import Processor  # noqa: E402
 
-PROMPTS: dict[str, tuple[str, list[str]]] = {
-    "weapons": ("Knives, guns and other weapons.",
-                ["a photo of a knife", "a photo of a gun", "a drawing of a pistol", "a dagger", "a handgun", "a kitchen knife"]),
-    "drugs": ("Syringes, needles, pills and other drug paraphernalia.",
-              ["a photo of a syringe", "a hypodermic needle", "a photo of pills", "a capsule", "medication tablets"]),
-    "alcohol": ("Bottles of beer, wine and liquor.", ["a photo of a beer bottle", "a wine bottle", "a bottle of liquor"]),
-    "smoking": ("Cigarettes and tobacco.", ["a photo of a cigarette", "a lit cigarette", "a tobacco cigarette"]),
-    "fire": ("Fire and flames.", ["a photo of fire", "a flame", "a burning blaze"]),
+DESCRIPTIONS = {
+    "weapons": "Knives, guns and other weapons.", "drugs": "Syringes, needles, pills and other drug paraphernalia.",
+    "alcohol": "Bottles of beer, wine and liquor.", "smoking": "Cigarettes and tobacco.", "fire": "Fire and flames.",
 }
+# Natural wording: the objects' usual names (the model also learned synonyms from its captions).
+TERMS = {
+    "knife": ["a knife", "a dagger"], "pistol": ["a gun", "a pistol", "a handgun"], "syringe": ["a syringe", "a needle"],
+    "pill": ["pills", "a capsule", "a tablet"], "bottle": ["a beer bottle", "a wine bottle", "a bottle of liquor"],
+    "cigarette": ["a cigarette", "a lit cigarette"], "flame": ["fire", "a flame"],
+}
+TEMPLATES = ["a photo of {}", "a drawing of {}"]
+# Every other pictogram class is a contrast prompt: a category's score is the probability its
+# prompts take among all classes (softmax scoring at the model's own temperature).
+CONTRAST_OBJECTS = ["knife", "pistol", "syringe", "pill", "bottle", "cigarette", "flame",
+                    "tree", "house", "car", "flower", "cat", "cup", "ball", "sun"]
 BLOCK_PRECISION = 0.995
 
 
@@ -51,47 +57,66 @@ def lowest_threshold_with_precision(scores: np.ndarray, positive: np.ndarray, pr
     return float(scores[order][k])
 
 
+def best_f1_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
+    order = np.argsort(-scores)
+    tp = np.cumsum(positive[order])
+    k = np.arange(1, len(scores) + 1)
+    f1 = 2 * tp / (k + positive.sum())
+    return float(scores[order][int(f1.argmax())])
+
+
 def calibrate() -> dict:
     conf = json.loads((HERE / "config.json").read_text())
     encoder = OnnxEncoder(HERE)
+    temperature = round(1.0 / encoder.info().logit_scale, 4)
     draft = Policy(name="default", model=encoder.info().model_name, categories=[
-        {"name": name, "description": desc, "prompts": prompts, "review": 0.0, "block": 0.0} for name, (desc, prompts) in PROMPTS.items()
+        {"name": name, "description": DESCRIPTIONS[name], **category_prompts(name), "scoring": "softmax", "temperature": temperature,
+         "review": 0.0, "block": 0.0} for name in CATEGORIES
     ])
-    compiled = compile_policy(draft, encoder)
+    compiled = compile_policy(LoadedPolicy(draft, REPO / "policies" / "default.yaml", "calibration"), encoder)
     processor = Processor(encoder, compiled, DecodeLimits())
     samples = generate(conf["calibration_samples"], "calibration", conf["seed"])
     pixels = [processor.prepare(s.jpeg).pixels for s in samples]
     embeds = np.concatenate([encoder.encode_images(np.stack(pixels[i : i + 64])) for i in range(0, len(pixels), 64)])
-    scores = embeds @ compiled.embeddings.T
+    scores = category_scores(embeds, compiled)  # the policy's own scoring (softmax), as the service computes it
     thresholds = {}
     for j, name in enumerate(compiled.categories):
         positive = np.asarray([s.obj in CATEGORIES[name] for s in samples])
-        review = lowest_threshold_with_precision(scores[:, j], positive, conf["target_precision"])
+        review = best_f1_threshold(scores[:, j], positive)
         block = lowest_threshold_with_precision(scores[:, j], positive, BLOCK_PRECISION) or review
-        thresholds[name] = (round(review - 1e-4, 4), round(max(block, review) - 1e-4, 4))
+        thresholds[name] = (round(max(review - 1e-4, 0.0), 4), round(max(block, review) - 1e-4, 4))
         fired = scores[:, j] >= thresholds[name][0]
         rec = (fired & positive).sum() / positive.sum()
         print(f"{name}: review {thresholds[name][0]} block {thresholds[name][1]} (calibration recall {rec:.3f})")
-    write_policy(encoder.info().model_name, thresholds, conf)
+    write_policy(encoder.info().model_name, thresholds, conf, temperature)
     return thresholds
 
 
-def write_policy(model: str, thresholds: dict, conf: dict) -> None:
+def category_prompts(name: str) -> dict:
+    mine = CATEGORIES[name]
+    return {"templates": TEMPLATES, "terms": [t for o in mine for t in TERMS[o]],
+            "contrast": [f"a photo of a {o}" for o in CONTRAST_OBJECTS if o not in mine]}
+
+
+def write_policy(model: str, thresholds: dict, conf: dict, temperature: float) -> None:
     lines = [
         "# yaml-language-server: $schema=../docs/policy.schema.json",
         "# Default policy for models/default (pictoclip-default), the project's own pictogram CLIP.",
-        "# Thresholds written by models/default/calibrate.py: per category, review = the lowest cosine score",
-        f"# reaching precision {conf['target_precision']} on {conf['calibration_samples']} calibration pictograms, block = the lowest reaching",
+        "# Thresholds written by models/default/calibrate.py: per category, review = the score with the best F1",
+        f"# on {conf['calibration_samples']} calibration pictograms, block = the lowest score reaching",
         f"# precision {BLOCK_PRECISION}. Re-run it after retraining. The model knows pictograms only (models/default/README.md).",
+        "# Scoring: softmax at the model's learned temperature, every other pictogram class as a contrast prompt.",
         "name: default",
         "description: Weapons, drugs, alcohol, smoking and fire, for the default pictogram model.",
         f"model: {model}",
         "categories:",
     ]
-    for name, (desc, prompts) in PROMPTS.items():
+    for name in CATEGORIES:
         review, block = thresholds[name]
-        lines += [f"  - name: {name}", f"    description: {desc}", "    prompts:"]
-        lines += [f"      - {p}" for p in prompts]
+        p = category_prompts(name)
+        lines += [f"  - name: {name}", f"    description: {DESCRIPTIONS[name]}", "    scoring: softmax", f"    temperature: {temperature}",
+                  f"    templates: {json.dumps(p['templates'])}", f"    terms: {json.dumps(p['terms'])}", "    contrast:"]
+        lines += [f"      - {c}" for c in p["contrast"]]
         lines += [f"    review: {review}", f"    block: {block}"]
     lines += inline_tests()
     (REPO / "policies" / "default.yaml").write_text("\n".join(lines) + "\n")
@@ -107,7 +132,7 @@ def inline_tests() -> list[str]:
         return []
     with labels.open() as fh:
         rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
-    chosen = [next(r for r in rows if r["categories"] == c) for c in PROMPTS] + [r for r in rows if not r["categories"]][:2]
+    chosen = [next(r for r in rows if r["categories"] == c) for c in CATEGORIES] + [r for r in rows if not r["categories"]][:2]
     out = ["tests:"]
     for r in chosen:
         if r["categories"]:

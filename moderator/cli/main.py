@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true", help="one JSON result per line instead of a table")
 
     demo = sub.add_parser("demo", help="start a local broker and the service, send sample images, print verdicts")
-    demo.add_argument("--port", type=int, default=39092, help="port of the local broker to start or reuse (default 39092)")
+    demo.add_argument("--port", type=int, default=29092, help="port of the local broker to start or reuse (default 29092)")
     demo.add_argument("--model", type=Path, default=None, help="model directory (default: models/tiny-random)")
     demo.add_argument("--policy", type=Path, default=None, help="policy file (default: policies/tiny-random.yaml)")
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every verdict")
@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = one per core)")
     bench.add_argument("--latency-images", type=int, default=64, help="images sent at a steady rate to measure latency")
     bench.add_argument("--bootstrap", help="use this broker instead of starting the local one")
-    bench.add_argument("--port", type=int, default=39192, help="port of the local broker to start (default 39192)")
+    bench.add_argument("--port", type=int, default=29192, help="port of the local broker to start (default 29192)")
 
     from moderator.cli.policy import add_parser as add_policy_parser
 

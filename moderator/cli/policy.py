@@ -176,18 +176,19 @@ def _calibrate(args: argparse.Namespace) -> int:
     processor, compiled = _compiled(args.file, args.model)
     data = score_labelled(args.labels, processor, compiled)
     changes: dict[str, dict[str, float]] = {}
-    print(f"{'CATEGORY':<16} {'REVIEW':>15} {'BLOCK':>15}  at review: PRECISION RECALL")
+    table = sys.stderr if args.patch else sys.stdout  # with --patch, stdout is only the diff (pipe it to `patch`)
+    print(f"{'CATEGORY':<16} {'REVIEW':>15} {'BLOCK':>15}  at review: PRECISION RECALL", file=table)
     for j, name in enumerate(compiled.categories):
         review = suggest(data.scores[:, j], data.truth[:, j], args.target_precision)
         block = suggest(data.scores[:, j], data.truth[:, j], args.block_precision)
         if review is None:
-            print(f"{name:<16} no threshold reaches precision {args.target_precision} on these labels; unchanged")
+            print(f"{name:<16} no threshold reaches precision {args.target_precision} on these labels; unchanged", file=table)
             continue
-        r = round(review[0], 4)
-        b = round(max(block[0] if block else review[0], review[0]), 4)
+        r = round(review[0], 6)
+        b = round(max(block[0] if block else review[0], review[0]), 6)
         changes[name] = {"review": r, "block": b}
         print(f"{name:<16} {float(compiled.review[j]):>6.4f} -> {r:<6g} {float(compiled.block[j]):>6.4f} -> {b:<6g}  "
-              f"{review[1]:>9.3f} {review[2]:>6.3f}")
+              f"{review[1]:>9.3f} {review[2]:>6.3f}", file=table)
     old = args.file.read_text()
     new = with_thresholds(old, changes)
     if args.patch:

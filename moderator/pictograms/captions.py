@@ -23,12 +23,18 @@ SYNONYMS: dict[str, list[str]] = {
 }
 IRREGULAR = {"knife": "knives", "kitchen knife": "kitchen knives", "dagger": "daggers", "glass": "glasses"}
 COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
-TEMPLATES = [
-    "a {c} {o}", "a photo of a {c} {o}", "a drawing of a {c} {o}", "a picture of a {o}", "an image of a {c} {o}",
-    "a {c} {o} on a {bg} background", "a simple icon of a {o}", "a pictogram of a {c} {o}", "a {o}",
-    "an illustration of a {c} {o}",
+COLOURED = [
+    "a {c} {o}", "a photo of a {c} {o}", "a drawing of a {c} {o}", "an image of a {c} {o}",
+    "a {c} {o} on a {bg} background", "a pictogram of a {c} {o}", "an illustration of a {c} {o}",
 ]
-PLURAL_TEMPLATES = ["{n} {c} {os}", "a photo of {n} {c} {os}", "{n} {os} on a {bg} background", "a drawing of {n} {os}", "{n} {os}"]
+PLAIN = ["a photo of a {o}", "a picture of a {o}", "a simple icon of a {o}", "a {o}", "a drawing of a {o}", "an image of a {o}",
+         "a {o} on a {bg} background"]
+TEMPLATES = COLOURED + PLAIN
+PLURAL_COLOURED = ["{n} {c} {os}", "a photo of {n} {c} {os}"]
+PLURAL_PLAIN = ["{n} {os} on a {bg} background", "a drawing of {n} {os}", "{n} {os}", "a photo of {n} {os}"]
+# Half the captions leave the colour out, so that matching a caption takes the object's shape,
+# not just its colour (which alone separates most pictograms in a batch).
+COLOURLESS_SHARE = 0.5
 
 
 def plural(word: str) -> str:
@@ -42,10 +48,11 @@ def plural(word: str) -> str:
 def caption(obj: str, colour: str, count: int, background: str, rng: random.Random) -> str:
     """One caption describing the picture (object synonym, colour, count, background)."""
     word = rng.choice(SYNONYMS[obj])
+    plain = rng.random() < COLOURLESS_SHARE
     if count == 1:
-        text = rng.choice(TEMPLATES).format(c=colour, o=word, bg=background)
+        text = rng.choice(PLAIN if plain else COLOURED).format(c=colour, o=word, bg=background)
     else:
-        text = rng.choice(PLURAL_TEMPLATES).format(n=COUNT_WORDS[count], c=colour, os=plural(word), bg=background)
+        text = rng.choice(PLURAL_PLAIN if plain else PLURAL_COLOURED).format(n=COUNT_WORDS[count], c=colour, os=plural(word), bg=background)
     return _fix_articles(text)
 
 

@@ -19,7 +19,7 @@ def with_thresholds(text: str, thresholds: dict[str, dict[str, float]]) -> str:
         name = fields.get("name", (None, None))[1]
         wanted = thresholds.get(getattr(name, "value", None), {})
         for key, value in wanted.items():
-            new = f"{value:.4f}".rstrip("0").rstrip(".") if value != 0 else "0"
+            new = f"{value:.6f}".rstrip("0").rstrip(".") if value != 0 else "0"
             if key in fields:
                 node = fields[key][1]
                 edits.append((node.start_mark.index, node.end_mark.index, new))

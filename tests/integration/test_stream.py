@@ -167,7 +167,7 @@ def test_bad_policy_refuses_to_start_with_a_clear_error(topics, service, tmp_pat
     bad.write_text("name: x\ncategories:\n  - name: a\n    prompts: []\n    review: 0.1\n    block: 0.2\n")
     svc = service(topics(1), wait_ready=False, policy={"path": bad})
     assert svc.wait(60) == 2
-    assert "categories.0.prompts" in svc.log_tail()
+    assert "bad.yaml:3:5: categories.0: a category needs at least one prompt" in svc.log_tail()
 
 
 def test_policy_reload_under_load_loses_nothing_and_never_mixes_policies(broker, topics, service, collector, tmp_path):

@@ -92,3 +92,14 @@ def test_dead_letter_keeps_original_headers_and_adds_ours():
     assert ours["moderator-error-message"] == "truncated JPEG"
     assert (ours["moderator-source-topic"], ours["moderator-source-partition"], ours["moderator-source-offset"]) == ("images", "2", "41")
     assert ours["moderator-input-id"] == "m1"
+
+
+def test_the_documented_verdict_example_is_a_valid_verdict():
+    from moderator.wire.verdict import Verdict
+
+    text = (REPO / "docs" / "wire-format.md").read_text()
+    examples = [b.split("```", 1)[0] for b in text.split("```json\n")[1:]]
+    verdicts = [e for e in examples if '"schema_version"' in e]
+    assert verdicts, "docs/wire-format.md shows a verdict"
+    for e in verdicts:
+        Verdict.model_validate_json(e)

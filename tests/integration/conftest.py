@@ -142,6 +142,8 @@ def input_offsets(bootstrap: str, topic: str) -> dict[str, tuple[int, int]]:
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
+    """Poll ``predicate`` against a deadline (the interval only paces the polling; nothing waits a
+    fixed time for something to happen)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -93,8 +93,6 @@ class _Graph:
     """Accumulates ONNX nodes and initialisers with unique names."""
 
     def __init__(self) -> None:
-        import onnx  # noqa: F401  (fail early with the install hint from _require_onnx)
-
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
         self._n = 0

@@ -40,10 +40,6 @@ class TextTokenizer:
         encodings = self._tok.encode_batch(list(texts))
         return np.asarray([e.ids for e in encodings], dtype=np.int64).reshape(len(encodings), self.context_length)
 
-    @property
-    def vocab_size(self) -> int:
-        return self._tok.get_vocab_size()
-
 
 def build_bpe_tokenizer(corpus: Sequence[str], vocab_size: int, special_tokens: Sequence[str]):
     """Train a byte-level BPE tokenizer (lower-cased, whitespace-folded) on ``corpus``.

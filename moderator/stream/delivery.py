@@ -93,10 +93,6 @@ class Delivery:
                 _, _, msg = heapq.heappop(self._retries)
             self.send(msg)
 
-    def pending_retries(self) -> int:
-        with self._cv:
-            return len(self._retries)
-
     def flush(self, timeout: float) -> None:
         self._producer.flush(timeout=timeout)
 

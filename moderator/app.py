@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from moderator.encoders import create_encoder
-from moderator.errors import SettingsError
+from moderator.encoders import Encoder, create_encoder
+from moderator.errors import BackendError, BackendUnavailable, SettingsError
 from moderator.media.decode import DecodeLimits
 from moderator.policy.compile import compile_policy
 from moderator.policy.cache import EmbeddingCache
@@ -24,30 +27,82 @@ from moderator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 def decode_limits(settings: Settings) -> DecodeLimits:
     m = settings.media
     return DecodeLimits(max_bytes=m.max_bytes, max_pixels=m.max_pixels, max_side=m.max_side, background=m.background)
 
 
-def build_processor(settings: Settings) -> tuple[Processor, EmbeddingCache]:
-    """Load the model and compile the policy and the shadow policy (no network).
+def wait_for_backend(settings: Settings, step: Callable[[], T], what: str, stop: threading.Event | None = None) -> T:
+    """Run ``step``, retrying with backoff while a remote backend is unreachable (BackendError),
+    for at most ``encoder.startup_timeout_s``.
 
     Raises:
-        ModelError, PolicyError: the service cannot start.
+        BackendUnavailable: still unreachable at the deadline.
     """
-    encoder = create_encoder(settings.encoder)
+    es = settings.encoder
+    deadline = time.monotonic() + es.startup_timeout_s
+    delay = es.retry_initial_ms / 1e3
+    while True:
+        try:
+            return step()
+        except BackendError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0 or (stop is not None and stop.is_set()):
+                raise BackendUnavailable(
+                    f"{what}: the {es.backend} backend did not answer within {es.startup_timeout_s:.0f}s "
+                    f"(MODERATOR_ENCODER__STARTUP_TIMEOUT_S): {exc}"
+                ) from exc
+            log.warning("%s: %s; retrying in %.1fs", what, exc, delay)
+            if stop is not None:
+                stop.wait(min(delay, left))
+            else:
+                time.sleep(min(delay, left))
+            delay = min(delay * 2, es.retry_max_ms / 1e3)
+
+
+def build_processor(
+    settings: Settings, make_encoder: Callable[[], Encoder] | None = None, stop: threading.Event | None = None,
+) -> tuple[Processor, EmbeddingCache]:
+    """Load the model (or connect to the backend) and compile the policy and the shadow policy.
+
+    Remote backends are waited for (``encoder.startup_timeout_s``); the in-process one needs no
+    network.
+
+    Raises:
+        ModelError, PolicyError, BackendUnavailable: the service cannot start.
+    """
+    make_encoder = make_encoder or (lambda: create_encoder(settings.encoder))
+    encoder = wait_for_backend(settings, make_encoder, "connecting to the encoder", stop)
     cache = EmbeddingCache(settings.policy.cache_dir, encoder.info().model_checksum)
-    policy = compile_policy(load_policy(settings.policy.path), encoder, cache)
-    shadow = compile_policy(load_policy(settings.policy.shadow_path), encoder, cache) if settings.policy.shadow_path else None
+
+    def compile_all():
+        policy = compile_policy(load_policy(settings.policy.path), encoder, cache)
+        shadow = compile_policy(load_policy(settings.policy.shadow_path), encoder, cache) if settings.policy.shadow_path else None
+        return policy, shadow
+
+    policy, shadow = wait_for_backend(settings, compile_all, "encoding the policy prompts", stop)
     return Processor(encoder, policy, decode_limits(settings), shadow), cache
 
 
 class Application:
-    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, settings: Settings, registry: CollectorRegistry | None = None, make_encoder: Callable[[], Encoder] | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = Metrics(registry)
         self.health = Health()
+        self._make_encoder = make_encoder  # hosts that build the encoder themselves (the Ray pipeline)
+        self._stopping = threading.Event()
+        self._worker: Worker | None = None
+
+    def stop(self) -> None:
+        """Drain and stop, as SIGTERM does (for hosts without signals, e.g. a Serve replica)."""
+        self._stopping.set()
+        if self._worker is not None:
+            self._worker.stop()
 
     def run(self) -> int:
         """Start everything, serve until SIGTERM/SIGINT, drain, and return the exit code.
@@ -67,7 +122,7 @@ class Application:
             ) from exc
         telemetry.start()
         try:
-            processor, cache = build_processor(s)
+            processor, cache = build_processor(s, self._make_encoder, self._stopping)
             info = processor.encoder.info()
             self.health.set("model", True)
             self.health.set("policy", True)
@@ -88,7 +143,9 @@ class Application:
                 log.info("shadow policy %s@%s scored beside the acting one", processor.shadow.name, processor.shadow.version)
             for r in reloaders:
                 r.start()
-            worker = Worker(s, processor, self.metrics, self.health)
+            worker = self._worker = Worker(s, processor, self.metrics, self.health)
+            if self._stopping.is_set():
+                worker.stop()
             self._install_signals(worker, reloaders)
             code = worker.run()
             for r in reloaders:

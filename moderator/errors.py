@@ -74,6 +74,10 @@ class SettingsError(StartupError):
     """Settings (environment or YAML file) failed validation."""
 
 
+class BackendUnavailable(StartupError):
+    """A remote encoder backend stayed unreachable for ``encoder.startup_timeout_s`` at start."""
+
+
 class ModelError(StartupError):
     """A model directory is missing files, fails its checksums or cannot be loaded."""
 

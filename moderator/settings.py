@@ -124,10 +124,48 @@ class MediaSettings(_Section):
         return value
 
 
+class RaySettings(_Section):
+    """The Ray Serve backend: where the cluster is, and how the encoder deployment is sized."""
+
+    address: str | None = Field(None, description="Ray cluster to join (`auto`, `ray://host:10001`, `host:6379`); empty starts a local Ray in this process.")
+    app_name: str = Field("moderator-encoder", description="Serve application holding the encoder deployment.")
+    deployment: str = Field("Encoder", description="Name of the encoder deployment inside the application.")
+    deploy: bool = Field(True, description="Deploy the encoder application from these settings when it is not running; false = only connect (RayService, `serve deploy`).")
+    num_replicas: int = Field(1, ge=1, description="Encoder replicas (the minimum when autoscaling).")
+    max_replicas: int | None = Field(None, ge=1, description="Set above num_replicas to autoscale between the two.")
+    target_ongoing_requests: float = Field(4.0, gt=0, description="Autoscaling target: in-flight batches per replica.")
+    max_ongoing_requests: int = Field(64, ge=1, description="Batches a replica accepts at once; must exceed the consumers' concurrency or @serve.batch cannot form batches.")
+    max_batch_size: int = Field(64, ge=1, description="Images per encoder call inside a replica (@serve.batch merges consumer batches up to this).")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, description="How long a replica waits to fill a batch.")
+    num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per encoder replica.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per encoder replica (fractions share a GPU).")
+    request_timeout_s: float = Field(30.0, gt=0, description="Longest one encoder call may take before it counts as failed.")
+
+    @model_validator(mode="after")
+    def _check(self) -> RaySettings:
+        if self.max_replicas is not None and self.max_replicas < self.num_replicas:
+            raise ValueError("max_replicas must be at least num_replicas")
+        return self
+
+
+class TritonSettings(_Section):
+    """The Triton Inference Server backend (a repository from `moderator models triton-repo`)."""
+
+    url: str = Field("127.0.0.1:8001", description="host:port of Triton's gRPC (default) or HTTP endpoint.")
+    protocol: Literal["grpc", "http"] = "grpc"
+    image_model: str = Field("moderator_image", description="Triton model taking uint8 `pixels` [N,S,S,3].")
+    text_model: str = Field("moderator_text", description="Triton model taking int64 `input_ids` [N,context].")
+    model_version: str = Field("", description="Model version to call; empty = Triton's latest.")
+    timeout_s: float = Field(10.0, gt=0, description="Per-request timeout.")
+    retries: int = Field(2, ge=0, description="Immediate retries of a failed request before the worker's backoff takes over.")
+    max_batch_size: int = Field(64, ge=1, description="Largest request sent; larger batches are split (match the model's max_batch_size).")
+    ssl: bool = False
+
+
 class EncoderSettings(_Section):
     """Which backend serves the model, and how."""
 
-    backend: Literal["onnx"] = "onnx"
+    backend: Literal["onnx", "ray", "triton"] = Field("onnx", description="onnx = in-process onnxruntime; ray = a Ray Serve deployment; triton = a Triton server.")
     model_dir: Path = Path("models/default")
     precision: str = Field("fp32", description="Model variant named in the manifest.")
     providers: Annotated[tuple[str, ...] | None, NoDecode] = Field(None, description="onnxruntime execution providers, in order; default: best available.")
@@ -137,6 +175,9 @@ class EncoderSettings(_Section):
     _split_providers = field_validator("providers", mode="before")(_split_list)
     retry_initial_ms: int = Field(200, ge=1)
     retry_max_ms: int = Field(10_000, ge=1)
+    startup_timeout_s: float = Field(300.0, ge=0, description="How long start-up waits for a remote backend (Ray, Triton) to answer.")
+    ray: RaySettings = RaySettings()
+    triton: TritonSettings = TritonSettings()
 
 
 class PolicySettings(_Section):

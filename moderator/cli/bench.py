@@ -1,6 +1,11 @@
 """``moderator bench``: the bare encoder and the whole service through a real broker, side by side.
 
-1. Encoder: the same model, batch size and threads, fed preprocessed batches in-process.
+With ``--backend ray|triton`` every step runs twice in the same run, once with the in-process
+onnx encoder (the baseline) and once through the backend (a local Ray cluster or a PyTriton
+server started here), and the ratios between the two are printed.
+
+1. Encoder: the same model, batch size and threads, fed preprocessed batches through the
+   backend's client.
 2. End to end: the service as a child process over a real broker; a backlog of photo-sized
    JPEGs is produced and verdicts are timed as they arrive (steady state: the first batch's
    arrival starts the clock).
@@ -11,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -23,7 +29,7 @@ import numpy as np
 from moderator.local.broker import REPO_ROOT, LocalKafka, create_topics
 from moderator.local.collect import OutputCollector
 from moderator.local.samples import jpeg_stream
-from moderator.local.service import ServiceProcess
+from moderator.local.service import ServiceProcess, free_port
 
 
 def ensure_model(args: argparse.Namespace) -> Path:
@@ -42,44 +48,124 @@ def _say(args: argparse.Namespace, msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr if args.json else sys.stdout, flush=True)
 
 
-def encoder_throughput(model: Path, images: list[bytes], batch: int, threads: int) -> tuple[float, dict]:
-    from moderator.encoders.onnx import OnnxEncoder
+def encoder_throughput(encoder, pixels: np.ndarray, batch: int) -> float:
+    """Images per second through ``encoder.encode_images`` on preprocessed batches."""
+    encoder.encode_images(pixels[:batch])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(pixels), batch):
+        encoder.encode_images(pixels[i : i + batch])
+    return len(pixels) / (time.perf_counter() - start)
+
+
+def preprocess_all(model: Path, images: list[bytes]) -> np.ndarray:
     from moderator.media.decode import DecodeLimits, decode_image
     from moderator.media.preprocess import Preprocessor
+    from moderator.models.manifest import load_manifest
 
-    encoder = OnnxEncoder(model, intra_op_threads=threads)
-    try:
-        pre = Preprocessor(encoder.info().preprocess)
-        pixels = np.stack([pre(decode_image(b, DecodeLimits())) for b in images])
-        encoder.encode_images(pixels[:batch])  # warm-up
-        start = time.perf_counter()
-        for i in range(0, len(pixels), batch):
-            encoder.encode_images(pixels[i : i + batch])
-        rate = len(pixels) / (time.perf_counter() - start)
-        info = encoder.info()
-        return rate, {"model": info.model_name, "architecture": info.architecture, "precision": info.precision,
-                      "providers": list(info.providers)}
-    finally:
-        encoder.close()
+    pre = Preprocessor(load_manifest(model, verify=False).preprocess)
+    return np.stack([pre(decode_image(b, DecodeLimits())) for b in images])
+
+
+@contextlib.contextmanager
+def backend_servers(args: argparse.Namespace, model: Path):
+    """Start what ``--backend`` needs (a local Ray cluster, a PyTriton server); yields the encoder
+    settings of every backend measured, the in-process onnx baseline first."""
+    base = {"model_dir": str(model), "intra_op_threads": args.threads}
+    backends = {"onnx": {**base, "backend": "onnx"}}
+    with contextlib.ExitStack() as stack:
+        cache = REPO_ROOT / ".cache" / "bench"
+        if args.backend == "ray":
+            from moderator.local.ray import LocalRay
+
+            _say(args, "starting a local Ray cluster")
+            ray = LocalRay(port=free_port(), log_path=cache / "ray.log").start()
+            stack.callback(ray.stop)
+            backends["ray"] = {**base, "backend": "ray", "ray": {
+                "address": ray.address, "max_batch_size": max(64, args.batch), "app_name": "moderator-bench",
+            }}
+        elif args.backend == "triton":
+            from moderator.local.triton import LocalTriton
+            from moderator.serving.triton_repo import RepoOptions, write_repository
+
+            repo = cache / "triton-repo"
+            write_repository(model, repo, RepoOptions(kind="KIND_CPU", max_batch_size=max(64, args.batch)))
+            _say(args, "starting a Triton server (PyTriton)")
+            triton = LocalTriton(repo, free_port(), free_port(), free_port(), cache / "triton.log", threads=args.threads).start()
+            stack.callback(triton.stop)
+            backends["triton"] = {**base, "backend": "triton", "triton": {"url": triton.grpc_url}}
+        yield backends
 
 
 def bench(args: argparse.Namespace) -> int:
+    from moderator.encoders import create_encoder
+    from moderator.settings import load_settings
+
     model = ensure_model(args)
     images = jpeg_stream(args.images, seed=1)
-    _say(args, f"encoder alone: {args.images} images, batch {args.batch}")
-    enc_rate, info = encoder_throughput(model, images, args.batch, args.threads)
-    _say(args, f"encoder: {enc_rate:.1f} images/s")
-
+    pixels = preprocess_all(model, images)
+    (REPO_ROOT / ".cache" / "bench").mkdir(parents=True, exist_ok=True)
     broker = None
-    if args.bootstrap is None:
-        broker = LocalKafka(port=args.port)
-        started = not broker.running()
-        _say(args, f"starting the local broker on {broker.bootstrap}")
-        broker.start()
-        bootstrap = broker.bootstrap
+    with backend_servers(args, model) as backends:
+        measured: dict[str, dict] = {}
+        for name, encoder_settings in backends.items():
+            _say(args, f"encoder alone ({name}): {args.images} images, batch {args.batch}")
+            encoder = create_encoder(load_settings(encoder=encoder_settings).encoder)
+            try:
+                rate = encoder_throughput(encoder, pixels, args.batch)
+                info = encoder.info()
+            finally:
+                encoder.close()
+            _say(args, f"encoder ({name}): {rate:.1f} images/s")
+            measured[name] = {"encoder_images_per_s": round(rate, 2), "info": info}
+        if args.bootstrap is None:
+            broker = LocalKafka(port=args.port)
+            started = not broker.running()
+            _say(args, f"starting the local broker on {broker.bootstrap}")
+            broker.start()
+            bootstrap = broker.bootstrap
+        else:
+            started, bootstrap = False, args.bootstrap
+        try:
+            for name, encoder_settings in backends.items():
+                rate = measured["onnx"]["encoder_images_per_s"]
+                measured[name].update(end_to_end(args, bootstrap, encoder_settings, images, name, latency_rate=max(1.0, rate / 2)))
+        finally:
+            if broker is not None and started:
+                broker.stop()
+
+    info = measured["onnx"].pop("info")
+    base = measured["onnx"]
+    result = {
+        "model": info.model_name, "architecture": info.architecture, "precision": info.precision,
+        "providers": list(info.providers),
+        "batch_size": args.batch,
+        "threads": args.threads or os.cpu_count(),
+        "images": args.images,
+        "image_bytes_mean": int(statistics.mean(len(b) for b in images)),
+        **base,
+        "ratio": float(f"{base['e2e_images_per_s'] / base['encoder_images_per_s']:.4g}"),
+    }
+    if args.backend != "onnx":
+        other = measured[args.backend]
+        other.pop("info")
+        result["backend"] = args.backend
+        result[args.backend] = other
+        result["encoder_ratio_vs_onnx"] = float(f"{other['encoder_images_per_s'] / base['encoder_images_per_s']:.4g}")
+        result["e2e_ratio_vs_onnx"] = float(f"{other['e2e_images_per_s'] / base['e2e_images_per_s']:.4g}")
+    if args.json:
+        print(json.dumps(result))
     else:
-        started, bootstrap = False, args.bootstrap
-    run_id = f"{int(time.time())}-{os.getpid()}"
+        width = max(len(k) for k in result)
+        for k, v in result.items():
+            print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict, images: list[bytes], name: str,
+               latency_rate: float) -> dict:
+    """The service as a child process over the broker: backlog throughput, then latency at a
+    steady ``latency_rate``."""
+    run_id = f"{int(time.time())}-{os.getpid()}-{name}"
     topic, verdicts, dlq = f"bench-images-{run_id}", f"bench-verdicts-{run_id}", f"bench-dlq-{run_id}"
     service = collector = None
     try:
@@ -88,7 +174,7 @@ def bench(args: argparse.Namespace) -> int:
         service = ServiceProcess({
             "kafka": {"bootstrap_servers": bootstrap, "input_topics": [topic], "verdict_topic": verdicts,
                       "dead_letter_topic": dlq, "group_id": f"bench-{run_id}"},
-            "encoder": {"model_dir": model, "intra_op_threads": args.threads},
+            "encoder": encoder_settings,
             "policy": {"path": _bench_policy(REPO_ROOT / ".cache" / "bench" / "policy.yaml")},
             "batch": {"max_size": args.batch, "max_wait_ms": 20, "max_in_flight": max(256, 4 * args.batch)},
             "telemetry": {"log_level": "WARNING"},
@@ -100,21 +186,19 @@ def bench(args: argparse.Namespace) -> int:
         if not collector.wait_count(args.batch, timeout=300):
             raise RuntimeError(f"warm-up verdicts did not arrive:\n{service.log_tail()}")
 
-        _say(args, f"end to end: {args.images} images through {bootstrap}")
+        _say(args, f"end to end ({name}): {len(images)} images through {bootstrap}")
         _send(producer, topic, images, "tput")
-        if not collector.wait_count(args.batch + args.images, timeout=600):
+        if not collector.wait_count(args.batch + len(images), timeout=600):
             raise RuntimeError(f"throughput verdicts did not all arrive:\n{service.log_tail()}")
         arrivals = sorted(o.received_at for o in collector.snapshot() if o.id.startswith("tput-"))
         skip = min(args.batch, len(arrivals) - 1)
         e2e_rate = (len(arrivals) - skip) / (arrivals[-1] - arrivals[skip - 1]) if skip else float("nan")
 
-        rate = max(1.0, enc_rate / 2)
-        _say(args, f"latency: {args.latency_images} images at {rate:.1f}/s")
+        _say(args, f"latency ({name}): {args.latency_images} images at {latency_rate:.1f}/s")
         sent_at = {}
-        lat_images = images[: args.latency_images]
         t0 = time.monotonic()
-        for i, img in enumerate(lat_images):
-            while time.monotonic() < t0 + i / rate:
+        for i, img in enumerate(images[: args.latency_images]):
+            while time.monotonic() < t0 + i / latency_rate:
                 time.sleep(0.001)
             mid = f"lat-{i}"
             producer.send(topic, key=mid.encode(), value=img, headers=[("moderation-id", mid.encode()), ("content-type", b"image/jpeg")])
@@ -126,18 +210,11 @@ def bench(args: argparse.Namespace) -> int:
         lat_ms = sorted((got[k] - sent_at[k]) * 1e3 for k in sent_at)
         producer.close()
         code = service.terminate()
-        result = {
-            **info,
-            "batch_size": args.batch,
-            "threads": args.threads or os.cpu_count(),
-            "images": args.images,
-            "image_bytes_mean": int(statistics.mean(len(b) for b in images)),
-            "encoder_images_per_s": round(enc_rate, 2),
+        return {
             "e2e_images_per_s": round(e2e_rate, 2),
-            "ratio": float(f"{e2e_rate / enc_rate:.4g}"),
             "p50_ms": round(statistics.median(lat_ms), 1),
             "p99_ms": round(float(np.percentile(lat_ms, 99)), 1),
-            "latency_rate_per_s": round(rate, 1),
+            "latency_rate_per_s": round(latency_rate, 1),
             "service_exit_code": code,
         }
     finally:
@@ -145,15 +222,6 @@ def bench(args: argparse.Namespace) -> int:
             collector.stop()
         if service is not None:
             service.stop_quietly()
-        if broker is not None and started:
-            broker.stop()
-    if args.json:
-        print(json.dumps(result))
-    else:
-        width = max(len(k) for k in result)
-        for k, v in result.items():
-            print(f"{k:<{width}}  {v}")
-    return 0
 
 
 BENCH_POLICY = """\

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from moderator import __version__
-from moderator.errors import StartupError
+from moderator.errors import SettingsError, StartupError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="bare encoder vs end-to-end through Kafka, measured in one run")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--backend", choices=("onnx", "ray", "triton"), default="onnx",
+                       help="measure this backend beside the in-process onnx baseline (starts a local Ray or PyTriton)")
     bench.add_argument("--model", type=Path, help="model directory (default: a random-weight ViT-B/32, built once into .cache/)")
     bench.add_argument("--architecture", default="vit-b-32", help="architecture of the random model when --model is not given")
     bench.add_argument("--images", type=int, default=256, help="images for each throughput measurement")
@@ -54,6 +56,16 @@ def _parser() -> argparse.ArgumentParser:
     br.add_argument("--seed", type=int, default=0)
     br.add_argument("--name")
     msub.add_parser("architectures", help="list the architecture configs")
+    tr = msub.add_parser("triton-repo", help="write a Triton model repository (onnxruntime_onnx, dynamic batching) from a model directory")
+    tr.add_argument("model_dir", type=Path)
+    tr.add_argument("--out", type=Path, required=True, help="repository folder (its two model folders are replaced)")
+    tr.add_argument("--precision", default="fp32", help="manifest variant to serve (default fp32)")
+    tr.add_argument("--prefix", default="moderator", help="model names: PREFIX_image and PREFIX_text")
+    tr.add_argument("--max-batch-size", type=int, default=64)
+    tr.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching: longest a request waits for a batch")
+    tr.add_argument("--instances", type=int, default=1, help="model instances per device")
+    tr.add_argument("--kind", choices=("gpu", "cpu"), default="gpu", help="instance group kind")
+    tr.add_argument("--tensorrt", action="store_true", help="run GPU instances through onnxruntime's TensorRT accelerator (fp16)")
 
     schemas = sub.add_parser("schemas", help="write the JSON Schemas of the wire formats and the policy file")
     schemas.add_argument("--out", type=Path, default=Path("docs"), help="docs directory (default: docs)")
@@ -104,6 +116,21 @@ def _models(args: argparse.Namespace) -> int:
 
     if args.models_command == "architectures":
         print("\n".join(list_architectures()))
+        return 0
+    if args.models_command == "triton-repo":
+        from moderator.serving.triton_repo import RepoOptions, write_repository
+
+        if args.max_batch_size < 1 or args.instances < 1 or args.max_queue_delay_us < 0:
+            raise SettingsError("--max-batch-size and --instances must be at least 1, --max-queue-delay-us at least 0")
+        opts = RepoOptions(
+            prefix=args.prefix, precision=args.precision, max_batch_size=args.max_batch_size,
+            max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
+            kind=f"KIND_{args.kind.upper()}", tensorrt=args.tensorrt,
+        )
+        for folder in write_repository(args.model_dir, args.out, opts):
+            print(f"wrote {folder}")
+        print(f"serve it: tritonserver --model-repository={args.out}; then MODERATOR_ENCODER__BACKEND=triton "
+              f"MODERATOR_ENCODER__TRITON__IMAGE_MODEL={args.prefix}_image MODERATOR_ENCODER__TRITON__TEXT_MODEL={args.prefix}_text")
         return 0
     manifest = build_random_model(args.out, args.architecture, seed=args.seed, name=args.name)
     print(f"wrote {args.out} ({manifest.name}, checksum {manifest.checksum()})")

@@ -101,8 +101,11 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def load_manifest(model_dir: str | Path, *, verify: bool = True) -> Manifest:
+def load_manifest(model_dir: str | Path, *, verify: bool = True, graphs: bool = True) -> Manifest:
     """Read and validate ``model_dir/manifest.json``; with ``verify``, check every file's SHA-256.
+
+    ``graphs=False`` requires only the manifest and the tokenizer (remote backends: the graphs
+    live on the server).
 
     Raises:
         ModelError: the directory, manifest or a file is missing, invalid or corrupt.
@@ -118,7 +121,7 @@ def load_manifest(model_dir: str | Path, *, verify: bool = True) -> Manifest:
     if manifest.format_version != FORMAT_VERSION:
         raise ModelError(f"{path}: format_version {manifest.format_version} is not supported (expected {FORMAT_VERSION})")
     files = [manifest.tokenizer]
-    for variant in manifest.variants.values():
+    for variant in manifest.variants.values() if graphs else ():
         files += [variant.image_encoder, variant.text_encoder]
     for f in files:
         fp = root / f.path

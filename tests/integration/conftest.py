@@ -155,3 +155,55 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
 
 def log_of(svc: ServiceProcess) -> str:
     return Path(svc.log_path).read_text(errors="replace")
+
+
+# --- encoder backends: one local Ray cluster and one Triton server per session -------------------
+
+
+@pytest.fixture(scope="session")
+def local_ray(tmp_path_factory):
+    from moderator.local.ray import LocalRay
+
+    # Logical CPUs, not cores: several small test applications share the cluster at once.
+    ray = LocalRay(port=free_port(), num_cpus=8, log_path=tmp_path_factory.mktemp("ray") / "ray.log").start()
+    yield ray
+    import ray as ray_module
+
+    if ray_module.is_initialized():
+        ray_module.shutdown()
+    ray.stop()
+
+
+@pytest.fixture(scope="session")
+def triton_repo(tmp_path_factory) -> Path:
+    from moderator.serving.triton_repo import RepoOptions, write_repository
+
+    repo = tmp_path_factory.mktemp("triton-repo")
+    # A small max batch size so that clients must split larger batches.
+    write_repository(TINY_MODEL, repo, RepoOptions(kind="KIND_CPU", max_batch_size=16))
+    return repo
+
+
+@pytest.fixture(scope="session")
+def local_triton(triton_repo, tmp_path_factory):
+    from moderator.local.triton import LocalTriton
+
+    server = LocalTriton(triton_repo, free_port(), free_port(), free_port(), tmp_path_factory.mktemp("triton") / "triton.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+RAY_TEST_APP = {"app_name": "moderator-tests", "max_batch_size": 16, "num_cpus": 0.5}
+
+
+@pytest.fixture(params=["onnx", "ray", "triton"])
+def backend_settings(request) -> dict:
+    """Encoder settings of each backend serving the tiny model (the shared backend suite)."""
+    if request.param == "onnx":
+        return {"backend": "onnx", "model_dir": str(TINY_MODEL)}
+    if request.param == "ray":
+        ray = request.getfixturevalue("local_ray")
+        return {"backend": "ray", "model_dir": str(TINY_MODEL), "ray": {"address": ray.address, **RAY_TEST_APP}}
+    triton = request.getfixturevalue("local_triton")
+    return {"backend": "triton", "model_dir": str(TINY_MODEL), "triton": {"url": triton.grpc_url}}

@@ -1,0 +1,146 @@
+"""Write a Triton Inference Server model repository from a model directory.
+
+Two models, both on Triton's ``onnxruntime_onnx`` platform with dynamic batching:
+
+- ``<prefix>_image``: input ``pixels`` uint8 ``[N,S,S,3]`` (the service's preprocessed squares,
+  a quarter of float32's bytes on the wire); the graph is the manifest's image encoder with the
+  normalisation (``x * 1/(255 std) - mean/std``, then NHWC -> NCHW) prepended as ONNX nodes, so
+  Triton computes exactly what the in-process encoder computes. Output ``image_embeds`` [N,D].
+- ``<prefix>_text``: input ``input_ids`` int64 ``[N,context]`` (the client tokenises with the
+  model directory's ``tokenizer.json``), output ``text_embeds`` [N,D].
+
+Each ``config.pbtxt`` carries the model's name and checksum as parameters; the client refuses a
+server whose checksum differs from its own model directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from moderator.errors import ModelError
+from moderator.models.manifest import IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, Manifest, load_manifest
+
+PIXELS_INPUT = "pixels"
+CHECKSUM_PARAMETER = "moderator_model_checksum"
+NAME_PARAMETER = "moderator_model_name"
+_PROTOBUF_LIMIT = 1_800_000_000  # bytes: larger graphs keep their weights as external data
+
+
+@dataclass(frozen=True)
+class RepoOptions:
+    prefix: str = "moderator"
+    precision: str = "fp32"
+    max_batch_size: int = 64
+    max_queue_delay_us: int = 2_000
+    instances: int = 1
+    kind: str = "KIND_GPU"  # KIND_GPU or KIND_CPU
+    tensorrt: bool = False  # onnxruntime's TensorRT accelerator (fp16) on GPU instances
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as exc:
+        raise ModelError("writing a Triton repository needs the 'onnx' package: pip install 'moderator[export]'") from exc
+    return onnx
+
+
+def uint8_image_graph(manifest: Manifest, image_graph: Path):
+    """The image encoder with uint8 NHWC input and the manifest's normalisation in the graph."""
+    onnx = _onnx()
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(image_graph))
+    graph = model.graph
+    old = next((i for i in graph.input if i.name == IMAGE_INPUT), None)
+    if old is None:
+        raise ModelError(f"{image_graph}: no input named {IMAGE_INPUT!r}")
+    pre = manifest.preprocess
+    size = pre.image_size
+    std = np.asarray(pre.std, np.float32)
+    scale = (1.0 / (255.0 * std)).astype(np.float32)  # the same constants as media.preprocess.normalize
+    offset = (-np.asarray(pre.mean, np.float32) / std).astype(np.float32)
+    graph.input.remove(old)
+    graph.input.insert(0, helper.make_tensor_value_info(PIXELS_INPUT, TensorProto.UINT8, ["batch", size, size, 3]))
+    graph.initializer.extend([
+        numpy_helper.from_array(scale, "moderator_pixel_scale"),
+        numpy_helper.from_array(offset, "moderator_pixel_offset"),
+    ])
+    nodes = [
+        helper.make_node("Cast", [PIXELS_INPUT], ["moderator_pixels_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["moderator_pixels_f", "moderator_pixel_scale"], ["moderator_pixels_scaled"]),
+        helper.make_node("Add", ["moderator_pixels_scaled", "moderator_pixel_offset"], ["moderator_pixels_nhwc"]),
+        helper.make_node("Transpose", ["moderator_pixels_nhwc"], [IMAGE_INPUT], perm=[0, 3, 1, 2]),
+    ]
+    for node in reversed(nodes):
+        graph.node.insert(0, node)
+    onnx.checker.check_model(model)
+    return model
+
+
+def _config(name: str, inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]],
+            manifest: Manifest, opts: RepoOptions) -> str:
+    def tensors(items: list[tuple[str, str, list[int]]]) -> str:
+        return ",\n".join(
+            f'  {{ name: "{n}" data_type: {t} dims: [ {", ".join(str(d) for d in dims)} ] }}' for n, t, dims in items
+        )
+
+    lines = [
+        f'name: "{name}"',
+        'platform: "onnxruntime_onnx"',
+        f"max_batch_size: {opts.max_batch_size}",
+        f"input [\n{tensors(inputs)}\n]",
+        f"output [\n{tensors(outputs)}\n]",
+        f"dynamic_batching {{ max_queue_delay_microseconds: {opts.max_queue_delay_us} }}",
+        f"instance_group [ {{ count: {opts.instances} kind: {opts.kind} }} ]",
+        "version_policy: { latest: { num_versions: 1 } }",
+        f'parameters {{ key: "{CHECKSUM_PARAMETER}" value: {{ string_value: "{manifest.checksum()}" }} }}',
+        f'parameters {{ key: "{NAME_PARAMETER}" value: {{ string_value: "{manifest.name}" }} }}',
+    ]
+    if opts.tensorrt and opts.kind == "KIND_GPU":
+        lines.append(
+            "optimization { execution_accelerators { gpu_execution_accelerator: [ { name: \"tensorrt\" "
+            'parameters { key: "precision_mode" value: "FP16" } '
+            'parameters { key: "trt_engine_cache_enable" value: "true" } } ] } }'
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_repository(model_dir: str | Path, out: str | Path, opts: RepoOptions = RepoOptions()) -> list[Path]:
+    """Write ``out/<prefix>_image`` and ``out/<prefix>_text``; returns the two model folders.
+
+    Raises:
+        ModelError: the model directory is invalid, lacks the precision, or onnx is missing.
+    """
+    onnx = _onnx()
+    model_dir, out = Path(model_dir), Path(out)
+    manifest = load_manifest(model_dir)
+    if opts.precision not in manifest.variants:
+        raise ModelError(f"{model_dir}: no {opts.precision!r} variant; the manifest has {sorted(manifest.variants)}")
+    if opts.kind not in ("KIND_GPU", "KIND_CPU"):
+        raise ModelError(f"instance kind must be KIND_GPU or KIND_CPU, not {opts.kind!r}")
+    variant = manifest.variants[opts.precision]
+    size, dim = manifest.preprocess.image_size, manifest.embed_dim
+
+    image_dir = out / f"{opts.prefix}_image"
+    text_dir = out / f"{opts.prefix}_text"
+    for d in (image_dir, text_dir):
+        if d.exists():
+            shutil.rmtree(d)
+        (d / "1").mkdir(parents=True)
+
+    image = uint8_image_graph(manifest, model_dir / variant.image_encoder.path)
+    external = image.ByteSize() > _PROTOBUF_LIMIT
+    onnx.save(image, str(image_dir / "1" / "model.onnx"), save_as_external_data=external, location="model.onnx.data")
+    (image_dir / "config.pbtxt").write_text(_config(
+        image_dir.name, [(PIXELS_INPUT, "TYPE_UINT8", [size, size, 3])], [(IMAGE_OUTPUT, "TYPE_FP32", [dim])], manifest, opts,
+    ))
+    shutil.copyfile(model_dir / variant.text_encoder.path, text_dir / "1" / "model.onnx")
+    (text_dir / "config.pbtxt").write_text(_config(
+        text_dir.name, [(TEXT_INPUT, "TYPE_INT64", [manifest.context_length])], [(TEXT_OUTPUT, "TYPE_FP32", [dim])], manifest, opts,
+    ))
+    return [image_dir, text_dir]

@@ -2,6 +2,7 @@
 # moderator: CPU image by default; CUDA image with --build-arg VARIANT=gpu.
 #   docker build -t moderator .
 #   docker build -t moderator:gpu --build-arg VARIANT=gpu .
+#   docker build -t moderator:0.1.0-ray --build-arg EXTRAS=ray,triton .   (Ray Serve; Triton client)
 # Not built where this project is developed (no Docker engine there); see docs/operations.md.
 ARG VARIANT=cpu
 ARG CPU_BASE=python:3.11-slim-bookworm
@@ -21,6 +22,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH
 
 FROM base AS build
 ARG VARIANT
+# Optional extras: "triton" (the Triton client, small) is in by default; add "ray" for Ray Serve.
+ARG EXTRAS=triton
 WORKDIR /src
 RUN python3 -m venv /opt/venv
 COPY pyproject.toml README.md ./
@@ -33,8 +36,11 @@ COPY moderator ./moderator
 ARG PIP_VERSION=26.3
 ARG ORT_VERSION=1.31.1
 ARG TENSORRT_VERSION=10.16.1.11
+# DL3013: the unpinned install is this project itself (".[extras]"); its dependencies are bounded
+# in pyproject.toml.
+# hadolint ignore=DL3013
 RUN pip install --no-cache-dir "pip==${PIP_VERSION}" \
- && pip install --no-cache-dir . \
+ && pip install --no-cache-dir ".${EXTRAS:+[$EXTRAS]}" \
  && if [ "$VARIANT" = "cpu" ]; then pip uninstall -y onnxruntime-gpu && pip install --no-cache-dir "onnxruntime==${ORT_VERSION}"; fi \
  && if [ "$VARIANT" = "gpu" ]; then pip install --no-cache-dir "tensorrt-cu12-libs==${TENSORRT_VERSION}" \
       && ln -s "$(python3 -c 'import tensorrt_libs, os; print(os.path.dirname(tensorrt_libs.__file__))')" /opt/venv/tensorrt_libs; fi \
@@ -47,6 +53,7 @@ ENV LD_LIBRARY_PATH=/opt/venv/tensorrt_libs
 WORKDIR /app
 COPY models/default ./models/default
 COPY policies ./policies
+COPY deploy/ray ./deploy/ray
 RUN useradd --system --uid 10001 --home-dir /app moderator
 USER 10001
 EXPOSE 9400

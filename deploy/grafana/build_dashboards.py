@@ -120,9 +120,56 @@ def serving() -> dict:
     ])
 
 
+RJ = 'job=~"$ray_job"'
+TJ = 'job=~"$triton_job"'
+ENC = f'{RJ}, deployment=~"$deployment"'
+
+
+def _job_variable(name: str, label: str, metric: str) -> dict:
+    return {"name": name, "label": label, "type": "query", "datasource": DS,
+            "query": {"query": f"label_values({metric}, job)", "refId": name}, "definition": f"label_values({metric}, job)",
+            "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "hide": 0}
+
+
+def backends() -> dict:
+    """Ray Serve's and Triton's own metrics (their scrape jobs), beside the service's view."""
+    deployment = {"name": "deployment", "label": "Serve deployment", "type": "query", "datasource": DS,
+                  "query": {"query": 'label_values(ray_serve_deployment_replica_healthy{job=~"$ray_job"}, deployment)', "refId": "deployment"},
+                  "definition": 'label_values(ray_serve_deployment_replica_healthy{job=~"$ray_job"}, deployment)',
+                  "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*", "current": {}, "hide": 0}
+    ray_ms = 'histogram_quantile({q}, sum by (le, deployment) (rate(ray_serve_deployment_processing_latency_ms_bucket{{{f}}}[{ri}]))) / 1000'
+    return dashboard("moderator-backends", "moderator / backends",
+                     "Remote encoder backends: Ray Serve replicas and batching, Triton queue and compute.", [
+        panel("Encoder calls seen by the service", [(f"sum(rate(moderator_batch_size_count{{{J}}}[{RI}]))", "batches/s"),
+                                                    (f"sum by (backend) (rate(moderator_backend_errors_total{{{J}}}[{RI}]))", "{{backend}} failed calls/s")],
+              "reqps", 0, 0, w=24, description="Batches the service sends to its backend; compare with the backend's own counts below."),
+        panel("Ray Serve: healthy replicas", [(f"sum by (application, deployment) (ray_serve_deployment_replica_healthy{{{ENC}}})", "{{application}}/{{deployment}}"),
+                                              (f"sum by (application, deployment) (ray_serve_autoscaling_target_replicas{{{ENC}}})", "{{deployment}} autoscaling target")],
+              "short", 0, 8, description="Encoder and consumer replicas; the target appears when autoscaling is on."),
+        panel("Ray Serve: requests and errors", [(f"sum by (deployment) (rate(ray_serve_deployment_request_counter_total{{{ENC}}}[{RI}]))", "{{deployment}} requests/s"),
+                                                (f"sum by (deployment) (rate(ray_serve_deployment_error_counter_total{{{ENC}}}[{RI}])) or on() vector(0)", "errors/s")],
+              "reqps", 12, 8),
+        panel("Ray Serve: replica processing latency", [(ray_ms.format(q=q, f=ENC, ri=RI), f"p{int(q * 100)} {{{{deployment}}}}") for q in (0.5, 0.99)],
+              "s", 0, 16, description="Inside the replica, from dequeue to response (per consumer batch)."),
+        panel("Ray Serve: images per encoder call", [(f"sum(rate(ray_serve_actual_batch_size_sum{{{RJ}}}[{RI}])) / sum(rate(ray_serve_actual_batch_size_count{{{RJ}}}[{RI}]))", "mean images per call"),
+                                                    (f"sum(ray_serve_batch_queue_length{{{RJ}}})", "queued requests")],
+              "short", 12, 16, description="@serve.batch merges consumer batches up to encoder.ray.max_batch_size images."),
+        panel("Triton: inferences", [(f"sum by (model) (rate(nv_inference_count{{{TJ}}}[{RI}]))", "{{model}} inferences/s"),
+                                     (f"sum by (model) (rate(nv_inference_request_failure{{{TJ}}}[{RI}]))", "{{model}} failures/s")],
+              "reqps", 0, 24),
+        panel("Triton: images per model execution", [(f"sum by (model) (rate(nv_inference_count{{{TJ}}}[{RI}])) / sum by (model) (rate(nv_inference_exec_count{{{TJ}}}[{RI}]))", "{{model}}")],
+              "short", 12, 24, description="Dynamic batching: inferences per model execution."),
+        panel("Triton: queue and compute time per request", [
+            (f"sum by (model) (rate(nv_inference_queue_duration_us{{{TJ}}}[{RI}])) / sum by (model) (rate(nv_inference_request_success{{{TJ}}}[{RI}])) / 1e6", "{{model}} queue"),
+            (f"sum by (model) (rate(nv_inference_compute_infer_duration_us{{{TJ}}}[{RI}])) / sum by (model) (rate(nv_inference_request_success{{{TJ}}}[{RI}])) / 1e6", "{{model}} compute"),
+        ], "s", 0, 32, w=24),
+    ], extra_vars=[_job_variable("ray_job", "Ray job", "ray_serve_deployment_replica_healthy"), deployment,
+                   _job_variable("triton_job", "Triton job", "nv_inference_count")])
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    for name, build in (("overview", overview), ("policy", policy), ("serving", serving)):
+    for name, build in (("overview", overview), ("policy", policy), ("serving", serving), ("backends", backends)):
         (OUT / f"moderator-{name}.json").write_text(json.dumps(build(), indent=2) + "\n")
         print(OUT / f"moderator-{name}.json")
 

@@ -80,6 +80,7 @@ def backend_servers(args: argparse.Namespace, model: Path):
             _say(args, "starting a local Ray cluster")
             ray = LocalRay(port=free_port(), log_path=cache / "ray.log").start()
             stack.callback(ray.stop)
+            stack.callback(_leave_ray)  # runs first: this process leaves before the cluster stops
             backends["ray"] = {**base, "backend": "ray", "ray": {
                 "address": ray.address, "max_batch_size": max(64, args.batch), "app_name": "moderator-bench",
             }}
@@ -94,6 +95,13 @@ def backend_servers(args: argparse.Namespace, model: Path):
             stack.callback(triton.stop)
             backends["triton"] = {**base, "backend": "triton", "triton": {"url": triton.grpc_url}}
         yield backends
+
+
+def _leave_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def bench(args: argparse.Namespace) -> int:

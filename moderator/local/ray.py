@@ -13,8 +13,9 @@ from pathlib import Path
 
 
 class LocalRay:
-    def __init__(self, port: int, num_cpus: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, port: int, num_cpus: int | None = None, log_path: Path | None = None, metrics_port: int | None = None) -> None:
         self.port = port
+        self.metrics_port = metrics_port  # Ray's Prometheus endpoint (ray_serve_* metrics), when set
         self.num_cpus = num_cpus or os.cpu_count() or 1
         # Ray puts Unix sockets under the temp dir; their paths must stay short.
         self.temp_dir = Path(f"/tmp/ray-moderator-{port}")
@@ -33,7 +34,8 @@ class LocalRay:
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [str(ray_bin), "start", "--head", "--block", f"--port={self.port}", f"--num-cpus={self.num_cpus}",
-             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}"],
+             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
+             *([f"--metrics-export-port={self.metrics_port}"] if self.metrics_port else [])],
             stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
         )

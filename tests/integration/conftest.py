@@ -165,7 +165,7 @@ def local_ray(tmp_path_factory):
     from moderator.local.ray import LocalRay
 
     # Logical CPUs, not cores: several small test applications share the cluster at once.
-    ray = LocalRay(port=free_port(), num_cpus=8, log_path=tmp_path_factory.mktemp("ray") / "ray.log").start()
+    ray = LocalRay(port=free_port(), num_cpus=8, log_path=tmp_path_factory.mktemp("ray") / "ray.log", metrics_port=free_port()).start()
     yield ray
     import ray as ray_module
 
@@ -192,6 +192,21 @@ def local_triton(triton_repo, tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+def ray_connect(local_ray) -> None:
+    """Join the session's Ray cluster from the test process (never start another one)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=local_ray.address, include_dashboard=False, log_to_driver=False)
+
+
+def delete_serve_app(local_ray, name: str) -> None:
+    from ray import serve
+
+    ray_connect(local_ray)
+    serve.delete(name)
 
 
 RAY_TEST_APP = {"app_name": "moderator-tests", "max_batch_size": 16, "num_cpus": 0.5}

@@ -12,7 +12,7 @@ from moderator.local.samples import sample_messages
 from moderator.settings import load_settings
 from moderator.wire.input import Source, parse_message
 from tests.conftest import TINY_MODEL, TINY_POLICY
-from tests.integration.conftest import RAY_TEST_APP, log_of, produce, small_jpegs, wait_until
+from tests.integration.conftest import RAY_TEST_APP, log_of, ray_connect, produce, small_jpegs, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -189,8 +189,7 @@ def test_ray_replica_killed_mid_stream_loses_nothing(broker, topics, service, co
     svc = service(t, encoder={"backend": "ray", "model_dir": str(TINY_MODEL), "retry_max_ms": 1000,
                               "ray": {**app, "request_timeout_s": 5}},
                   batch={"max_size": 8, "max_wait_ms": 20, "max_in_flight": 32})
-    if not ray.is_initialized():
-        ray.init(address=local_ray.address, include_dashboard=False, log_to_driver=False)
+    ray_connect(local_ray)
     (replica,) = wait_until(lambda: _replicas(app["app_name"]), 60, "the encoder replica")
     first = list(small_jpegs(f"{t.input}-a", 60))
     produce(broker.bootstrap, t.input, first)
@@ -220,8 +219,7 @@ def test_whole_pipeline_runs_as_ray_serve_deployments(broker, topics, collector,
     from moderator.serving.ray_app import pipeline
     from tests.integration.conftest import committed_offsets, input_offsets
 
-    if not ray.is_initialized():
-        ray.init(address=local_ray.address, include_dashboard=False, log_to_driver=False)
+    ray_connect(local_ray)
     t = topics(2)
     out = collector(t)
     app = pipeline({

@@ -103,7 +103,8 @@ def test_dashboards_are_current_and_templated():
     spec = importlib.util.spec_from_file_location("build_dashboards", DEPLOY / "grafana/build_dashboards.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    for name, build in (("overview", module.overview), ("policy", module.policy), ("serving", module.serving)):
+    jobs = ('job=~"$job"', 'job=~"$ray_job"', 'job=~"$triton_job"')
+    for name, build in (("overview", module.overview), ("policy", module.policy), ("serving", module.serving), ("backends", module.backends)):
         path = DEPLOY / f"grafana/dashboards/moderator-{name}.json"
         on_disk = json.loads(path.read_text())
         assert on_disk == build(), f"{path} is stale: run python deploy/grafana/build_dashboards.py"
@@ -113,4 +114,65 @@ def test_dashboards_are_current_and_templated():
             assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
             assert panel["targets"], panel["title"]
             for t in panel["targets"]:
-                assert 'job=~"$job"' in t["expr"], f"{panel['title']}: {t['expr']}"
+                assert any(j in t["expr"] for j in jobs), f"{panel['title']}: {t['expr']}"
+
+
+def _ray_files():
+    import yaml
+
+    serve_config = yaml.safe_load((DEPLOY / "ray/serve-config.yaml").read_text())
+    service = next(d for d in yaml.safe_load_all((DEPLOY / "ray/rayservice.yaml").read_text()) if d["kind"] == "RayService")
+    return serve_config, service
+
+
+def test_ray_serve_config_validates_and_builds_the_pipeline():
+    from ray.serve.schema import ServeDeploySchema
+
+    from moderator.serving.ray_app import pipeline
+
+    serve_config, service = _ray_files()
+    for config in (serve_config, __import__("yaml").safe_load(service["spec"]["serveConfigV2"])):
+        schema = ServeDeploySchema.model_validate(config)
+        (app,) = schema.applications
+        assert app.import_path == "moderator.serving.ray_app:pipeline"
+    # Serve imports the builder and calls it with args: the settings in the file must validate.
+    built = pipeline(serve_config["applications"][0]["args"])
+    assert built is not None
+    with pytest.raises(Exception, match="consumers"):
+        pipeline({**serve_config["applications"][0]["args"], "consumers": 0})
+
+
+def test_rayservice_runs_the_serve_config_application():
+    """The KubeRay manifest embeds serve-config.yaml's application, less the broker address,
+    which its pods set through MODERATOR_KAFKA__BOOTSTRAP_SERVERS."""
+    import yaml
+
+    serve_config, service = _ray_files()
+    embedded = yaml.safe_load(service["spec"]["serveConfigV2"])
+    expected = json.loads(json.dumps(serve_config))
+    del expected["applications"][0]["args"]["settings"]["kafka"]["bootstrap_servers"]
+    assert embedded == expected
+    cluster = service["spec"]["rayClusterConfig"]
+    pods = [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
+    for template in pods:
+        env = {e["name"] for c in template["spec"]["containers"] for e in c["env"]}
+        assert "MODERATOR_KAFKA__BOOTSTRAP_SERVERS" in env
+
+
+def test_rayservice_pod_templates_validate_as_kubernetes_pods(tmp_path):
+    """kubernetes-validate has no KubeRay schema; the pod templates inside it are core Pods."""
+    import yaml
+
+    validator = tool("kubernetes-validate")
+    _, service = _ray_files()
+    cluster = service["spec"]["rayClusterConfig"]
+    templates = [cluster["headGroupSpec"]["template"]] + [g["template"] for g in cluster["workerGroupSpecs"]]
+    pods = [{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"pod-{i}", **t["metadata"]}, "spec": t["spec"]}
+            for i, t in enumerate(templates)]
+    path = tmp_path / "pods.yaml"
+    path.write_text(yaml.safe_dump_all(pods))
+    result = run(validator, "--strict", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    pods[0]["spec"]["containers"][0]["ports"][0]["containerPort"] = "gcs"
+    path.write_text(yaml.safe_dump_all(pods))
+    assert run(validator, "--strict", str(path)).returncode != 0

@@ -88,11 +88,17 @@ def test_every_setting_is_documented():
     from tests.conftest import REPO
 
     doc = (REPO / "docs" / "operations.md").read_text()
-    names = []
-    for name, field in Settings.model_fields.items():
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
-            names += [f"MODERATOR_{name.upper()}__{sub.upper()}" for sub in field.annotation.model_fields]
-        else:
-            names.append(f"MODERATOR_{name.upper()}")
+    def walk(model, prefix: str) -> list[str]:
+        out = []
+        for name, field in model.model_fields.items():
+            env = f"{prefix}{name.upper()}"
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                out += walk(field.annotation, env + "__")  # nested sections, e.g. ENCODER__RAY__*
+            else:
+                out.append(env)
+        return out
+
+    names = walk(Settings, "MODERATOR_")
+    assert "MODERATOR_ENCODER__RAY__ADDRESS" in names
     missing = [n for n in names if f"`{n}`" not in doc]
     assert not missing, f"docs/operations.md lacks {missing}"

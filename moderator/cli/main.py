@@ -66,6 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--instances", type=int, default=1, help="model instances per device")
     tr.add_argument("--kind", choices=("gpu", "cpu"), default="gpu", help="instance group kind")
     tr.add_argument("--tensorrt", action="store_true", help="run GPU instances through onnxruntime's TensorRT accelerator (fp16)")
+    tr.add_argument("--image-engine", type=Path, help="a TensorRT engine built from this repository's image graph: "
+                    "the image model becomes tensorrt_plan (the command prints the trtexec line)")
+    tr.add_argument("--text-engine", type=Path, help="the same for the text graph")
 
     schemas = sub.add_parser("schemas", help="write the JSON Schemas of the wire formats and the policy file")
     schemas.add_argument("--out", type=Path, default=Path("docs"), help="docs directory (default: docs)")
@@ -118,7 +121,8 @@ def _models(args: argparse.Namespace) -> int:
         print("\n".join(list_architectures()))
         return 0
     if args.models_command == "triton-repo":
-        from moderator.serving.triton_repo import RepoOptions, write_repository
+        from moderator.models.manifest import load_manifest
+        from moderator.serving.triton_repo import RepoOptions, trtexec_command, write_repository
 
         if args.max_batch_size < 1 or args.instances < 1 or args.max_queue_delay_us < 0:
             raise SettingsError("--max-batch-size and --instances must be at least 1, --max-queue-delay-us at least 0")
@@ -126,9 +130,13 @@ def _models(args: argparse.Namespace) -> int:
             prefix=args.prefix, precision=args.precision, max_batch_size=args.max_batch_size,
             max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
             kind=f"KIND_{args.kind.upper()}", tensorrt=args.tensorrt,
+            image_engine=args.image_engine, text_engine=args.text_engine,
         )
         for folder in write_repository(args.model_dir, args.out, opts):
             print(f"wrote {folder}")
+        if opts.kind == "KIND_GPU" and opts.image_engine is None:
+            print(f"TensorRT engine (optional): {trtexec_command(args.out, opts, load_manifest(args.model_dir, verify=False))}, "
+                  "then rerun with --image-engine image.plan")
         print(f"serve it: tritonserver --model-repository={args.out}; then MODERATOR_ENCODER__BACKEND=triton "
               f"MODERATOR_ENCODER__TRITON__IMAGE_MODEL={args.prefix}_image MODERATOR_ENCODER__TRITON__TEXT_MODEL={args.prefix}_text")
         return 0

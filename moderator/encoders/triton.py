@@ -26,7 +26,8 @@ from moderator.settings import EncoderSettings
 log = logging.getLogger(__name__)
 
 PIXELS_INPUT = "pixels"  # moderator.serving.triton_repo.PIXELS_INPUT (kept import-free of onnx)
-CHECKSUM_PARAMETER = "moderator_model_checksum"
+CHECKSUM_PARAMETER = "moderator_model_checksum"  # written by moderator.serving.triton_repo
+PRECISION_PARAMETER = "moderator_precision"
 READY_CACHE_S = 2.0
 
 
@@ -84,6 +85,8 @@ class TritonEncoder:
             self.ts.image_model: ((PIXELS_INPUT, [self._size, self._size, 3]), (IMAGE_OUTPUT, [m.embed_dim])),
             self.ts.text_model: ((TEXT_INPUT, [m.context_length]), (TEXT_OUTPUT, [m.embed_dim])),
         }
+        self.max_batch_size = self.ts.max_batch_size
+        self.precision = "unknown"
         for name, ((in_name, in_dims), (out_name, out_dims)) in expected.items():
             config = self._guard(lambda n=name: self._model_config(n), f"reading the config of {name}")
             inputs = {t["name"]: [int(d) for d in t.get("dims", [])] for t in config.get("input", [])}
@@ -94,12 +97,15 @@ class TritonEncoder:
                     f"{m.name} needs {in_name}{in_dims} -> {out_name}{out_dims} (regenerate it with "
                     "`moderator models triton-repo`)"
                 )
-            served = config.get("parameters", {}).get(CHECKSUM_PARAMETER, {}).get("string_value")
+            parameters = config.get("parameters", {})
+            served = parameters.get(CHECKSUM_PARAMETER, {}).get("string_value")
             if served is None:
                 log.warning("Triton model %s carries no %s parameter: cannot verify it is %s", name, CHECKSUM_PARAMETER, m.checksum())
             elif served != m.checksum():
                 raise ModelError(f"Triton model {name!r} is model checksum {served}, the model directory is {m.checksum()}")
-            self.max_batch_size = min(self.ts.max_batch_size, int(config.get("max_batch_size") or self.ts.max_batch_size))
+            self.max_batch_size = min(self.max_batch_size, int(config.get("max_batch_size") or self.ts.max_batch_size))
+            if name == self.ts.image_model:
+                self.precision = parameters.get(PRECISION_PARAMETER, {}).get("string_value", "unknown")
 
     # --- Encoder ------------------------------------------------------------------------------
 
@@ -107,7 +113,7 @@ class TritonEncoder:
         m = self.manifest
         return EncoderInfo(
             backend=self.backend, model_name=m.name, model_checksum=m.checksum(), architecture=m.architecture,
-            precision="server", embed_dim=m.embed_dim, preprocess=m.preprocess, logit_scale=m.logit_scale,
+            precision=self.precision, embed_dim=m.embed_dim, preprocess=m.preprocess, logit_scale=m.logit_scale,
             logit_bias=m.logit_bias, providers=(f"triton-{self.ts.protocol}:{self.ts.url}",),
         )
 

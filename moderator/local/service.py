@@ -17,10 +17,22 @@ from typing import Any
 from moderator.settings import ENV_PREFIX
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before by this process.
+
+    Ports are chosen before the servers that bind them start, so the kernel may offer the same
+    free port twice (a Triton server not started yet and a service's telemetry port, say).
+    """
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def settings_env(settings: dict[str, Any], prefix: str = ENV_PREFIX) -> dict[str, str]:

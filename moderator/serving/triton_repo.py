@@ -9,8 +9,13 @@ Two models, both on Triton's ``onnxruntime_onnx`` platform with dynamic batching
 - ``<prefix>_text``: input ``input_ids`` int64 ``[N,context]`` (the client tokenises with the
   model directory's ``tokenizer.json``), output ``text_embeds`` [N,D].
 
-Each ``config.pbtxt`` carries the model's name and checksum as parameters; the client refuses a
-server whose checksum differs from its own model directory.
+Each ``config.pbtxt`` carries the model's name, checksum and precision as parameters; the client
+refuses a server whose checksum differs from its own model directory.
+
+TensorRT: given an engine (``RepoOptions.image_engine``/``text_engine``) built from the graph this
+module writes (``trtexec --onnx=REPO/<prefix>_image/1/model.onnx --saveEngine=...``, see
+:func:`trtexec_command`), the model becomes a ``tensorrt_plan`` model serving ``model.plan``;
+the engine's optimisation profile must cover batch 1 to ``max_batch_size``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from moderator.models.manifest import IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEX
 PIXELS_INPUT = "pixels"
 CHECKSUM_PARAMETER = "moderator_model_checksum"
 NAME_PARAMETER = "moderator_model_name"
+PRECISION_PARAMETER = "moderator_precision"
 _PROTOBUF_LIMIT = 1_800_000_000  # bytes: larger graphs keep their weights as external data
 
 
@@ -39,6 +45,8 @@ class RepoOptions:
     instances: int = 1
     kind: str = "KIND_GPU"  # KIND_GPU or KIND_CPU
     tensorrt: bool = False  # onnxruntime's TensorRT accelerator (fp16) on GPU instances
+    image_engine: Path | None = None  # a TensorRT engine of the repository's image graph: tensorrt_plan
+    text_engine: Path | None = None
 
 
 def _onnx():
@@ -83,7 +91,7 @@ def uint8_image_graph(manifest: Manifest, image_graph: Path):
 
 
 def _config(name: str, inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]],
-            manifest: Manifest, opts: RepoOptions) -> str:
+            manifest: Manifest, opts: RepoOptions, engine: bool = False) -> str:
     def tensors(items: list[tuple[str, str, list[int]]]) -> str:
         return ",\n".join(
             f'  {{ name: "{n}" data_type: {t} dims: [ {", ".join(str(d) for d in dims)} ] }}' for n, t, dims in items
@@ -91,7 +99,7 @@ def _config(name: str, inputs: list[tuple[str, str, list[int]]], outputs: list[t
 
     lines = [
         f'name: "{name}"',
-        'platform: "onnxruntime_onnx"',
+        f'platform: "{"tensorrt_plan" if engine else "onnxruntime_onnx"}"',
         f"max_batch_size: {opts.max_batch_size}",
         f"input [\n{tensors(inputs)}\n]",
         f"output [\n{tensors(outputs)}\n]",
@@ -100,8 +108,9 @@ def _config(name: str, inputs: list[tuple[str, str, list[int]]], outputs: list[t
         "version_policy: { latest: { num_versions: 1 } }",
         f'parameters {{ key: "{CHECKSUM_PARAMETER}" value: {{ string_value: "{manifest.checksum()}" }} }}',
         f'parameters {{ key: "{NAME_PARAMETER}" value: {{ string_value: "{manifest.name}" }} }}',
+        f'parameters {{ key: "{PRECISION_PARAMETER}" value: {{ string_value: "{"tensorrt" if engine else opts.precision}" }} }}',
     ]
-    if opts.tensorrt and opts.kind == "KIND_GPU":
+    if opts.tensorrt and opts.kind == "KIND_GPU" and not engine:
         lines.append(
             "optimization { execution_accelerators { gpu_execution_accelerator: [ { name: \"tensorrt\" "
             'parameters { key: "precision_mode" value: "FP16" } '
@@ -123,24 +132,55 @@ def write_repository(model_dir: str | Path, out: str | Path, opts: RepoOptions =
         raise ModelError(f"{model_dir}: no {opts.precision!r} variant; the manifest has {sorted(manifest.variants)}")
     if opts.kind not in ("KIND_GPU", "KIND_CPU"):
         raise ModelError(f"instance kind must be KIND_GPU or KIND_CPU, not {opts.kind!r}")
+    for engine in (opts.image_engine, opts.text_engine):
+        if engine is None:
+            continue
+        if opts.kind != "KIND_GPU":
+            raise ModelError(f"TensorRT engine {engine}: tensorrt_plan models run on GPU instances only (--kind gpu)")
+        if not Path(engine).is_file() or Path(engine).stat().st_size == 0:
+            raise ModelError(f"TensorRT engine {engine}: not a file (write the repository without engines, "
+                             f"then build one with: {trtexec_command(out, opts, manifest)})")
     variant = manifest.variants[opts.precision]
     size, dim = manifest.preprocess.image_size, manifest.embed_dim
 
     image_dir = out / f"{opts.prefix}_image"
     text_dir = out / f"{opts.prefix}_text"
+    out.mkdir(parents=True, exist_ok=True)
+    staged = {}  # engines are copied aside first: one may live in a folder about to be replaced
+    for kind, engine in (("image", opts.image_engine), ("text", opts.text_engine)):
+        if engine is not None:
+            staged[kind] = out / f".{opts.prefix}_{kind}.plan.staging"
+            shutil.copyfile(engine, staged[kind])
     for d in (image_dir, text_dir):
         if d.exists():
             shutil.rmtree(d)
         (d / "1").mkdir(parents=True)
 
-    image = uint8_image_graph(manifest, model_dir / variant.image_encoder.path)
-    external = image.ByteSize() > _PROTOBUF_LIMIT
-    onnx.save(image, str(image_dir / "1" / "model.onnx"), save_as_external_data=external, location="model.onnx.data")
+    if opts.image_engine is not None:
+        staged["image"].replace(image_dir / "1" / "model.plan")
+    else:
+        image = uint8_image_graph(manifest, model_dir / variant.image_encoder.path)
+        external = image.ByteSize() > _PROTOBUF_LIMIT
+        onnx.save(image, str(image_dir / "1" / "model.onnx"), save_as_external_data=external, location="model.onnx.data")
     (image_dir / "config.pbtxt").write_text(_config(
         image_dir.name, [(PIXELS_INPUT, "TYPE_UINT8", [size, size, 3])], [(IMAGE_OUTPUT, "TYPE_FP32", [dim])], manifest, opts,
+        engine=opts.image_engine is not None,
     ))
-    shutil.copyfile(model_dir / variant.text_encoder.path, text_dir / "1" / "model.onnx")
+    if opts.text_engine is not None:
+        staged["text"].replace(text_dir / "1" / "model.plan")
+    else:
+        shutil.copyfile(model_dir / variant.text_encoder.path, text_dir / "1" / "model.onnx")
     (text_dir / "config.pbtxt").write_text(_config(
         text_dir.name, [(TEXT_INPUT, "TYPE_INT64", [manifest.context_length])], [(TEXT_OUTPUT, "TYPE_FP32", [dim])], manifest, opts,
+        engine=opts.text_engine is not None,
     ))
     return [image_dir, text_dir]
+
+
+def trtexec_command(out: str | Path, opts: RepoOptions, manifest: Manifest | None = None) -> str:
+    """The ``trtexec`` line that builds an fp16 engine of the image graph this module writes."""
+    size = manifest.preprocess.image_size if manifest is not None else "S"
+    model = Path(out) / f"{opts.prefix}_image" / "1" / "model.onnx"
+    opt = max(1, opts.max_batch_size // 2)
+    return (f"trtexec --onnx={model} --saveEngine=image.plan --fp16 --minShapes={PIXELS_INPUT}:1x{size}x{size}x3 "
+            f"--optShapes={PIXELS_INPUT}:{opt}x{size}x{size}x3 --maxShapes={PIXELS_INPUT}:{opts.max_batch_size}x{size}x{size}x3")

@@ -212,7 +212,7 @@ def delete_serve_app(local_ray, name: str) -> None:
 RAY_TEST_APP = {"app_name": "moderator-tests", "max_batch_size": 16, "num_cpus": 0.5}
 
 
-@pytest.fixture(params=["onnx", "ray", "triton"])
+@pytest.fixture(params=["onnx", "ray", "triton", "triton-http"])
 def backend_settings(request) -> dict:
     """Encoder settings of each backend serving the tiny model (the shared backend suite)."""
     if request.param == "onnx":
@@ -221,4 +221,6 @@ def backend_settings(request) -> dict:
         ray = request.getfixturevalue("local_ray")
         return {"backend": "ray", "model_dir": str(TINY_MODEL), "ray": {"address": ray.address, **RAY_TEST_APP}}
     triton = request.getfixturevalue("local_triton")
+    if request.param == "triton-http":
+        return {"backend": "triton", "model_dir": str(TINY_MODEL), "triton": {"url": triton.http_url, "protocol": "http"}}
     return {"backend": "triton", "model_dir": str(TINY_MODEL), "triton": {"url": triton.grpc_url}}

@@ -11,7 +11,7 @@ from moderator.errors import BackendError
 from moderator.local.samples import sample_messages
 from moderator.settings import load_settings
 from moderator.wire.input import Source, parse_message
-from tests.conftest import TINY_MODEL, TINY_POLICY
+from tests.conftest import REPO, TINY_MODEL, TINY_POLICY
 from tests.integration.conftest import RAY_TEST_APP, log_of, ray_connect, produce, small_jpegs, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -39,8 +39,8 @@ def test_every_backend_implements_the_encoder_protocol_and_identifies_the_same_m
         assert isinstance(enc, Encoder)
         info, ref = enc.info(), reference.info()
         assert info.backend == backend_settings["backend"]
-        assert (info.model_name, info.model_checksum, info.embed_dim, info.preprocess, info.logit_scale) == (
-            ref.model_name, ref.model_checksum, ref.embed_dim, ref.preprocess, ref.logit_scale)
+        assert (info.model_name, info.model_checksum, info.precision, info.embed_dim, info.preprocess, info.logit_scale) == (
+            ref.model_name, ref.model_checksum, ref.precision, ref.embed_dim, ref.preprocess, ref.logit_scale)
         assert enc.ready()
     finally:
         enc.close()
@@ -251,3 +251,24 @@ def test_whole_pipeline_runs_as_ray_serve_deployments(broker, topics, collector,
     for _, (p, off) in input_offsets(broker.bootstrap, t.input).items():
         ends[p] = max(ends.get(p, 0), off + 1)
     assert committed_offsets(broker.bootstrap, t.group, t.input) == ends
+
+
+# --- identity and configuration errors ----------------------------------------------------------
+
+
+def test_triton_refuses_a_server_serving_another_model(local_triton, tmp_path):
+    from moderator.errors import ModelError
+    from moderator.models.builder import build_random_model
+
+    other = tmp_path / "other"
+    build_random_model(other, "tiny", seed=1)  # same shapes, other weights: another checksum
+    with pytest.raises(ModelError, match="is model checksum"):
+        make_encoder({"backend": "triton", "model_dir": str(other), "triton": {"url": local_triton.grpc_url}})
+    with pytest.raises(ModelError, match="regenerate it"):  # other shapes
+        make_encoder({"backend": "triton", "model_dir": str(REPO / "models" / "default"), "triton": {"url": local_triton.grpc_url}})
+
+
+def test_ray_without_deploy_names_the_missing_application(local_ray):
+    with pytest.raises(BackendError, match="MODERATOR_ENCODER__RAY__DEPLOY"):
+        make_encoder({"backend": "ray", "model_dir": str(TINY_MODEL),
+                      "ray": {"address": local_ray.address, "app_name": "no-such-app", "deploy": False}})

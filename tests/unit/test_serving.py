@@ -30,6 +30,7 @@ def test_repository_configs_are_valid_triton_model_configs(tmp_path):
         assert cfg.dynamic_batching.max_queue_delay_microseconds == 2000
         assert cfg.instance_group[0].count == 2 and cfg.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_GPU
         assert cfg.parameters[CHECKSUM_PARAMETER].string_value == manifest.checksum()
+        assert cfg.parameters["moderator_precision"].string_value == "fp32"
         assert not cfg.HasField("optimization")
     assert [(i.name, i.data_type, list(i.dims)) for i in image.input] == [("pixels", model_config_pb2.TYPE_UINT8, [64, 64, 3])]
     assert [(o.name, list(o.dims)) for o in image.output] == [("image_embeds", [32])]
@@ -43,6 +44,26 @@ def test_tensorrt_accelerator_only_for_gpu_instances(tmp_path):
     assert accel.name == "tensorrt" and accel.parameters["precision_mode"] == "FP16"
     cpu = parse(write_repository(TINY_MODEL, tmp_path / "c", RepoOptions(tensorrt=True, kind="KIND_CPU"))[0] / "config.pbtxt")
     assert not cpu.HasField("optimization")
+
+
+def test_an_engine_makes_the_model_tensorrt_plan(tmp_path):
+    # Engine bytes are opaque here (building one needs a GPU); the repository layout and config are not.
+    repo = tmp_path / "repo"
+    image_dir, _ = write_repository(TINY_MODEL, repo)
+    engine = image_dir / "1" / "image.plan"  # built next to the graph, inside the folder being replaced
+    engine.write_bytes(b"engine-bytes")
+    image_dir, text_dir = write_repository(TINY_MODEL, repo, RepoOptions(image_engine=engine, tensorrt=True))
+    image, text = parse(image_dir / "config.pbtxt"), parse(text_dir / "config.pbtxt")
+    assert image.platform == "tensorrt_plan" and not image.HasField("optimization")
+    assert image.parameters["moderator_precision"].string_value == "tensorrt"
+    assert sorted(p.name for p in (image_dir / "1").iterdir()) == ["model.plan"]
+    assert (image_dir / "1" / "model.plan").read_bytes() == b"engine-bytes"
+    assert text.platform == "onnxruntime_onnx" and (text_dir / "1" / "model.onnx").is_file()
+    assert not list(repo.glob(".*staging"))
+    with pytest.raises(ModelError, match="GPU instances only"):
+        write_repository(TINY_MODEL, tmp_path / "cpu", RepoOptions(image_engine=image_dir / "1" / "model.plan", kind="KIND_CPU"))
+    with pytest.raises(ModelError, match=r"trtexec --onnx=.*moderator_image/1/model.onnx .*--maxShapes=pixels:64x64x64x3"):
+        write_repository(TINY_MODEL, tmp_path / "missing", RepoOptions(image_engine=tmp_path / "nope.plan"))
 
 
 def test_uint8_image_graph_computes_what_the_in_process_encoder_computes(tmp_path, tiny_encoder):

@@ -43,7 +43,34 @@ def producer_config(s: KafkaSettings) -> dict[str, Any]:
 def make_consumer(s: KafkaSettings, max_poll_records: int):
     from kafka import KafkaConsumer
 
-    return KafkaConsumer(**consumer_config(s, max_poll_records))
+    consumer = KafkaConsumer(**consumer_config(s, max_poll_records))
+    finish_interrupted_joins(consumer)
+    return consumer
+
+
+def finish_interrupted_joins(consumer) -> bool:
+    """Work around a lost rebalance in kafka-python 3.0 (seen with 3.0.12).
+
+    When ``poll(timeout_ms)`` expires while a JoinGroup/SyncGroup round trip is in flight, the
+    coordinator keeps the join task to await it on the next poll, but only re-enters the join
+    loop if ``need_rejoin()``. A rebalance triggered by new topic metadata is not recorded in
+    ``rejoin_needed``: the leader's assignment snapshot catches up with the metadata inside the
+    in-flight join, ``need_rejoin()`` turns False, the finished join is never applied and the
+    member sits in the group with no partitions for good (reproduced about once in 17 starts on a
+    loaded machine: "partitions assigned: none" and nothing after). Treating a join in flight as
+    a reason to rejoin makes the next poll finish it (or send a fresh JoinGroup). Returns whether
+    the work-around applies (kafka-python 2.x has no join task and no such bug).
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or not hasattr(coordinator, "_join_task"):
+        return False
+    need_rejoin = coordinator.need_rejoin
+
+    def need_rejoin_or_join_in_flight() -> bool:
+        return coordinator._join_task is not None or need_rejoin()
+
+    coordinator.need_rejoin = need_rejoin_or_join_in_flight
+    return True
 
 
 def make_producer(s: KafkaSettings):

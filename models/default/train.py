@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Train the default model: a small CLIP on procedural pictograms, exported to models/default/.
 
-    pip install -e '.[export]' torch      # torch only for this script; serving never imports it
+    pip install -e '.[export]'            # torch comes with the export extra; serving never imports it
     python models/default/train.py        # ~25 minutes on 2 CPU cores (time_budget_s in config.json)
 
 Steps:

@@ -24,6 +24,10 @@ from moderator.settings import EncoderSettings
 log = logging.getLogger(__name__)
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+FP16_ON_CPU = ("the fp16 variant needs a GPU execution provider (TensorRT or CUDA) and only %s can run: "
+               "onnxruntime runs fp16 graphs slower than fp32 on CPU and crashes optimising them, so serving fp32; "
+               "choose precision int8 for CPUs")
 
 
 def _ort():
@@ -82,6 +86,25 @@ class OnnxEncoder:
         self.manifest: Manifest = load_manifest(self.model_dir, verify=verify_checksums)
         if precision not in self.manifest.variants:
             raise ModelError(f"{self.model_dir}: no {precision!r} variant; the manifest has {sorted(self.manifest.variants)}")
+        wanted = choose_providers(providers)
+        if precision == "fp16" and not set(wanted) & set(GPU_PROVIDERS):
+            log.warning(FP16_ON_CPU, wanted)
+            precision = "fp32"
+        self._open(ort, precision, wanted, intra_op_threads)
+        fell_back = [p for p in wanted if p not in self.providers]
+        if fell_back:
+            log.warning("execution providers %s could not start; running on %s", fell_back, list(self.providers))
+        if self.precision == "fp16" and not set(self.providers) & set(GPU_PROVIDERS):
+            log.warning(FP16_ON_CPU, list(self.providers))
+            self._open(ort, "fp32", wanted, intra_op_threads)
+        self._tokenizer = TextTokenizer(
+            self.model_dir / self.manifest.tokenizer.path, self.manifest.context_length, self.manifest.pad_token_id
+        )
+        pre = self.manifest.preprocess
+        self._mean, self._std, self._size = pre.mean, pre.std, pre.image_size
+        self._closed = threading.Event()
+
+    def _open(self, ort, precision: str, wanted: list[str], intra_op_threads: int) -> None:
         self.precision = precision
         variant = self.manifest.variants[precision]
         opts = ort.SessionOptions()
@@ -89,22 +112,12 @@ class OnnxEncoder:
         opts.intra_op_num_threads = intra_op_threads
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        wanted = choose_providers(providers)
         try:
             self._image = ort.InferenceSession(str(self.model_dir / variant.image_encoder.path), opts, providers=wanted)
             self._text = ort.InferenceSession(str(self.model_dir / variant.text_encoder.path), opts, providers=wanted)
         except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
             raise ModelError(f"{self.model_dir}: onnxruntime cannot load the {precision} graphs: {exc}") from exc
         self.providers = tuple(self._image.get_providers())
-        fell_back = [p for p in wanted if p not in self.providers]
-        if fell_back:
-            log.warning("execution providers %s could not start; running on %s", fell_back, list(self.providers))
-        self._tokenizer = TextTokenizer(
-            self.model_dir / self.manifest.tokenizer.path, self.manifest.context_length, self.manifest.pad_token_id
-        )
-        pre = self.manifest.preprocess
-        self._mean, self._std, self._size = pre.mean, pre.std, pre.image_size
-        self._closed = threading.Event()
 
     @classmethod
     def from_settings(cls, settings: EncoderSettings) -> OnnxEncoder:

@@ -26,14 +26,11 @@ from moderator.models.manifest import (
     FORMAT_VERSION,
     IMAGE_INPUT,
     IMAGE_OUTPUT,
-    MANIFEST_NAME,
     TEXT_INPUT,
     TEXT_OUTPUT,
     Manifest,
-    ModelFile,
     Preprocess,
-    Variant,
-    sha256_file,
+    write_manifest,
 )
 from moderator.models.weights import check_weights, init_random_weights
 
@@ -290,26 +287,12 @@ def write_model_dir(
     if preprocess.image_size != cfg.image_size:
         raise ModelError(f"preprocess image_size {preprocess.image_size} differs from the graph's {cfg.image_size}")
 
-    def entry(fname: str) -> ModelFile:
-        return ModelFile(path=fname, sha256=sha256_file(root / fname))
-
-    manifest = Manifest(
-        format_version=FORMAT_VERSION,
-        name=name,
-        family="clip",
-        architecture=architecture,
-        embed_dim=cfg.embed_dim,
-        preprocess=preprocess,
-        context_length=cfg.context_length,
-        pad_token_id=tokenizer.token_to_id(SPECIAL_TOKENS[0]),
-        logit_scale=float(np.exp(weights.get("logit_scale", np.asarray(math.log(100.0))))),
-        opset=OPSET,
-        tokenizer=entry("tokenizer.json"),
-        variants={"fp32": Variant(image_encoder=entry("image_encoder.onnx"), text_encoder=entry("text_encoder.onnx"))},
-        notes=notes,
+    return write_manifest(
+        root, image_encoder="image_encoder.onnx", text_encoder="text_encoder.onnx", tokenizer="tokenizer.json",
+        format_version=FORMAT_VERSION, name=name, family="clip", architecture=architecture, embed_dim=cfg.embed_dim,
+        preprocess=preprocess, context_length=cfg.context_length, pad_token_id=tokenizer.token_to_id(SPECIAL_TOKENS[0]),
+        logit_scale=float(np.exp(weights.get("logit_scale", np.asarray(math.log(100.0))))), opset=OPSET, notes=notes,
     )
-    (root / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
-    return manifest
 
 
 RANDOM_NOTES = (

@@ -76,6 +76,7 @@ class Manifest(BaseModel):
     opset: int
     tokenizer: ModelFile
     variants: dict[str, Variant]
+    source: str = Field("", description="Where the weights came from, e.g. 'open_clip ViT-B-32 pretrained=openai'.")
     notes: str = ""
 
     @model_validator(mode="after")
@@ -91,6 +92,28 @@ class Manifest(BaseModel):
             v = self.variants[name]
             digest.update(f"{name}:{v.image_encoder.sha256}:{v.text_encoder.sha256}".encode())
         return digest.hexdigest()[:16]
+
+
+def write_manifest(root: Path, *, image_encoder: str, text_encoder: str, tokenizer: str, **fields) -> Manifest:
+    """Checksum the named files under ``root``, validate and write ``manifest.json`` (fp32 variant)."""
+
+    def entry(fname: str) -> ModelFile:
+        return ModelFile(path=fname, sha256=sha256_file(root / fname))
+
+    try:
+        manifest = Manifest(
+            tokenizer=entry(tokenizer),
+            variants={"fp32": Variant(image_encoder=entry(image_encoder), text_encoder=entry(text_encoder))},
+            **fields,
+        )
+    except ValidationError as exc:
+        raise ModelError(f"{root}: the manifest would be invalid: {exc}") from exc
+    save_manifest(root, manifest)
+    return manifest
+
+
+def save_manifest(root: Path, manifest: Manifest) -> None:
+    (Path(root) / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=2) + "\n")
 
 
 def sha256_file(path: Path) -> str:

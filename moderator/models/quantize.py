@@ -1,13 +1,40 @@
-"""Precision variants of a model directory. int8: onnxruntime's dynamic quantisation of the
-MatMul weights (activations stay float), the variant CPUs serve fastest."""
+"""Precision variants of a model directory.
+
+- ``int8``: onnxruntime's dynamic quantisation of the MatMul weights (activations stay float),
+  the variant CPUs serve fastest. ``quant_pre_process`` fails on these graphs and is not used.
+- ``fp16``: weights and activations in half precision, inputs and outputs kept float32, for GPUs.
+  onnxruntime on CPU runs fp16 graphs slower than fp32 and crashes optimising them at
+  ORT_ENABLE_ALL, so the onnx encoder serves fp32 instead when no GPU provider runs.
+"""
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 
 from moderator.errors import ModelError
-from moderator.models.manifest import MANIFEST_NAME, Manifest, ModelFile, Variant, load_manifest, sha256_file
+from moderator.models.manifest import Manifest, ModelFile, Variant, load_manifest, save_manifest, sha256_file
+
+PRECISIONS = ("int8", "fp16")
+
+
+def _add_variant(model_dir: str | Path, precision: str, convert) -> Manifest:
+    root = Path(model_dir)
+    manifest = load_manifest(root)
+    fp32 = manifest.variants["fp32"]
+    files = {}
+    for role, entry in (("image_encoder", fp32.image_encoder), ("text_encoder", fp32.text_encoder)):
+        out = entry.path.replace(".onnx", f".{precision}.onnx")
+        try:
+            convert(root / entry.path, root / out)
+        except ModelError:
+            raise
+        except Exception as exc:  # onnx/onnxruntime raise their own exception types
+            raise ModelError(f"{root}: making the {precision} {role}: {type(exc).__name__}: {exc}") from exc
+        files[role] = ModelFile(path=out, sha256=sha256_file(root / out))
+    manifest = manifest.model_copy(update={"variants": {**manifest.variants, precision: Variant(**files)}})
+    save_manifest(root, manifest)
+    return manifest
 
 
 def add_int8_variant(model_dir: str | Path) -> Manifest:
@@ -20,14 +47,44 @@ def add_int8_variant(model_dir: str | Path) -> Manifest:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:
         raise ModelError("int8 quantisation needs onnxruntime.quantization and onnx: pip install 'moderator[export]'") from exc
-    root = Path(model_dir)
-    manifest = load_manifest(root)
-    fp32 = manifest.variants["fp32"]
-    files = {}
-    for role, entry in (("image_encoder", fp32.image_encoder), ("text_encoder", fp32.text_encoder)):
-        out = entry.path.replace(".onnx", ".int8.onnx")
-        quantize_dynamic(root / entry.path, root / out, weight_type=QuantType.QInt8)
-        files[role] = ModelFile(path=out, sha256=sha256_file(root / out))
-    manifest = manifest.model_copy(update={"variants": {**manifest.variants, "int8": Variant(**files)}})
-    (root / MANIFEST_NAME).write_text(json.dumps(json.loads(manifest.model_dump_json()), indent=2) + "\n")
-    return manifest
+    def convert(src: Path, dst: Path) -> None:
+        quiet = _DropPreprocessAdvice()  # quantize_dynamic advises quant_pre_process, which fails on these graphs
+        logging.getLogger().addFilter(quiet)
+        try:
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+        finally:
+            logging.getLogger().removeFilter(quiet)
+
+    return _add_variant(model_dir, "int8", convert)
+
+
+class _DropPreprocessAdvice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def add_fp16_variant(model_dir: str | Path) -> Manifest:
+    """Write ``*.fp16.onnx`` (float32 inputs and outputs, half precision inside).
+
+    Raises:
+        ModelError: conversion failed (needs the ``onnx`` package: the ``export`` extra).
+    """
+    try:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as exc:
+        raise ModelError("fp16 conversion needs onnx and onnxruntime's transformers tools: pip install 'moderator[export]'") from exc
+
+    def convert(src: Path, dst: Path) -> None:
+        model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+        onnx.save(model, str(dst))
+
+    return _add_variant(model_dir, "fp16", convert)
+
+
+def add_variant(model_dir: str | Path, precision: str) -> Manifest:
+    if precision == "int8":
+        return add_int8_variant(model_dir)
+    if precision == "fp16":
+        return add_fp16_variant(model_dir)
+    raise ModelError(f"unknown precision {precision!r}; choose from {PRECISIONS}")

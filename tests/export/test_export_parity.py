@@ -1,0 +1,104 @@
+"""Export every family to a model directory and hold the service's encoder to the original
+model: ONNX vs torch L2-normalised embeddings within 1e-5, for images and texts, at batch 1 and
+at a batch size other than the export batch; tokenisation through tokenizer.json exactly as the
+checkpoint's own tokenizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from moderator.encoders.onnx import OnnxEncoder
+from moderator.errors import ModelError
+from moderator.media.preprocess import normalize
+from moderator.models.export.openclip import export_open_clip
+from moderator.models.manifest import load_manifest
+from tests.export.conftest import FAMILIES, build_open_clip, torch
+
+pytestmark = [pytest.mark.export]
+
+TEXTS = ["a photo of a knife", "Two RED pills!", "", "  leading and trailing  ", "ünïcödé 🔪 日本語",
+         "a very long prompt " * 30]
+
+
+def _torch_embeddings(model, tokenizer, pixels_u8: np.ndarray, texts: list[str], manifest):
+    x = torch.from_numpy(normalize(pixels_u8, manifest.preprocess.mean, manifest.preprocess.std))
+    with torch.no_grad():
+        img = torch.nn.functional.normalize(model.encode_image(x), dim=-1).numpy()
+        txt = torch.nn.functional.normalize(model.encode_text(tokenizer(texts)), dim=-1).numpy()
+    return img, txt
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_open_clip_family_exports_with_parity(arch, tmp_path, siglip_tokenizer_dir):
+    model, tokenizer = build_open_clip(arch, siglip_tokenizer_dir)
+    report = export_open_clip(arch, tmp_path, model=model, tokenizer_dir=siglip_tokenizer_dir if "siglip" in arch else None)
+    manifest = load_manifest(tmp_path)
+    assert report.manifest == manifest
+    assert manifest.family == ("siglip" if "siglip" in arch else "clip")
+    assert (manifest.logit_bias is not None) == ("siglip" in arch)
+    assert manifest.preprocess.image_size == model.visual.preprocess_cfg["size"][0]
+    if arch == "test-mobileclip":
+        assert manifest.preprocess.image_size == 256
+    enc = OnnxEncoder(tmp_path)
+    rng = np.random.default_rng(0)
+    s = manifest.preprocess.image_size
+    for n in (1, 5):  # export traced batch 2
+        pixels = rng.integers(0, 256, (n, s, s, 3), dtype=np.uint8)
+        texts = (TEXTS * 2)[:n]
+        ref_img, ref_txt = _torch_embeddings(model, tokenizer, pixels, texts, manifest)
+        assert np.abs(enc.encode_images(pixels) - ref_img).max() <= 1e-5
+        # encode_texts tokenises through tokenizer.json: this also holds it to open_clip's tokenizer.
+        np.testing.assert_array_equal(enc.tokenize(texts), tokenizer(texts).numpy())
+        assert np.abs(enc.encode_texts(texts) - ref_txt).max() <= 1e-5
+    assert max(report.max_abs_diff.values()) <= 1e-5
+    enc.close()
+
+
+@pytest.mark.slow
+def test_full_size_vit_b_32_exports_with_parity(tmp_path):
+    import open_clip
+
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-32", pretrained=None, device="cpu").eval()
+    export_open_clip("ViT-B-32", tmp_path, model=model)
+    manifest = load_manifest(tmp_path)
+    assert (manifest.embed_dim, manifest.preprocess.image_size, manifest.context_length) == (512, 224, 77)
+    enc = OnnxEncoder(tmp_path)
+    tokenizer = open_clip.get_tokenizer("ViT-B-32")
+    rng = np.random.default_rng(1)
+    for n in (1, 3):
+        pixels = rng.integers(0, 256, (n, 224, 224, 3), dtype=np.uint8)
+        ref_img, ref_txt = _torch_embeddings(model, tokenizer, pixels, TEXTS[:n], manifest)
+        assert np.abs(enc.encode_images(pixels) - ref_img).max() <= 1e-5
+        assert np.abs(enc.encode_texts(TEXTS[:n]) - ref_txt).max() <= 1e-5
+    enc.close()
+
+
+def test_siglip_without_a_local_tokenizer_is_refused_with_the_way_out(tmp_path):
+    model, _ = build_open_clip("test-openai-vit")
+    with pytest.raises(ModelError, match="--tokenizer DIR"):
+        export_open_clip("test-siglip", tmp_path)
+    with pytest.raises(ModelError, match="drop --tokenizer"):
+        export_open_clip("test-openai-vit", tmp_path, model=model, tokenizer_dir=tmp_path)
+
+
+def test_unknown_architecture_and_missing_weights_are_clear_errors(tmp_path):
+    with pytest.raises(ModelError, match="no architecture 'ViT-Q-99'"):
+        export_open_clip("ViT-Q-99", tmp_path)
+    with pytest.raises(ModelError, match="cannot build open_clip ViT-B-32 pretrained=laion2b_s34b_b79k"):
+        export_open_clip("ViT-B-32", tmp_path, pretrained="laion2b_s34b_b79k")  # a tag not in any cache here
+    with pytest.raises(ModelError, match="cannot build"):
+        export_open_clip("test-openai-vit", tmp_path, pretrained=str(tmp_path / "missing.pt"))
+
+
+def test_an_operator_without_onnx_form_is_reported_not_hidden(tmp_path):
+    from moderator.models.export.towers import export_tower
+
+    class Eigen(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.eigh(x @ x.transpose(-1, -2))[0]
+
+    with pytest.raises(ModelError, match=r"the image tower does not export to ONNX \(opset 17\).*eigh"):
+        export_tower(torch, (Eigen(), lambda m, x: m(x)), torch.randn(2, 4, 4), tmp_path / "x.onnx", "pixel_values",
+                     "image_embeds", "test: the image tower")

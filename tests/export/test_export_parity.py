@@ -86,10 +86,14 @@ def test_siglip_without_a_local_tokenizer_is_refused_with_the_way_out(tmp_path):
 def test_unknown_architecture_and_missing_weights_are_clear_errors(tmp_path):
     with pytest.raises(ModelError, match="no architecture 'ViT-Q-99'"):
         export_open_clip("ViT-Q-99", tmp_path)
-    with pytest.raises(ModelError, match="cannot build open_clip ViT-B-32 pretrained=laion2b_s34b_b79k"):
-        export_open_clip("ViT-B-32", tmp_path, pretrained="laion2b_s34b_b79k")  # a tag not in any cache here
-    with pytest.raises(ModelError, match="cannot build"):
+    with pytest.raises(ModelError, match=r"pretrained=laion2b_s34b_b79k are not in this machine's cache \(looked for hf://"):
+        export_open_clip("ViT-B-32", tmp_path, pretrained="laion2b_s34b_b79k")  # a real tag, never downloaded here
+    with pytest.raises(ModelError, match="neither a checkpoint file nor a pretrained tag"):
         export_open_clip("test-openai-vit", tmp_path, pretrained=str(tmp_path / "missing.pt"))
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="cannot build open_clip test-openai-vit pretrained=.*garbage.pt"):
+        export_open_clip("test-openai-vit", tmp_path, pretrained=str(garbage))
 
 
 def test_an_operator_without_onnx_form_is_reported_not_hidden(tmp_path):
@@ -102,3 +106,20 @@ def test_an_operator_without_onnx_form_is_reported_not_hidden(tmp_path):
     with pytest.raises(ModelError, match=r"the image tower does not export to ONNX \(opset 17\).*eigh"):
         export_tower(torch, (Eigen(), lambda m, x: m(x)), torch.randn(2, 4, 4), tmp_path / "x.onnx", "pixel_values",
                      "image_embeds", "test: the image tower")
+
+
+def test_a_cached_tag_resolves_to_its_file_without_the_network(tmp_path, monkeypatch):
+    """Hugging Face's cache layout; the file is what open_clip would have downloaded for the tag."""
+    from huggingface_hub import constants
+
+    from moderator.models.export.openclip import cached_checkpoint
+
+    snapshot = tmp_path / "models--timm--vit_base_patch32_clip_224.openai" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "open_clip_model.safetensors").write_bytes(b"weights")
+    (tmp_path / "models--timm--vit_base_patch32_clip_224.openai" / "refs").mkdir()
+    (tmp_path / "models--timm--vit_base_patch32_clip_224.openai" / "refs" / "main").write_text("abc123")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    path, cfg = cached_checkpoint("ViT-B-32", "openai")
+    assert path == str(snapshot / "open_clip_model.safetensors")
+    assert cfg["quick_gelu"] is True  # export builds the model with the activation the weights were trained with

@@ -26,6 +26,41 @@ def model_config(arch: str) -> dict:
     return cfg
 
 
+def cached_checkpoint(arch: str, tag: str) -> tuple[str, dict]:
+    """The local file of open_clip's pretrained ``tag`` for ``arch`` (from the caches open_clip
+    downloads into: the Hugging Face hub cache, ``~/.cache/clip``; never the network), and the
+    tag's config.
+
+    Raises:
+        ModelError: ``tag`` is neither a file nor a known tag, or its weights are not cached here.
+    """
+    from open_clip import pretrained as oc_pretrained
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    cfg = oc_pretrained.get_pretrained_cfg(arch, tag)
+    if not cfg:
+        raise ModelError(f"{tag!r} is neither a checkpoint file nor a pretrained tag of open_clip {arch} "
+                         f"(tags: {', '.join(oc_pretrained.list_pretrained_tags_by_model(arch)) or 'none'})")
+    candidates: list[str] = []
+    if cfg.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(cfg["hf_hub"])
+        for name in ([HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME] if not filename else [filename]):
+            found = try_to_load_from_cache(repo, name)
+            if isinstance(found, str):
+                return found, cfg
+            candidates.append(f"hf://{repo}/{name}")
+    if cfg.get("url"):
+        local = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(cfg["url"])
+        if local.is_file():
+            return str(local), cfg
+        candidates.append(str(local))
+    raise ModelError(f"the weights of open_clip {arch} pretrained={tag} are not in this machine's cache "
+                     f"(looked for {', '.join(candidates)}); nothing is downloaded here: download them where there is "
+                     "internet (open_clip.create_model(arch, pretrained=tag)) and copy the cache, or pass the file")
+
+
 def _preprocess(visual) -> Preprocess:
     cfg = getattr(visual, "preprocess_cfg", None)
     if not cfg:
@@ -73,8 +108,8 @@ def export_open_clip(arch: str, out: str | Path, *, pretrained: str | None = Non
     """Export open_clip architecture ``arch`` with weights ``pretrained`` to ``out``.
 
     ``pretrained`` is a local checkpoint file, or a pretrained tag whose weights are already in
-    the local cache (nothing is downloaded: the hub is switched to offline mode). ``None`` exports
-    random weights. ``model`` passes an already built open_clip model of ``arch`` instead (tests).
+    the local cache (:func:`cached_checkpoint`; nothing is downloaded). ``None`` exports random
+    weights. ``model`` passes an already built open_clip model of ``arch`` instead (tests).
 
     Raises:
         ModelError: unknown architecture, missing weights or tokenizer, an operator that does not
@@ -86,10 +121,18 @@ def export_open_clip(arch: str, out: str | Path, *, pretrained: str | None = Non
     out = Path(out)
     source = f"open_clip {arch} pretrained={pretrained or 'none (random weights)'}"
     if model is None:
-        if pretrained and not Path(pretrained).is_file():
-            os.environ["HF_HUB_OFFLINE"] = "1"  # a tag: use the cache, never the network
+        checkpoint, overrides = None, {}
+        if pretrained:
+            if Path(pretrained).is_file():
+                checkpoint = pretrained
+            else:
+                checkpoint, tag_cfg = cached_checkpoint(arch, pretrained)
+                # What open_clip applies for a tag: the activation the weights were trained with
+                # (OpenAI's are QuickGELU) and the tag's preprocessing.
+                overrides = {"force_quick_gelu": bool(tag_cfg.get("quick_gelu", False)), "force_preprocess_cfg": {
+                    k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if tag_cfg.get(k)}}
         try:
-            model = open_clip.create_model(arch, pretrained=pretrained or None, device="cpu")
+            model = open_clip.create_model(arch, pretrained=checkpoint, device="cpu", **overrides)
         except Exception as exc:  # open_clip raises RuntimeError, OSError, hub errors...
             raise ModelError(f"cannot build {source}: {type(exc).__name__}: {exc}. Pass a local checkpoint file, or a tag "
                              "whose weights were downloaded into the Hugging Face cache on this machine") from exc

@@ -113,3 +113,23 @@ def build_open_clip(arch: str, tokenizer_dir: Path | None = None):
     else:
         tokenizer = open_clip.get_tokenizer(arch)
     return model, tokenizer
+
+
+def siglip_sentencepiece_tokenizer(out: Path):
+    """A SigLIP tokenizer as google/siglip-* ship it: ``spiece.model`` read by the slow
+    ``SiglipTokenizer`` (no tokenizer.json), with a SentencePiece model trained here."""
+    import sentencepiece as spm
+    from transformers import SiglipTokenizer
+
+    from moderator.models.builder import tokenizer_corpus
+
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = out / "corpus.txt"
+    corpus.write_text("\n".join(tokenizer_corpus() * 3))
+    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(out / "spiece"), vocab_size=90, model_type="unigram", hard_vocab_limit=False,
+                                   pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>",
+                                   unk_piece="<unk>", minloglevel=2)
+    corpus.unlink()
+    tok = SiglipTokenizer(vocab_file=str(out / "spiece.model"), model_max_length=64)
+    tok.save_pretrained(str(out))
+    return tok

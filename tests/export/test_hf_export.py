@@ -12,7 +12,7 @@ from moderator.media.preprocess import normalize
 from moderator.models.export.clip_bpe import openai_clip_tokenizer
 from moderator.models.export.hf import export_hf
 from moderator.models.manifest import load_manifest
-from tests.export.conftest import sentencepiece_style_tokenizer, torch
+from tests.export.conftest import siglip_sentencepiece_tokenizer, torch
 
 pytestmark = [pytest.mark.export]
 
@@ -39,7 +39,7 @@ def _save_siglip(path):
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
 
     torch.manual_seed(0)
-    cfg = SiglipConfig(text_config=dict(SMALL, vocab_size=512, max_position_embeddings=16),
+    cfg = SiglipConfig(text_config=dict(SMALL, vocab_size=128, max_position_embeddings=16),
                        vision_config=dict(SMALL, image_size=64, patch_size=16))
     model = SiglipModel(cfg).eval()
     with torch.no_grad():
@@ -47,8 +47,7 @@ def _save_siglip(path):
         model.logit_scale.fill_(np.log(10.0))
     model.save_pretrained(str(path))
     SiglipImageProcessor(size={"height": 64, "width": 64}).save_pretrained(str(path))
-    tok = sentencepiece_style_tokenizer()
-    tok.save_pretrained(str(path))
+    tok = siglip_sentencepiece_tokenizer(path)  # spiece.model and the slow tokenizer, as google/siglip-* ship
     return model, tok
 
 

@@ -69,3 +69,15 @@ def test_what_cannot_be_rebuilt_is_the_documented_mojibake():
     assert ftfy.fix_text(mojibake) == "café"
     tok = openai_clip_tokenizer()
     assert tok.normalizer.normalize_str(mojibake) == "cafã©"  # lower-cased, not repaired
+
+
+def test_siglip_sentencepiece_tokenizer_converts_with_its_canonicalisation(tmp_path):
+    from moderator.models.export.hf_tokenizer import load_tokenizer
+    from tests.export.conftest import siglip_sentencepiece_tokenizer
+
+    slow = siglip_sentencepiece_tokenizer(tmp_path / "siglip")
+    assert not slow.is_fast and not (tmp_path / "siglip" / "tokenizer.json").exists()
+    tok, pad = load_tokenizer(tmp_path / "siglip")
+    ours = _ours(tok, 16, pad, tmp_path)(AWKWARD)
+    ref = np.asarray(slow(AWKWARD, padding="max_length", max_length=16, truncation=True).input_ids)
+    assert _mismatches(ours, ref) == []

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from moderator.errors import ModelError
+from moderator.models.export.hf_tokenizer import load_tokenizer
 from moderator.models.export.towers import EXAMPLE_TEXTS, ExportReport, require, require_torch, write_exported_dir
 from moderator.models.manifest import Preprocess
 
@@ -68,21 +69,16 @@ def export_hf(model_dir: str | Path, out: str | Path, *, name: str | None = None
     preprocess = _preprocess(model_dir)
     model = classes[config.model_type].from_pretrained(str(model_dir), local_files_only=True, torch_dtype=torch.float32)
     model.eval()
-    try:
-        tok = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-    except Exception as exc:  # transformers raises OSError/ValueError for missing or slow-only tokenizers
-        raise ModelError(f"{model_dir}: cannot load its tokenizer: {exc}") from exc
-    if not getattr(tok, "is_fast", False) or tok.pad_token_id is None:
-        raise ModelError(f"{model_dir}: the tokenizer must have a fast form (tokenizer.json) and a pad token")
+    tokenizer, pad = load_tokenizer(model_dir)
     bias = getattr(model, "logit_bias", None)
     return write_exported_dir(
         out, torch=torch,
         image_tower=(model, lambda m, x: m.get_image_features(pixel_values=x)),
         text_tower=(model, lambda m, x: m.get_text_features(input_ids=x)),
-        tokenizer=tok.backend_tokenizer, example_texts=EXAMPLE_TEXTS, what=f"{config.model_type} {model_dir.name}",
+        tokenizer=tokenizer, example_texts=EXAMPLE_TEXTS, what=f"{config.model_type} {model_dir.name}",
         name=name or model_dir.name, family="siglip" if config.model_type == "siglip" else "clip",
         architecture=f"hf-{config.model_type}", source=f"huggingface {config.model_type} {model_dir.resolve()}",
         preprocess=preprocess, context_length=int(config.text_config.max_position_embeddings),
-        pad_token_id=int(tok.pad_token_id), logit_scale=float(model.logit_scale.exp().item()),
+        pad_token_id=pad, logit_scale=float(model.logit_scale.exp().item()),
         logit_bias=None if bias is None else float(bias.item()),
     )

@@ -93,14 +93,10 @@ def _tokenizer(arch: str, cfg: dict, tokenizer_dir: Path | None):
         raise ModelError(f"{arch} tokenises with {name} from the Hugging Face hub; nothing is downloaded here: "
                          "save it on a machine with internet (AutoTokenizer.from_pretrained(...).save_pretrained(DIR)) "
                          "and pass --tokenizer DIR")
-    from transformers import AutoTokenizer
+    from moderator.models.export.hf_tokenizer import load_tokenizer
 
-    hf = AutoTokenizer.from_pretrained(str(tokenizer_dir))
-    if not getattr(hf, "is_fast", False):
-        raise ModelError(f"{tokenizer_dir}: no fast tokenizer (tokenizer.json) could be made from it")
-    if hf.pad_token_id is None:
-        raise ModelError(f"{tokenizer_dir}: the tokenizer has no pad token")
-    return with_cleaning(hf.backend_tokenizer, clean or "whitespace"), int(hf.pad_token_id)
+    tokenizer, pad = load_tokenizer(tokenizer_dir)
+    return with_cleaning(tokenizer, clean or "whitespace"), pad
 
 
 def export_open_clip(arch: str, out: str | Path, *, pretrained: str | None = None, tokenizer_dir: str | Path | None = None,

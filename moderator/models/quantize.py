@@ -47,6 +47,7 @@ def add_int8_variant(model_dir: str | Path) -> Manifest:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as exc:
         raise ModelError("int8 quantisation needs onnxruntime.quantization and onnx: pip install 'moderator[export]'") from exc
+
     def convert(src: Path, dst: Path) -> None:
         quiet = _DropPreprocessAdvice()  # quantize_dynamic advises quant_pre_process, which fails on these graphs
         logging.getLogger().addFilter(quiet)

@@ -123,3 +123,14 @@ def test_a_cached_tag_resolves_to_its_file_without_the_network(tmp_path, monkeyp
     path, cfg = cached_checkpoint("ViT-B-32", "openai")
     assert path == str(snapshot / "open_clip_model.safetensors")
     assert cfg["quick_gelu"] is True  # export builds the model with the activation the weights were trained with
+
+
+def test_an_export_that_differs_from_torch_is_refused_and_leaves_no_manifest(tmp_path):
+    model, _ = build_open_clip("test-openai-vit")
+    export_open_clip("test-openai-vit", tmp_path, model=model)  # a good export first: its manifest must go too
+    encode = model.encode_image
+    model.encode_image = lambda x, normalize=False: encode(x) + 0.1 * torch.randn_like(encode(x))  # traced as a random op
+    with pytest.raises(ModelError, match=r"the ONNX graphs differ from torch by .* \(> 1e-04\)"):
+        export_open_clip("test-openai-vit", tmp_path, model=model)
+    with pytest.raises(ModelError, match="not a model directory"):
+        load_manifest(tmp_path)

@@ -116,6 +116,7 @@ def export_open_clip(arch: str, out: str | Path, *, pretrained: str | None = Non
     cfg = model_config(arch)
     out = Path(out)
     source = f"open_clip {arch} pretrained={pretrained or 'none (random weights)'}"
+    tokenizer, pad = _tokenizer(arch, cfg, Path(tokenizer_dir) if tokenizer_dir else None)  # before the slow part
     if model is None:
         checkpoint, overrides = None, {}
         if pretrained:
@@ -133,12 +134,11 @@ def export_open_clip(arch: str, out: str | Path, *, pretrained: str | None = Non
             raise ModelError(f"cannot build {source}: {type(exc).__name__}: {exc}. Pass a local checkpoint file, or a tag "
                              "whose weights were downloaded into the Hugging Face cache on this machine") from exc
     model.eval()
-    tokenizer, pad = _tokenizer(arch, cfg, Path(tokenizer_dir) if tokenizer_dir else None)
     bias = getattr(model, "logit_bias", None)
     text_len = int(getattr(model, "context_length", cfg.get("text_cfg", {}).get("context_length", 77)))
     return write_exported_dir(
-        out, torch=torch, image_tower=(model, lambda m, x: m.encode_image(x)), text_tower=(model, lambda m, x: m.encode_text(x)), tokenizer=tokenizer,
-        example_texts=EXAMPLE_TEXTS, what=f"open_clip {arch}",
+        out, torch=torch, tokenizer=tokenizer, example_texts=EXAMPLE_TEXTS, what=f"open_clip {arch}",
+        image_tower=(model, lambda m, x: m.encode_image(x)), text_tower=(model, lambda m, x: m.encode_text(x)),
         name=name or f"{arch}-{Path(pretrained).stem if pretrained and Path(pretrained).is_file() else pretrained or 'random'}",
         family="siglip" if bias is not None else "clip", architecture=arch, source=source,
         preprocess=_preprocess(model.visual), context_length=text_len, pad_token_id=pad,

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from moderator.errors import ModelError
-from moderator.models.manifest import IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, Manifest, write_manifest
+from moderator.models.manifest import (
+    IMAGE_INPUT, IMAGE_OUTPUT, MANIFEST_NAME, TEXT_INPUT, TEXT_OUTPUT, Manifest, write_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +100,12 @@ def write_exported_dir(
     what: str,
     **manifest_fields: Any,
 ) -> ExportReport:
-    """Export both towers, save the tokenizer and manifest, then check ONNX against torch."""
+    """Export both towers and the tokenizer, check ONNX against torch, then write the manifest
+    (last: a failed export leaves no manifest, so nothing can load the directory)."""
     from moderator.models.tokenizer import TextTokenizer
 
     out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST_NAME).unlink(missing_ok=True)  # a previous export's, now stale
     size = manifest_fields["preprocess"].image_size
     tokenizer.save(str(out / "tokenizer.json"))
     tok = TextTokenizer(out / "tokenizer.json", manifest_fields["context_length"], manifest_fields["pad_token_id"])
@@ -112,14 +116,12 @@ def write_exported_dir(
     export_tower(torch, text_tower, ids, out / "text_encoder.onnx", TEXT_INPUT, TEXT_OUTPUT, f"{what}: the text tower")
     with torch.no_grad():
         dim = int(_normalized(torch, image_tower)(torch.zeros(1, 3, size, size)).shape[-1])
+    diffs = parity(torch, out, image_tower, text_tower, tok, example_texts, size)
+    if max(diffs.values()) > PARITY_LIMIT:
+        raise ModelError(f"{what}: the ONNX graphs differ from torch by {max(diffs.values()):.1e} (> {PARITY_LIMIT:.0e}): {diffs}")
     manifest = write_manifest(out, image_encoder="image_encoder.onnx", text_encoder="text_encoder.onnx",
                               tokenizer="tokenizer.json", embed_dim=dim, opset=OPSET, **manifest_fields)
-    report = ExportReport(manifest=manifest, out=out)
-    report.max_abs_diff = parity(torch, out, image_tower, text_tower, tok, example_texts, size)
-    worst = max(report.max_abs_diff.values())
-    if worst > PARITY_LIMIT:
-        raise ModelError(f"{what}: the ONNX graphs differ from torch by {worst:.1e} (> {PARITY_LIMIT:.0e}): {report.max_abs_diff}")
-    return report
+    return ExportReport(manifest=manifest, out=out, max_abs_diff=diffs)
 
 
 def parity(torch, out: Path, image_tower: Tower, text_tower: Tower, tok, texts: list[str], size: int) -> dict[str, float]:

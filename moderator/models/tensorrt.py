@@ -4,8 +4,9 @@ Builds with the ``tensorrt`` Python package on an NVIDIA GPU: fp16, one optimisa
 the batch axis (min/opt/max). Engines are specific to the GPU model and the TensorRT version that
 built them; :data:`ENGINES_JSON` records both. They are written under ``DIR/tensorrt/``:
 
-- ``image_encoder.fp16.plan`` / ``text_encoder.fp16.plan``: the manifest's fp32 graphs, for
-  running with TensorRT directly (``benchmarks/gpu.sh``).
+- ``image_encoder.fp16.plan`` / ``text_encoder.fp16.plan``: the model's graphs in fp16 (TensorRT
+  10: the fp32 graphs with the FP16 builder flag; TensorRT 11, which dropped that flag: the
+  manifest's fp16 variant), for running with TensorRT directly (``benchmarks/gpu.sh``).
 - with ``for_triton``, ``image_encoder.uint8.fp16.plan``: the Triton repository's image graph
   (uint8 NHWC input, normalisation inside), for ``moderator models triton-repo --image-engine``.
 
@@ -50,7 +51,8 @@ def _tensorrt():
 
 
 def build_engine(onnx_path: Path, out: Path, profile: Profile, *, fp16: bool = True, workspace_gib: int = 8) -> Path:
-    """Parse ``onnx_path`` and write a serialised engine to ``out``.
+    """Parse ``onnx_path`` and write a serialised engine to ``out``; ``fp16`` sets TensorRT 10's
+    FP16 builder flag (TensorRT 11 takes the precision from the graph).
 
     Raises:
         ModelError: tensorrt is missing, no GPU, a layer TensorRT cannot parse, or the build failed.
@@ -87,15 +89,27 @@ def build_engine(onnx_path: Path, out: Path, profile: Profile, *, fp16: bool = T
 
 
 def build_engines(model_dir: str | Path, profile: Profile = Profile(), *, for_triton: bool = False, text: bool = True) -> list[Path]:
-    """Build fp16 engines of the fp32 graphs (and, ``for_triton``, of Triton's uint8 image graph)."""
+    """Build fp16 engines of the model's graphs (and, ``for_triton``, of Triton's uint8 image graph).
+
+    TensorRT 10 builds the fp32 graphs with its FP16 builder flag. TensorRT 11 removed that flag
+    (networks are strongly typed: each tensor keeps the type the graph gives it), so there the
+    engines are built from the manifest's ``fp16`` variant.
+    """
     trt = _tensorrt()
     root = Path(model_dir)
     manifest = load_manifest(root)
-    fp32 = manifest.variants["fp32"]
+    weakly_typed = hasattr(trt.BuilderFlag, "FP16")
+    if weakly_typed:
+        source = manifest.variants["fp32"]
+    elif "fp16" in manifest.variants:
+        source = manifest.variants["fp16"]
+    else:
+        raise ModelError(f"TensorRT {trt.__version__} builds strongly typed networks only: add the fp16 variant first "
+                         f"(moderator models add-variant {root} fp16)")
     out = root / "tensorrt"
-    built = [build_engine(root / fp32.image_encoder.path, out / "image_encoder.fp16.plan", profile)]
+    built = [build_engine(root / source.image_encoder.path, out / "image_encoder.fp16.plan", profile, fp16=weakly_typed)]
     if text:
-        built.append(build_engine(root / fp32.text_encoder.path, out / "text_encoder.fp16.plan", profile))
+        built.append(build_engine(root / source.text_encoder.path, out / "text_encoder.fp16.plan", profile, fp16=weakly_typed))
     if for_triton:
         import onnx
 
@@ -103,8 +117,8 @@ def build_engines(model_dir: str | Path, profile: Profile = Profile(), *, for_tr
 
         with tempfile.TemporaryDirectory() as tmp:
             graph = Path(tmp) / "image_uint8.onnx"
-            onnx.save(uint8_image_graph(manifest, root / fp32.image_encoder.path), str(graph))
-            built.append(build_engine(graph, out / "image_encoder.uint8.fp16.plan", profile))
+            onnx.save(uint8_image_graph(manifest, root / source.image_encoder.path), str(graph))
+            built.append(build_engine(graph, out / "image_encoder.uint8.fp16.plan", profile, fp16=weakly_typed))
     gpu = _gpu_name()
     (out / ENGINES_JSON).write_text(json.dumps({
         "tensorrt_version": trt.__version__, "gpu": gpu, "model_checksum": manifest.checksum(), "precision": "fp16",

@@ -27,8 +27,11 @@ def test_engine_agrees_with_fp32_and_triton_engine_builds(tmp_path):
     from moderator.models.manifest import load_manifest
     from moderator.models.tensorrt import Profile, build_engines
 
+    from moderator.models.quantize import add_variant
+
     model = tmp_path / "model"
     shutil.copytree(TINY_MODEL, model)
+    add_variant(model, "fp16")  # TensorRT 11 builds from it (strong typing)
     built = build_engines(model, Profile(1, 8, 16), for_triton=True)
     assert sorted(p.name for p in built) == ["image_encoder.fp16.plan", "image_encoder.uint8.fp16.plan", "text_encoder.fp16.plan"]
     m = load_manifest(model)

@@ -28,6 +28,15 @@ def test_without_tensorrt_the_builder_says_what_to_install(monkeypatch, capsys):
     assert "pip install tensorrt" in capsys.readouterr().err
 
 
+def test_tensorrt_11_needs_the_fp16_variant(monkeypatch):
+    import types
+
+    # TensorRT 11 as far as the builder looks before touching a GPU: no FP16 builder flag.
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="11.4.0", BuilderFlag=types.SimpleNamespace()))
+    with pytest.raises(ModelError, match="strongly typed networks only: add the fp16 variant first"):
+        build_engines(TINY_MODEL)
+
+
 def test_gpu_benchmark_refuses_a_machine_without_a_gpu_driver(tmp_path):
     import os
     import shutil

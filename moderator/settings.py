@@ -167,7 +167,7 @@ class EncoderSettings(_Section):
 
     backend: Literal["onnx", "ray", "triton"] = Field("onnx", description="onnx = in-process onnxruntime; ray = a Ray Serve deployment; triton = a Triton server.")
     model_dir: Path = Path("models/default")
-    precision: str = Field("fp32", description="Model variant named in the manifest.")
+    precision: str = Field("fp32", description="Model variant named in the manifest (fp16 needs a GPU provider; on CPU fp32 is served).")
     providers: Annotated[tuple[str, ...] | None, NoDecode] = Field(None, description="onnxruntime execution providers, in order; default: best available.")
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime's default (one per core).")
     verify_checksums: bool = True

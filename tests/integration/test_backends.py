@@ -201,8 +201,12 @@ def test_ray_replica_killed_mid_stream_loses_nothing(broker, topics, service, co
     # The kill lands while messages keep arriving. Whether the worker sees a failed call depends
     # on Ray's routing (a request on the dead replica fails; one routed after Serve noticed waits
     # for the new replica), so the test holds the outcome: every verdict, the service alive.
-    feeder = threading.Thread(target=lambda: [(produce(broker.bootstrap, t.input, second[i:i + 10]), time.sleep(0.2))
-                                              for i in range(0, len(second), 10)])
+    def feed() -> None:
+        for i in range(0, len(second), 10):
+            produce(broker.bootstrap, t.input, second[i:i + 10])
+            time.sleep(0.2)  # pacing, not waiting: messages keep arriving for ~1 s around the kill
+
+    feeder = threading.Thread(target=feed)
     feeder.start()
     ray.kill(ray.get_actor(replica, namespace="serve"), no_restart=True)
     feeder.join()

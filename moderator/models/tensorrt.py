@@ -17,15 +17,13 @@ execution provider, which builds and caches its own engines.
 from __future__ import annotations
 
 import json
-import logging
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from moderator.errors import ModelError
 from moderator.models.manifest import load_manifest
-
-log = logging.getLogger(__name__)
 
 ENGINES_JSON = "engines.json"
 
@@ -130,8 +128,6 @@ def build_engines(model_dir: str | Path, profile: Profile = Profile(), *, for_tr
 
 def _gpu_name() -> str:
     try:
-        import subprocess
-
         return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
                               text=True, timeout=10).stdout.strip().splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):

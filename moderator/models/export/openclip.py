@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -10,8 +9,6 @@ from moderator.errors import ModelError
 from moderator.models.export.clip_bpe import openai_clip_tokenizer, with_cleaning
 from moderator.models.export.towers import EXAMPLE_TEXTS, ExportReport, require, require_torch, write_exported_dir
 from moderator.models.manifest import Preprocess
-
-log = logging.getLogger(__name__)
 
 
 def _open_clip():

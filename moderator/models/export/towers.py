@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,11 +15,10 @@ from moderator.models.manifest import (
     IMAGE_INPUT, IMAGE_OUTPUT, MANIFEST_NAME, TEXT_INPUT, TEXT_OUTPUT, Manifest, write_manifest,
 )
 
-log = logging.getLogger(__name__)
-
 OPSET = 17
 EXPORT_BATCH = 2  # graphs are traced at this batch size; the batch axis is dynamic
 PARITY_LIMIT = 1e-4  # export refuses graphs further than this from torch (the tests hold 1e-5)
+EXAMPLE_TEXTS = ["a photo of a knife", "two red pills on a table", "a cigarette", "a drawing of a cat"]
 
 Tower = tuple[Any, Callable[[Any, Any], Any]]  # (torch module owning the weights, encode(module, input))
 
@@ -146,5 +144,3 @@ def parity(torch, out: Path, image_tower: Tower, text_tower: Tower, tok, texts: 
         diffs[f"text@{n}"] = float(np.abs(got_t - ref_t).max())
     return diffs
 
-
-EXAMPLE_TEXTS = ["a photo of a knife", "two red pills on a table", "a cigarette", "a drawing of a cat"]

@@ -91,7 +91,8 @@ class Worker:
             return 0
         self._delivery = Delivery(producer, self._checkpoint, self.metrics)
         self._consumer.subscribe(list(ks.input_topics), listener=make_listener(self))
-        self.health.set("broker", True)
+        # "broker" stays false until a poll has found the group coordinator (see _broker_ok):
+        # setting it here made /readyz flap true, false, true while the first poll looked it up.
         self._encode_thread.start()
         log.info("consuming %s as group %s", ",".join(ks.input_topics), ks.group_id)
         try:

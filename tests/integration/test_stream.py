@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 import jsonschema
@@ -56,7 +57,7 @@ def test_metrics_and_health_reflect_the_traffic(broker, topics, service, collect
     svc = service(t)
     assert svc.get("/healthz")[0] == 200
     ready = svc.readiness()
-    assert ready["ready"] and set(ready["checks"]) >= {"broker", "model", "policy", "backend"}
+    assert ready["ready"] and set(ready["checks"]) >= {"broker", "model", "policy", "backend"}, ready
     produce(broker.bootstrap, t.input, [(s.id, s.key, s.value, s.headers) for s in samples])
     assert out.wait_for({s.id for s in samples}, timeout=120)
     valid = sum(s.expect == "verdict" for s in samples)
@@ -67,6 +68,33 @@ def test_metrics_and_health_reflect_the_traffic(broker, topics, service, collect
         assert svc.metric("moderator_dead_letters_total", {"reason": reason}) == n
     assert svc.metric("moderator_stage_seconds_count", {"stage": "encode"}) >= 1
     assert svc.metric("moderator_model_info", {"name": "tiny-random"}) == 1
+    assert svc.terminate() == 0
+
+
+def test_readiness_does_not_flap_once_ready(broker, topics, service):
+    """Once /readyz says 200 it stays 200 while nothing fails: a probe that saw the service ready
+    at startup must not see it unready a moment later (it did, while the first poll looked up the
+    group coordinator)."""
+    t = topics(1)
+    svc = service(t, wait_ready=False)
+    seen: list[tuple[int, dict]] = []
+
+    def first_ready():
+        try:
+            status, body = svc.get("/readyz")
+        except OSError:  # not listening yet
+            return False
+        if status == 200:
+            seen.append((status, json.loads(body)))
+        return status == 200
+
+    wait_until(first_ready, 120, "the first 200 from /readyz", interval=0.02)
+    for _ in range(100):  # two seconds at 20 ms
+        status, body = svc.get("/readyz")
+        seen.append((status, json.loads(body)))
+        time.sleep(0.02)
+    flaps = [body["checks"] for status, body in seen if status != 200]
+    assert not flaps, f"/readyz went 503 after the first 200: {flaps[:3]}"
     assert svc.terminate() == 0
 
 

@@ -3,6 +3,7 @@
 
     pip install -e '.[export]'            # torch comes with the export extra; serving never imports it
     python models/default/train.py        # ~25 minutes on 2 CPU cores (time_budget_s in config.json)
+    python models/default/train.py --out /tmp/trial --max-steps 400   # a trial that leaves these files alone
 
 Steps:
 1. Generate captioned pictograms (moderator.pictograms), encoded as JPEG and decoded and
@@ -144,8 +145,8 @@ def dataset(n: int, split: str, seed: int, pre: Preprocess, workers: int = 2):
 
 # --- training ------------------------------------------------------------------------------------
 
-def train(cfg_path: Path = HERE / "config.json") -> None:
-    conf = json.loads(cfg_path.read_text())
+def train(out: Path, overrides: dict, cfg_path: Path = HERE / "config.json") -> None:
+    conf = {**json.loads(cfg_path.read_text()), **overrides}
     torch.manual_seed(conf["seed"])
     arch = load_architecture(conf["architecture"])
     pre = Preprocess(image_size=arch.image_size, mean=OPENAI_MEAN, std=OPENAI_STD, interpolation="bicubic", resize_mode="shortest")
@@ -154,7 +155,8 @@ def train(cfg_path: Path = HERE / "config.json") -> None:
     print(f"data: {len(captions)} training pictograms in {time.time() - t0:.0f}s", flush=True)
 
     tokenizer = build_bpe_tokenizer(captions, conf["tokenizer_vocab"], SPECIAL_TOKENS)
-    tok_path = HERE / "tokenizer.build.json"
+    out.mkdir(parents=True, exist_ok=True)
+    tok_path = out / "tokenizer.build.json"
     tokenizer.save(str(tok_path))
     ids = torch.from_numpy(TextTokenizer(tok_path, arch.context_length)(captions))
     images = torch.from_numpy(normalize(pixels, pre.mean, pre.std))
@@ -185,11 +187,11 @@ def train(cfg_path: Path = HERE / "config.json") -> None:
                   f"lr {sched.get_last_lr()[0]:.2e} {time.time() - start:.0f}s", flush=True)
     train_s = time.time() - start
     print(f"trained {step} steps in {train_s:.0f}s", flush=True)
-    export(model, arch, pre, tok_path, conf, {"train_steps": step, "train_seconds": round(train_s), "train_samples": len(captions),
+    export(model, arch, pre, tok_path, conf, out, {"train_steps": step, "train_seconds": round(train_s), "train_samples": len(captions),
                                              "data_seconds": round(start - t0)})
 
 
-def export(model: CLIP, arch, pre: Preprocess, tok_path: Path, conf: dict, info: dict) -> None:
+def export(model: CLIP, arch, pre: Preprocess, tok_path: Path, conf: dict, out: Path, info: dict) -> None:
     from tokenizers import Tokenizer
 
     from moderator.encoders.onnx import OnnxEncoder
@@ -199,13 +201,13 @@ def export(model: CLIP, arch, pre: Preprocess, tok_path: Path, conf: dict, info:
     weights = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     notes = ("Trained by models/default/train.py on procedural pictograms (moderator.pictograms). It knows those "
              "15 pictogram classes only; serve an exported real CLIP model for real images. See README.md here.")
-    write_model_dir(HERE, arch, weights, name="pictoclip-default", architecture=conf["architecture"],
+    write_model_dir(out, arch, weights, name="pictoclip-default", architecture=conf["architecture"],
                     tokenizer=Tokenizer.from_file(str(tok_path)), preprocess=pre, notes=notes)
     tok_path.unlink()
-    add_int8_variant(HERE)
+    add_int8_variant(out)
 
     # ONNX against torch on held-out pictograms and captions.
-    enc = OnnxEncoder(HERE)
+    enc = OnnxEncoder(out)
     px, caps, _ = dataset(64, "test", 99, pre, workers=1)
     with torch.no_grad():
         t_img = model.encode_image(torch.from_numpy(normalize(px, pre.mean, pre.std))).numpy()
@@ -214,8 +216,15 @@ def export(model: CLIP, arch, pre: Preprocess, tok_path: Path, conf: dict, info:
         "image": float(np.abs(enc.encode_images(px) - t_img).max()), "text": float(np.abs(enc.encode_texts(caps) - t_txt).max()),
     }
     print("onnx vs torch:", info["onnx_vs_torch_max_abs_diff"], flush=True)
-    (HERE / "training.json").write_text(json.dumps({**info, "config": conf}, indent=2) + "\n")
+    (out / "training.json").write_text(json.dumps({**info, "config": conf}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
-    train()
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Train the default model (settings in config.json).")
+    parser.add_argument("--out", type=Path, default=HERE, help="model directory to write (default: models/default)")
+    parser.add_argument("--max-steps", type=int, help="override config.json's max_steps (a quick trial run)")
+    parser.add_argument("--time-budget-s", type=int, help="override config.json's time_budget_s")
+    args = parser.parse_args()
+    train(args.out, {k: v for k, v in (("max_steps", args.max_steps), ("time_budget_s", args.time_budget_s)) if v is not None})

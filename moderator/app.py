@@ -21,7 +21,7 @@ from moderator.policy.reload import PolicyReloader
 from moderator.processing import Processor
 from moderator.settings import Settings
 from moderator.stream.worker import Worker
-from moderator.telemetry.health import Health
+from moderator.telemetry.health import SERVICE_CHECKS, Health
 from moderator.telemetry.http import TelemetryServer
 from moderator.telemetry.metrics import Metrics
 
@@ -93,7 +93,7 @@ class Application:
     ) -> None:
         self.settings = settings
         self.metrics = Metrics(registry)
-        self.health = Health()
+        self.health = Health(required=SERVICE_CHECKS)
         self._make_encoder = make_encoder  # hosts that build the encoder themselves (the Ray pipeline)
         self._stopping = threading.Event()
         self._worker: Worker | None = None
@@ -111,8 +111,6 @@ class Application:
             StartupError: model, policy or settings are unusable.
         """
         s = self.settings
-        self.health.set("model", False)
-        self.health.set("policy", False)
         try:
             telemetry = TelemetryServer(s.telemetry.host, s.telemetry.port, self.metrics.registry, self.health)
         except OSError as exc:

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+
+# What /readyz waits for in the service; each fails until the component that knows reports it.
+SERVICE_CHECKS = ("model", "policy", "backend", "broker")
 
 
 class Health:
     """Named readiness checks. ``/healthz`` means the process serves HTTP; ``/readyz`` means every
-    check passes (broker connected, model loaded, policy compiled, backend ready)."""
+    check passes (broker connected, model loaded, policy compiled, backend ready).
 
-    def __init__(self) -> None:
+    ``required`` names checks that fail until a flag or probe of that name is registered: without
+    them, /readyz answered 200 while the model, policy and backend had reported and the Kafka
+    worker had not been made yet."""
+
+    def __init__(self, required: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
+        self._required = tuple(required)
         self._flags: dict[str, bool] = {}
         self._probes: dict[str, Callable[[], bool]] = {}
 
@@ -25,7 +33,8 @@ class Health:
 
     def checks(self) -> dict[str, bool]:
         with self._lock:
-            out = dict(self._flags)
+            out = {name: False for name in self._required if name not in self._flags and name not in self._probes}
+            out.update(self._flags)
             probes = dict(self._probes)
         for name, check in probes.items():
             try:

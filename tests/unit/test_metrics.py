@@ -51,6 +51,18 @@ def test_health_is_ready_only_when_every_check_passes():
     assert h.checks()["backend"] is False and not h.ready()
 
 
+def test_required_checks_fail_until_their_component_reports():
+    h = Health(required=("model", "broker", "backend"))
+    h.set("model", True)
+    assert h.checks() == {"model": True, "broker": False, "backend": False} and not h.ready()
+    h.probe("backend", lambda: True)
+    assert h.checks()["backend"] is True and not h.ready(), "a required check nobody has reported keeps it unready"
+    h.set("broker", True)
+    assert h.ready()
+    h.set("broker", False)
+    assert not h.ready()
+
+
 def test_every_metric_is_documented():
     from tests.conftest import REPO
 

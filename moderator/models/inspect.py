@@ -108,7 +108,11 @@ def verify_model_dir(model_dir: str | Path) -> Verification:
             if not result.add(f"{what}: output", out_name in outs and _shape_ok(outs[out_name].shape, [None, d]),
                               f"expects {out_name} [N,{d}], has {[(o.name, o.shape) for o in outs.values()]}"):
                 continue
-            (y,) = sess.run([out_name], {in_name: x})
+            try:
+                (y,) = sess.run([out_name], {in_name: x})
+            except Exception as exc:  # onnxruntime's own exception types
+                result.add(f"{what}: forward pass", False, f"onnxruntime failed running batch {len(x)}: {exc}")
+                continue
             norms = np.linalg.norm(y, axis=1)
             tol = NORM_TOLERANCE.get(precision, 1e-3)
             result.add(f"{what}: forward pass", y.shape == (len(x), d) and bool(np.isfinite(y).all()) and bool(np.abs(norms - 1).max() <= tol),
@@ -139,12 +143,15 @@ def model_info(model_dir: str | Path, *, measure: bool = True, batch: int = 16, 
     reference = {}
     for precision in ["fp32"] + [p for p in sorted(manifest.variants) if p != "fp32"]:
         v = manifest.variants[precision]
-        image, text = _session(root / v.image_encoder.path, precision), _session(root / v.text_encoder.path, precision)
-        (img,) = image.run([IMAGE_OUTPUT], {IMAGE_INPUT: pixels})
-        (txt,) = text.run([TEXT_OUTPUT], {TEXT_INPUT: ids})
-        start = time.perf_counter()
-        for _ in range(repeats):
-            image.run([IMAGE_OUTPUT], {IMAGE_INPUT: pixels})
+        try:
+            image, text = _session(root / v.image_encoder.path, precision), _session(root / v.text_encoder.path, precision)
+            (img,) = image.run([IMAGE_OUTPUT], {IMAGE_INPUT: pixels})
+            (txt,) = text.run([TEXT_OUTPUT], {TEXT_INPUT: ids})
+            start = time.perf_counter()
+            for _ in range(repeats):
+                image.run([IMAGE_OUTPUT], {IMAGE_INPUT: pixels})
+        except Exception as exc:  # onnxruntime's own exception types
+            raise ModelError(f"{root}: the {precision} graphs do not run ({exc}); see: moderator models verify {root}") from exc
         per_s = repeats * len(pixels) / (time.perf_counter() - start)
         if precision == "fp32":
             reference = {"image": img, "text": txt}

@@ -76,6 +76,58 @@ def test_verify_checks_graph_shapes_against_the_manifest(model_dir):
     assert "expects image_embeds [N,64]" in failed[0].detail
 
 
+def test_verify_and_info_report_a_graph_that_loads_but_cannot_run(model_dir, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from moderator.models.manifest import IMAGE_INPUT, IMAGE_OUTPUT, save_manifest, sha256_file
+
+    manifest = load_manifest(model_dir)
+    s, d = manifest.preprocess.image_size, manifest.embed_dim
+    # Declared as the manifest says, but reshapes a batch of N embeddings to N + 1 rows at run time
+    # (the shape is computed from the input, so loading and shape inference accept it).
+    def const(name, values):
+        return helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", [IMAGE_INPUT], ["flat"], axis=1),
+            helper.make_node("Slice", ["flat", "zero", "dim", "one"], ["embeds"]),
+            helper.make_node("Shape", [IMAGE_INPUT], ["shape"]),
+            helper.make_node("Slice", ["shape", "zero", "one", "zero"], ["n"]),
+            helper.make_node("Add", ["n", "one"], ["n1"]),
+            helper.make_node("Concat", ["n1", "minus_one"], ["rows"], axis=0),
+            helper.make_node("Reshape", ["embeds", "rows"], [IMAGE_OUTPUT]),
+        ],
+        "broken",
+        [helper.make_tensor_value_info(IMAGE_INPUT, TensorProto.FLOAT, ["N", 3, s, s])],
+        [helper.make_tensor_value_info(IMAGE_OUTPUT, TensorProto.FLOAT, ["N", d])],
+        [const("zero", [0]), const("one", [1]), const("dim", [d]), const("minus_one", [-1])],
+    )
+    path = model_dir / manifest.variants["fp32"].image_encoder.path
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", manifest.opset)], ir_version=onnx.load(str(path)).ir_version)
+    onnx.save(model, str(path))
+    fp32 = manifest.variants["fp32"]
+    image = fp32.image_encoder.model_copy(update={"sha256": sha256_file(path)})
+    save_manifest(model_dir, manifest.model_copy(update={"variants": {"fp32": fp32.model_copy(update={"image_encoder": image})}}))
+
+    result = verify_model_dir(model_dir)
+    failed = [c for c in result.checks if not c.ok]
+    assert [c.name for c in failed] == [f"fp32 image encoder ({path.name}): forward pass"], failed
+    assert "onnxruntime failed running batch 4" in failed[0].detail
+    with pytest.raises(ModelError, match="the fp32 graphs do not run"):
+        model_info(model_dir, batch=8, repeats=1)
+    assert main(["models", "info", str(model_dir)]) == 2
+    assert "moderator models verify" in capsys.readouterr().err
+
+
+def test_info_names_variant_files_that_are_missing(model_dir):
+    manifest = add_variant(model_dir, "int8")
+    (model_dir / manifest.variants["int8"].text_encoder.path).unlink()
+    with pytest.raises(ModelError, match=r"text_encoder\.int8\.onnx named in the manifest is missing"):
+        model_info(model_dir, measure=False)
+
+
 def test_info_cli_prints_text_and_json(model_dir, capsys):
     add_variant(model_dir, "int8")
     assert main(["models", "info", str(model_dir)]) == 0

@@ -89,7 +89,9 @@ class Visual(nn.Module):
     def __init__(self, cfg) -> None:
         super().__init__()
         w, grid = cfg.vision_width, cfg.image_size // cfg.patch_size
-        self.conv1 = nn.Conv2d(3, w, cfg.patch_size, cfg.patch_size, bias=False)
+        chans = (3, *cfg.vision_stem)
+        self.stem = nn.ModuleList(nn.Conv2d(a, b, 3, 2, 1) for a, b in zip(chans, chans[1:]))  # hybrid ViT's stem
+        self.conv1 = nn.Conv2d(chans[-1], w, cfg.patch_kernel, cfg.patch_kernel, bias=False)
         self.class_embedding = nn.Parameter(torch.randn(w) * w**-0.5)
         self.positional_embedding = nn.Parameter(torch.randn(grid * grid + 1, w) * w**-0.5)
         self.ln_pre = nn.LayerNorm(w)
@@ -98,6 +100,8 @@ class Visual(nn.Module):
         self.proj = nn.Parameter(torch.randn(w, cfg.embed_dim) * w**-0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.stem:
+            x = F.gelu(conv(x))
         x = self.conv1(x).flatten(2).transpose(1, 2)
         x = torch.cat([self.class_embedding.expand(x.shape[0], 1, -1), x], dim=1) + self.positional_embedding
         x = self.transformer(self.ln_pre(x))
@@ -166,12 +170,17 @@ def train(out: Path, overrides: dict, cfg_path: Path = HERE / "config.json") -> 
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": conf["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}], lr=conf["lr"])
-    steps, bs, warm = conf["max_steps"], conf["batch_size"], conf["warmup_steps"]
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    steps, bs, warm, budget = conf["max_steps"], conf["batch_size"], conf["warmup_steps"], conf["time_budget_s"]
     g = torch.Generator().manual_seed(conf["seed"])
     start, step = time.time(), 0
     model.train()
-    while step < steps and time.time() - start < conf["time_budget_s"]:
+    while step < steps and time.time() - start < budget:
+        # Warm-up, then a cosine over whichever runs out first, the steps or the time budget, so a
+        # slower machine ends on a decayed learning rate too (with fewer steps, in training.json).
+        progress = max(step / steps, (time.time() - start) / budget)
+        lr = conf["lr"] * min(1.0, (step + 1) / warm) * 0.5 * (1 + math.cos(math.pi * progress))
+        for group in opt.param_groups:
+            group["lr"] = lr
         idx = torch.randint(0, len(images), (bs,), generator=g)
         img_e, txt_e = model.encode_image(images[idx]), model.encode_text(ids[idx])
         logits = model.logit_scale.exp().clamp(max=100) * img_e @ txt_e.T
@@ -180,11 +189,10 @@ def train(out: Path, overrides: dict, cfg_path: Path = HERE / "config.json") -> 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sched.step()
         step += 1
         if step % 100 == 0:
             print(f"step {step} loss {loss.item():.3f} scale {model.logit_scale.exp().item():.1f} "
-                  f"lr {sched.get_last_lr()[0]:.2e} {time.time() - start:.0f}s", flush=True)
+                  f"lr {lr:.2e} {time.time() - start:.0f}s", flush=True)
     train_s = time.time() - start
     print(f"trained {step} steps in {train_s:.0f}s", flush=True)
     export(model, arch, pre, tok_path, conf, out, {"train_steps": step, "train_seconds": round(train_s), "train_samples": len(captions),

@@ -55,13 +55,29 @@ class ClipConfig:
     text_heads: int
     act: Literal["quick_gelu", "gelu"] = "quick_gelu"
     eot_token_id: int = 2
+    # Convolutional stem (hybrid ViT): output channels of 3x3 stride-2 convolutions, each followed
+    # by the activation, run before the patch embedding, which then covers the rest of patch_size.
+    # Empty (CLIP's plain ViT): the patch embedding sees pixels.
+    vision_stem: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "vision_stem", tuple(self.vision_stem))
         if self.image_size % self.patch_size:
             raise ModelError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.patch_size % 2 ** len(self.vision_stem):
+            raise ModelError(f"patch_size {self.patch_size} is not a multiple of the stem's stride {2 ** len(self.vision_stem)}")
         for width, heads, tower in ((self.vision_width, self.vision_heads, "vision"), (self.text_width, self.text_heads, "text")):
             if width % heads:
                 raise ModelError(f"{tower} width {width} is not divisible by {heads} heads")
+
+    @property
+    def patch_kernel(self) -> int:
+        """The patch embedding's kernel and stride, after the stem's downsampling."""
+        return self.patch_size // 2 ** len(self.vision_stem)
+
+    @property
+    def patch_in_channels(self) -> int:
+        return self.vision_stem[-1] if self.vision_stem else 3
 
 
 def list_architectures() -> list[str]:
@@ -187,8 +203,13 @@ def build_image_graph(cfg: ClipConfig, w: dict[str, np.ndarray]) -> Any:
     g = _Graph()
     vw, grid = cfg.vision_width, cfg.image_size // cfg.patch_size
     inp = helper.make_tensor_value_info(IMAGE_INPUT, TensorProto.FLOAT, ["batch", 3, cfg.image_size, cfg.image_size])
-    x = g.op("Conv", [IMAGE_INPUT, g.const(w["visual.conv1.weight"], "conv1")],
-             kernel_shape=[cfg.patch_size] * 2, strides=[cfg.patch_size] * 2)
+    x = IMAGE_INPUT
+    for i in range(len(cfg.vision_stem)):
+        x = g.op("Conv", [x, g.const(w[f"visual.stem.{i}.weight"], "stem"), g.const(w[f"visual.stem.{i}.bias"], "stem_b")],
+                 kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+        x = _act(g, x, cfg.act)
+    x = g.op("Conv", [x, g.const(w["visual.conv1.weight"], "conv1")],
+             kernel_shape=[cfg.patch_kernel] * 2, strides=[cfg.patch_kernel] * 2)
     x = g.op("Reshape", [x, g.const(np.asarray([0, vw, grid * grid], np.int64), "patches")])
     x = g.op("Transpose", [x], perm=[0, 2, 1])
     batch = g.op("Slice", [g.op("Shape", [x]), g.const(np.asarray([0], np.int64), "s0"), g.const(np.asarray([1], np.int64), "s1")])

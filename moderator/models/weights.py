@@ -44,7 +44,13 @@ def init_random_weights(cfg: ClipConfig, seed: int = 0) -> dict[str, np.ndarray]
 
     vw, grid = cfg.vision_width, cfg.image_size // cfg.patch_size
     scale = vw**-0.5
-    w["visual.conv1.weight"] = normal((vw, 3, cfg.patch_size, cfg.patch_size), (3 * cfg.patch_size**2) ** -0.5)
+    channels = 3
+    for i, out in enumerate(cfg.vision_stem):
+        w[f"visual.stem.{i}.weight"] = normal((out, channels, 3, 3), (channels * 9) ** -0.5)
+        w[f"visual.stem.{i}.bias"] = np.zeros(out, np.float32)
+        channels = out
+    k = cfg.patch_kernel
+    w["visual.conv1.weight"] = normal((vw, channels, k, k), (channels * k * k) ** -0.5)
     w["visual.class_embedding"] = normal((vw,), scale)
     w["visual.positional_embedding"] = normal((grid * grid + 1, vw), scale)
     w["visual.ln_pre.weight"], w["visual.ln_pre.bias"] = np.ones(vw, np.float32), np.zeros(vw, np.float32)
@@ -82,7 +88,7 @@ def check_weights(cfg: ClipConfig, weights: dict[str, np.ndarray]) -> None:
 def weight_shapes(cfg: ClipConfig) -> dict[str, tuple[int, ...]]:
     vw, tw, grid = cfg.vision_width, cfg.text_width, cfg.image_size // cfg.patch_size
     shapes: dict[str, tuple[int, ...]] = {
-        "visual.conv1.weight": (vw, 3, cfg.patch_size, cfg.patch_size),
+        "visual.conv1.weight": (vw, cfg.patch_in_channels, cfg.patch_kernel, cfg.patch_kernel),
         "visual.class_embedding": (vw,),
         "visual.positional_embedding": (grid * grid + 1, vw),
         "visual.ln_pre.weight": (vw,), "visual.ln_pre.bias": (vw,),
@@ -93,6 +99,10 @@ def weight_shapes(cfg: ClipConfig) -> dict[str, tuple[int, ...]]:
         "ln_final.weight": (tw,), "ln_final.bias": (tw,),
         "text_projection": (tw, cfg.embed_dim),
     }
+    channels = 3
+    for i, out in enumerate(cfg.vision_stem):
+        shapes[f"visual.stem.{i}.weight"], shapes[f"visual.stem.{i}.bias"] = (out, channels, 3, 3), (out,)
+        channels = out
     for prefix, width, layers in (("visual.", vw, cfg.vision_layers), ("", tw, cfg.text_layers)):
         per = {
             "ln_1.weight": (width,), "ln_1.bias": (width,), "attn.in_proj_weight": (3 * width, width),

@@ -30,8 +30,11 @@ COLOURED = [
 PLAIN = ["a photo of a {o}", "a picture of a {o}", "a simple icon of a {o}", "a {o}", "a drawing of a {o}", "an image of a {o}",
          "a {o} on a {bg} background"]
 TEMPLATES = COLOURED + PLAIN
-PLURAL_COLOURED = ["{n} {c} {os}", "a photo of {n} {c} {os}"]
-PLURAL_PLAIN = ["{n} {os} on a {bg} background", "a drawing of {n} {os}", "{n} {os}", "a photo of {n} {os}"]
+PLURAL_COLOURED = ["{n} {c} {os}", "a photo of {n} {c} {os}", "a photo of a {c} {o} and {m}", "a {c} {o} and {m}"]
+PLURAL_PLAIN = ["{n} {os} on a {bg} background", "a drawing of {n} {os}", "{n} {os}", "a photo of {n} {os}",
+                # The singular noun on a picture of several, so "a photo of a knife" finds two knives too.
+                "a photo of a {o} and {m}", "a {o} and {m}", "a drawing of a {o} and {m}"]
+MORE = {2: "another one", 3: "two more"}
 # Half the captions leave the colour out, so that matching a caption takes the object's shape,
 # not just its colour (which alone separates most pictograms in a batch).
 COLOURLESS_SHARE = 0.5
@@ -45,14 +48,16 @@ def plural(word: str) -> str:
     return f"{head} {last}".strip()
 
 
-def caption(obj: str, colour: str, count: int, background: str, rng: random.Random) -> str:
-    """One caption describing the picture (object synonym, colour, count, background)."""
+def caption(obj: str, colour: str | None, count: int, background: str, rng: random.Random) -> str:
+    """One caption describing the picture (object synonym, colour, count, background); ``colour``
+    None for a colour that has no name here."""
     word = rng.choice(SYNONYMS[obj])
-    plain = rng.random() < COLOURLESS_SHARE
+    plain = rng.random() < COLOURLESS_SHARE or colour is None
     if count == 1:
         text = rng.choice(PLAIN if plain else COLOURED).format(c=colour, o=word, bg=background)
     else:
-        text = rng.choice(PLURAL_PLAIN if plain else PLURAL_COLOURED).format(n=COUNT_WORDS[count], c=colour, os=plural(word), bg=background)
+        text = rng.choice(PLURAL_PLAIN if plain else PLURAL_COLOURED).format(
+            n=COUNT_WORDS[count], c=colour, o=word, os=plural(word), m=MORE[count], bg=background)
     return _fix_articles(text)
 
 

@@ -3,6 +3,7 @@ decoded and preprocessed by the service's own code, so training sees exactly wha
 
 from __future__ import annotations
 
+import colorsys
 import io
 import random
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moderator.pictograms.captions import caption
-from moderator.pictograms.draw import BACKGROUNDS, COLOURS, OBJECTS, render
+from moderator.pictograms.draw import BACKGROUNDS, COLOURS, OBJECTS, Colour, distance, render
 
 MODERATED = ("knife", "pistol", "syringe", "pill", "bottle", "cigarette", "flame")
 BENIGN = ("tree", "house", "car", "flower", "cat", "cup", "ball", "sun")
@@ -24,31 +25,97 @@ HELD_OUT_COMBOS: frozenset[tuple[str, str]] = frozenset(
     (obj, colour) for i, obj in enumerate(OBJECTS) for colour in (list(COLOURS)[i % 11], list(COLOURS)[(i + 5) % 11])
 )
 
+# Training draws this share of its objects in a random RGB colour instead of a palette colour, so
+# that no colour can stand in for a shape: with eleven colours a model learns "yellow disc = ball"
+# and fails on a yellow sun; with colours everywhere it has to learn the outline.
+FREE_COLOUR_SHARE = 0.5
+# A free colour is named in the caption (by its nearest palette colour) only when it is this close.
+NAMED_RADIUS = 60
+# A free colour is never drawn on an object near one of the object's held-out colours, so the
+# unseen split stays unseen: it keeps this RGB distance from each of them, and this hue distance
+# from a chromatic one (nor may its nearest palette colour be a held-out colour).
+HELD_OUT_RGB_MARGIN = 100
+HELD_OUT_HUE_MARGIN = 50.0
+# How many objects a picture holds (weights of one, two, three). Training draws more of the small,
+# crowded pictures, which the model finds hardest; evaluation keeps the natural mix.
+COUNTS = (0.6, 0.25, 0.15)
+TRAIN_COUNTS = (0.4, 0.3, 0.3)
+# An object is never drawn on a background closer than this (no white on white, black on dark).
+BACKGROUND_CONTRAST = 75
+
 
 @dataclass(frozen=True)
 class Sample:
     obj: str
-    colour: str
+    colour: str  # the palette colour; for a free colour, the nearest palette colour
+    rgb: Colour  # the colour drawn
     count: int
     background: str
     caption: str
     jpeg: bytes
 
 
-def draw_sample(rng: random.Random, split: str) -> Sample:
-    """``split``: "train" (held-out combos excluded), "test" (seen combos), "unseen" (held-out combos only)."""
+def nearest_colour(rgb: Colour) -> str:
+    return min(COLOURS, key=lambda name: distance(COLOURS[name], rgb))
+
+
+def _hue_sat(rgb: Colour) -> tuple[float, float]:
+    h, s, v = colorsys.rgb_to_hsv(*(c / 255 for c in rgb))
+    return h * 360, s * v  # saturation weighted by value: dark colours have no usable hue
+
+
+def _hue_gap(a: float, b: float) -> float:
+    return min(abs(a - b), 360 - abs(a - b))
+
+
+def free_colour_allowed(obj: str, rgb: Colour) -> bool:
+    """Whether training may draw ``obj`` in ``rgb`` without touching a held-out combination."""
+    if (obj, nearest_colour(rgb)) in HELD_OUT_COMBOS:
+        return False
+    hue, sat = _hue_sat(rgb)
+    for name in COLOURS:
+        if (obj, name) not in HELD_OUT_COMBOS:
+            continue
+        held = COLOURS[name]
+        if distance(rgb, held) < HELD_OUT_RGB_MARGIN:
+            return False
+        held_hue, held_sat = _hue_sat(held)
+        if held_sat > 0.2 and sat > 0.2 and _hue_gap(hue, held_hue) < HELD_OUT_HUE_MARGIN:
+            return False
+    return True
+
+
+def _free_colour(obj: str, rng: random.Random) -> Colour:
     while True:
-        obj, colour = rng.choice(list(OBJECTS)), rng.choice(list(COLOURS))
-        held = (obj, colour) in HELD_OUT_COMBOS
-        if (split == "unseen") == held:
-            break
-    background = rng.choice([b for b in BACKGROUNDS if BACKGROUNDS[b] != COLOURS.get(colour)])
-    count = rng.choices((1, 2, 3), weights=(0.6, 0.25, 0.15))[0]
+        rgb = (rng.randrange(256), rng.randrange(256), rng.randrange(256))
+        if free_colour_allowed(obj, rgb):
+            return rgb
+
+
+def draw_sample(rng: random.Random, split: str) -> Sample:
+    """``split``: "train" (held-out combos excluded; half its objects in free colours), "test" and
+    "calibration" (seen combos), "unseen" (held-out combos only); the last three in palette colours."""
+    named = True
+    if split == "train" and rng.random() < FREE_COLOUR_SHARE:
+        obj = rng.choice(list(OBJECTS))
+        rgb = _free_colour(obj, rng)
+        colour = nearest_colour(rgb)
+        named = distance(rgb, COLOURS[colour]) <= NAMED_RADIUS
+    else:
+        while True:
+            obj, colour = rng.choice(list(OBJECTS)), rng.choice(list(COLOURS))
+            held = (obj, colour) in HELD_OUT_COMBOS
+            if (split == "unseen") == held:
+                break
+        rgb = COLOURS[colour]
+    background = rng.choice([b for b in BACKGROUNDS if distance(BACKGROUNDS[b], rgb) >= BACKGROUND_CONTRAST])
+    count = rng.choices((1, 2, 3), weights=TRAIN_COUNTS if split == "train" else COUNTS)[0]
     size = rng.choice(((96, 96), (128, 96), (96, 128), (112, 112), (160, 120)))
-    img = render(obj, colour, count, background, rng, size)
+    img = render(obj, rgb, count, background, rng, size)
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=rng.randint(40, 95))
-    return Sample(obj, colour, count, background, caption(obj, colour, count, background, rng), buf.getvalue())
+    text = caption(obj, colour if named else None, count, background, rng)
+    return Sample(obj, colour, rgb, count, background, text, buf.getvalue())
 
 
 def generate(n: int, split: str, seed: int) -> list[Sample]:

@@ -20,6 +20,18 @@ BACKGROUNDS: dict[str, Colour] = {
     "white": (250, 250, 250), "light grey": (205, 205, 205), "beige": (235, 220, 190), "light blue": (185, 215, 240),
     "dark": (45, 45, 55), "light green": (195, 230, 190),
 }
+# Below this RGB distance two colours do not stand apart: a part is drawn in its alternative
+# colour, a background is not used under an object.
+CONTRAST = 50
+
+
+def distance(a: Colour, b: Colour) -> float:
+    return math.dist(a, b)
+
+
+def _against(c: Colour, preferred: Colour, alternative: Colour) -> Colour:
+    """A part's colour that stands out against the main colour ``c``."""
+    return preferred if distance(c, preferred) >= CONTRAST else alternative
 
 
 def _poly(d: ImageDraw.ImageDraw, pts, cx: float, cy: float, s: float, fill) -> None:
@@ -85,7 +97,7 @@ def flame(d, cx, cy, s, c):
     outer = [(0, -1.0), (0.35, -0.45), (0.55, 0.1), (0.45, 0.6), (0.0, 0.9), (-0.45, 0.6), (-0.55, 0.1), (-0.2, -0.3)]
     inner = [(0, -0.3), (0.22, 0.1), (0.25, 0.5), (0.0, 0.75), (-0.25, 0.5), (-0.2, 0.15)]
     _poly(d, outer, cx, cy, s, c)
-    _poly(d, inner, cx, cy, s, (255, 230, 90) if c != COLOURS["yellow"] else (255, 255, 255))
+    _poly(d, inner, cx, cy, s, _against(c, (255, 230, 90), (255, 255, 255)))
 
 
 def tree(d, cx, cy, s, c):
@@ -114,7 +126,7 @@ def flower(d, cx, cy, s, c):
         a = k * math.pi / 3
         px, py = 0.35 * math.cos(a), -0.35 + 0.35 * math.sin(a)
         _ellipse(d, px - 0.22, py - 0.22, px + 0.22, py + 0.22, cx, cy, s, c)  # petals
-    _ellipse(d, -0.15, -0.5, 0.15, -0.2, cx, cy, s, (240, 200, 40) if c != COLOURS["yellow"] else (140, 80, 20))  # centre
+    _ellipse(d, -0.15, -0.5, 0.15, -0.2, cx, cy, s, _against(c, (240, 200, 40), (140, 80, 20)))  # centre
 
 
 def cat(d, cx, cy, s, c):
@@ -122,7 +134,7 @@ def cat(d, cx, cy, s, c):
     _ellipse(d, -0.45, -0.7, 0.45, 0.15, cx, cy, s, c)  # head
     _poly(d, [(-0.42, -0.45), (-0.35, -0.95), (-0.1, -0.65)], cx, cy, s, c)  # ears
     _poly(d, [(0.42, -0.45), (0.35, -0.95), (0.1, -0.65)], cx, cy, s, c)
-    eye = (40, 180, 60) if c != COLOURS["green"] else (240, 220, 40)
+    eye = _against(c, (40, 180, 60), (240, 220, 40))
     _ellipse(d, -0.25, -0.4, -0.1, -0.25, cx, cy, s, eye)
     _ellipse(d, 0.1, -0.4, 0.25, -0.25, cx, cy, s, eye)
 
@@ -136,7 +148,7 @@ def cup(d, cx, cy, s, c):
 def ball(d, cx, cy, s, c):
     _ellipse(d, -0.75, -0.75, 0.75, 0.75, cx, cy, s, c)
     w = max(1, int(s * 0.06))
-    seam = (255, 255, 255) if c != COLOURS["white"] else (30, 30, 30)
+    seam = _against(c, (255, 255, 255), (30, 30, 30))
     d.arc([cx - 0.75 * s, cy - 0.35 * s, cx + 0.75 * s, cy + 1.1 * s], 200, 340, fill=seam, width=w)
     d.arc([cx - 0.75 * s, cy - 1.1 * s, cx + 0.75 * s, cy + 0.35 * s], 20, 160, fill=seam, width=w)
 
@@ -155,9 +167,10 @@ OBJECTS: dict[str, Callable] = {
 }
 
 
-def render(obj: str, colour: str, count: int, background: str, rng: random.Random, size: tuple[int, int]) -> Image.Image:
-    """Draw ``count`` instances of ``obj`` in ``colour`` on ``background``, with random placement,
-    scale, rotation, background noise and blur."""
+def render(obj: str, colour: str | Colour, count: int, background: str, rng: random.Random, size: tuple[int, int]) -> Image.Image:
+    """Draw ``count`` instances of ``obj`` in ``colour`` (a name of COLOURS or an RGB triple) on
+    ``background``, with random placement, scale, rotation, background noise and blur."""
+    rgb = COLOURS[colour] if isinstance(colour, str) else colour
     w, h = size
     bg = BACKGROUNDS[background]
     img = Image.new("RGB", size, bg)
@@ -172,7 +185,7 @@ def render(obj: str, colour: str, count: int, background: str, rng: random.Rando
     for fx, fy in cells[:count]:
         s = base * rng.uniform(0.8, 1.15)
         layer = Image.new("RGBA", (int(2.4 * s), int(2.4 * s)), (0, 0, 0, 0))
-        OBJECTS[obj](ImageDraw.Draw(layer), layer.width / 2, layer.height / 2, s, COLOURS[colour])
+        OBJECTS[obj](ImageDraw.Draw(layer), layer.width / 2, layer.height / 2, s, rgb)
         layer = layer.rotate(rng.uniform(-35, 35), resample=Image.Resampling.BICUBIC, expand=False)
         x = int(fx * w + rng.uniform(-0.08, 0.08) * w - layer.width / 2)
         y = int(fy * h + rng.uniform(-0.08, 0.08) * h - layer.height / 2)

@@ -25,7 +25,7 @@ def test_demo_prints_a_verdict_or_dead_letter_for_every_sample():
     assert out.count(" verdict ") == 24 and out.count(" dead letter ") == 7
     assert "stopping the local broker" in out
     agree, total = (int(x) for x in re.search(r"match the example's label: (\d+)/(\d+)", out).groups())
-    assert total == 24 and agree >= 18, f"the default model agrees with only {agree}/{total} labels (20 measured):\n{out}"
+    assert total == 24 and agree >= 22, f"the default model agrees with only {agree}/{total} labels (24 measured):\n{out}"
 
 
 def test_bench_json_reports_both_throughputs_side_by_side(broker):

@@ -45,6 +45,21 @@ def test_image_graph_matches_numpy_reference(tiny, batch):
     assert np.abs(got - want).max() <= TOL, f"max abs diff {np.abs(got - want).max():.2e} > {TOL}"
 
 
+def test_image_graph_with_a_convolutional_stem_matches_numpy_reference():
+    # The default model's hybrid ViT (pictoclip: 3x3 stride-2 convolutions before the patches), GELU.
+    cfg = load_architecture("tiny", vision_stem=[8, 16], act="gelu")
+    assert cfg.patch_kernel == 4 and cfg.patch_in_channels == 16
+    w = init_random_weights(cfg, seed=5)
+    w = {k: v + (0.1 if k.endswith("stem.0.bias") else 0.0) for k, v in w.items()}  # non-zero biases are used
+    x = np.random.default_rng(0).standard_normal((2, 3, cfg.image_size, cfg.image_size)).astype(np.float32)
+    got = _session(build_image_graph(cfg, w)).run(None, {"pixel_values": x})[0]
+    want = ref.encode_image(cfg, w, x)
+    assert np.abs(got - want).max() <= TOL, f"max abs diff {np.abs(got - want).max():.2e} > {TOL}"
+    # A stem that downsamples past the patch is refused.
+    with pytest.raises(ModelError, match="stem"):
+        load_architecture("tiny", patch_size=16, vision_stem=[8, 8, 8, 8, 8])
+
+
 @pytest.mark.parametrize("batch", [1, 4])
 def test_text_graph_matches_numpy_reference(tiny, batch):
     cfg, w = tiny

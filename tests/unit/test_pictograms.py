@@ -4,9 +4,17 @@ import random
 
 import pytest
 
-from moderator.pictograms import HELD_OUT_COMBOS, OBJECTS, caption, class_prompt, generate
+from moderator.pictograms import BACKGROUNDS, COLOURS, HELD_OUT_COMBOS, OBJECTS, caption, class_prompt, generate
 from moderator.pictograms.captions import SYNONYMS, plural
-from moderator.pictograms.dataset import CATEGORIES, MODERATED
+from moderator.pictograms.dataset import (
+    BACKGROUND_CONTRAST,
+    CATEGORIES,
+    HELD_OUT_RGB_MARGIN,
+    MODERATED,
+    free_colour_allowed,
+    nearest_colour,
+)
+from moderator.pictograms.draw import distance
 
 
 def test_generation_is_deterministic_per_seed_and_split():
@@ -24,6 +32,46 @@ def test_held_out_combinations_never_appear_in_training():
     assert len(HELD_OUT_COMBOS) == 2 * len(OBJECTS)
 
 
+def test_training_draws_free_colours_that_keep_away_from_held_out_combinations():
+    train = generate(600, "train", 3)
+    free = [s for s in train if s.rgb != COLOURS[s.colour]]
+    assert 0.35 < len(free) / len(train) < 0.65  # about half, the rest in palette colours
+    assert len({s.rgb for s in free}) > 0.9 * len(free)  # continuous, not a bigger palette
+    for s in free:
+        assert s.colour == nearest_colour(s.rgb)
+        for (obj, held) in HELD_OUT_COMBOS:
+            if obj == s.obj:
+                assert distance(s.rgb, COLOURS[held]) >= HELD_OUT_RGB_MARGIN, (s.obj, s.rgb, held)
+    # Far from every palette colour, a colour is not named: the caption leaves it out.
+    unnamed = [s for s in free if distance(s.rgb, COLOURS[s.colour]) > 60]
+    assert unnamed
+    for s in unnamed:
+        words = s.caption.replace(f"on a {s.background} background", "").split()
+        assert not set(words) & set(COLOURS), s.caption
+    # Evaluation splits draw palette colours only.
+    assert all(s.rgb == COLOURS[s.colour] for s in generate(200, "test", 3) + generate(100, "unseen", 3))
+
+
+def test_free_colour_rule_refuses_the_held_out_colour_and_its_hue():
+    assert not free_colour_allowed("sun", COLOURS["green"])  # (sun, green) is held out
+    assert not free_colour_allowed("sun", (120, 230, 140))  # light green: far in RGB, same hue
+    assert not free_colour_allowed("sun", (10, 10, 60))  # near black, sun's other held-out colour
+    assert free_colour_allowed("sun", (230, 90, 200))  # a magenta nowhere near either
+    assert free_colour_allowed("knife", COLOURS["green"])  # green knives are seen in training
+
+
+def test_objects_stand_out_from_their_background():
+    for s in generate(600, "train", 5) + generate(300, "unseen", 5):
+        assert distance(s.rgb, BACKGROUNDS[s.background]) >= BACKGROUND_CONTRAST, (s.rgb, s.background)
+
+
+def test_a_colour_without_a_name_leaves_the_caption_colourless():
+    rng = random.Random(0)
+    for _ in range(50):
+        text = caption("ball", None, rng.choice((1, 2, 3)), "beige", rng)
+        assert not set(text.split()) & set(COLOURS), text
+
+
 @pytest.mark.parametrize("obj", list(OBJECTS))
 def test_every_class_draws_and_its_captions_name_it(obj):
     rng = random.Random(obj)
@@ -31,7 +79,7 @@ def test_every_class_draws_and_its_captions_name_it(obj):
         text = caption(obj, "red", count, "white", rng)
         assert any(word in text for word in [*SYNONYMS[obj], *(plural(w) for w in SYNONYMS[obj])]), text
         if count > 1:
-            assert ("two" if count == 2 else "three") in text
+            assert ("two" if count == 2 else "three") in text or ("another" if count == 2 else "two more") in text
     assert class_prompt(obj).startswith(("a photo of a ", "a photo of an "))
 
 

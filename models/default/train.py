@@ -2,7 +2,7 @@
 """Train the default model: a small CLIP on procedural pictograms, exported to models/default/.
 
     pip install -e '.[export]'            # torch comes with the export extra; serving never imports it
-    python models/default/train.py        # ~25 minutes on 2 CPU cores (time_budget_s in config.json)
+    python models/default/train.py        # ~30 minutes on 2 CPU cores (28 of them training: time_budget_s in config.json)
     python models/default/train.py --out /tmp/trial --max-steps 400   # a trial that leaves these files alone
 
 Steps:

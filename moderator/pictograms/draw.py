@@ -20,8 +20,8 @@ BACKGROUNDS: dict[str, Colour] = {
     "white": (250, 250, 250), "light grey": (205, 205, 205), "beige": (235, 220, 190), "light blue": (185, 215, 240),
     "dark": (45, 45, 55), "light green": (195, 230, 190),
 }
-# Below this RGB distance two colours do not stand apart: a part is drawn in its alternative
-# colour, a background is not used under an object.
+# Below this RGB distance a part does not stand apart from the object's main colour and is drawn
+# in its alternative colour (backgrounds keep a wider margin: dataset.BACKGROUND_CONTRAST).
 CONTRAST = 50
 
 

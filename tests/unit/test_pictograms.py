@@ -11,6 +11,7 @@ from moderator.pictograms.dataset import (
     CATEGORIES,
     HELD_OUT_RGB_MARGIN,
     MODERATED,
+    NAMED_RADIUS,
     free_colour_allowed,
     nearest_colour,
 )
@@ -43,7 +44,7 @@ def test_training_draws_free_colours_that_keep_away_from_held_out_combinations()
             if obj == s.obj:
                 assert distance(s.rgb, COLOURS[held]) >= HELD_OUT_RGB_MARGIN, (s.obj, s.rgb, held)
     # Far from every palette colour, a colour is not named: the caption leaves it out.
-    unnamed = [s for s in free if distance(s.rgb, COLOURS[s.colour]) > 60]
+    unnamed = [s for s in free if distance(s.rgb, COLOURS[s.colour]) > NAMED_RADIUS]
     assert unnamed
     for s in unnamed:
         words = s.caption.replace(f"on a {s.background} background", "").split()

@@ -10,7 +10,8 @@ Steps:
    preprocessed by the service's own code. Training never sees the held-out colour x object combos.
 2. Train a tokenizer (byte-level BPE) on the training captions; save it as tokenizer.json.
 3. Train CLIP (ViT image tower, causal text transformer; symmetric InfoNCE with a learnable
-   temperature, as in the CLIP paper) with AdamW and a cosine schedule, on a time budget.
+   temperature, as in the CLIP paper, every true caption in the batch a positive) with AdamW and a
+   cosine schedule, on a time budget.
 4. Export through the project's exporter (moderator.models.builder.write_model_dir) with fp32
    and int8 variants, check ONNX against torch, write metrics.json.
 5. Calibrate policies/default.yaml's thresholds on a separate split.
@@ -39,7 +40,7 @@ from moderator.media.preprocess import Preprocessor, normalize  # noqa: E402
 from moderator.models.builder import OPENAI_MEAN, OPENAI_STD, SPECIAL_TOKENS, load_architecture, write_model_dir  # noqa: E402
 from moderator.models.manifest import Preprocess  # noqa: E402
 from moderator.models.tokenizer import TextTokenizer, build_bpe_tokenizer  # noqa: E402
-from moderator.pictograms.dataset import generate, to_pixels  # noqa: E402
+from moderator.pictograms.dataset import caption_facts, captions_fit, generate, to_pixels  # noqa: E402
 
 
 # --- model: open_clip's module and parameter names, the builder's arithmetic ----------------------
@@ -137,14 +138,27 @@ class CLIP(nn.Module):
 def _make(args):
     n, split, seed, pre_cfg = args
     samples = generate(n, split, seed)
-    return to_pixels(samples, Preprocessor(Preprocess(**pre_cfg))), [s.caption for s in samples], [s.obj for s in samples]
+    return to_pixels(samples, Preprocessor(Preprocess(**pre_cfg))), [s.caption for s in samples], caption_facts(samples)
 
 
 def dataset(n: int, split: str, seed: int, pre: Preprocess, workers: int = 2):
+    """Pixels, captions and caption facts (moderator.pictograms.dataset.caption_facts)."""
     chunks = [(n // workers + (i < n % workers), split, seed * 100 + i, pre.model_dump()) for i in range(workers)]
     with ProcessPoolExecutor(workers) as pool:
         parts = list(pool.map(_make, chunks))
-    return np.concatenate([p[0] for p in parts]), sum((p[1] for p in parts), []), sum((p[2] for p in parts), [])
+    return np.concatenate([p[0] for p in parts]), sum((p[1] for p in parts), []), np.concatenate([p[2] for p in parts])
+
+
+def contrastive_loss(logits: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE over ``logits [image, caption]``, with every caption that truly
+    describes a picture as a positive (``fit``, bool, its diagonal all true) instead of its own
+    caption only. Generated captions repeat ("a photo of a knife"), so a batch of 256 holds ~4 true
+    captions per picture; CLIP's one-hot targets would call three of them negatives. With an
+    identity ``fit`` this is CLIP's loss exactly."""
+    targets = fit.float()
+    to_text = -(targets / targets.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+    to_image = -(targets.T / targets.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1).mean()
+    return (to_text + to_image) / 2
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -155,7 +169,7 @@ def train(out: Path, overrides: dict, cfg_path: Path = HERE / "config.json") -> 
     arch = load_architecture(conf["architecture"])
     pre = Preprocess(image_size=arch.image_size, mean=OPENAI_MEAN, std=OPENAI_STD, interpolation="bicubic", resize_mode="shortest")
     t0 = time.time()
-    pixels, captions, _ = dataset(conf["train_samples"], "train", conf["seed"], pre)
+    pixels, captions, facts = dataset(conf["train_samples"], "train", conf["seed"], pre)
     print(f"data: {len(captions)} training pictograms in {time.time() - t0:.0f}s", flush=True)
 
     tokenizer = build_bpe_tokenizer(captions, conf["tokenizer_vocab"], SPECIAL_TOKENS)
@@ -184,8 +198,8 @@ def train(out: Path, overrides: dict, cfg_path: Path = HERE / "config.json") -> 
         idx = torch.randint(0, len(images), (bs,), generator=g)
         img_e, txt_e = model.encode_image(images[idx]), model.encode_text(ids[idx])
         logits = model.logit_scale.exp().clamp(max=100) * img_e @ txt_e.T
-        labels = torch.arange(bs)
-        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        batch_facts = facts[idx.numpy()]
+        loss = contrastive_loss(logits, torch.from_numpy(captions_fit(batch_facts, batch_facts)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -28,8 +28,8 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="start a local broker and the service, send sample images, print verdicts")
     demo.add_argument("--port", type=int, default=29092, help="port of the local broker to start or reuse (default 29092)")
-    demo.add_argument("--model", type=Path, default=None, help="model directory (default: models/tiny-random)")
-    demo.add_argument("--policy", type=Path, default=None, help="policy file (default: policies/tiny-random.yaml)")
+    demo.add_argument("--model", type=Path, default=None, help="model directory (default: models/default, the trained pictogram model)")
+    demo.add_argument("--policy", type=Path, default=None, help="policy file (default: policies/default.yaml)")
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every verdict")
 
     bench = sub.add_parser("bench", help="bare encoder vs end-to-end through Kafka, measured in one run")

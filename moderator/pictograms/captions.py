@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 SYNONYMS: dict[str, list[str]] = {
     "knife": ["knife", "blade", "dagger", "kitchen knife"],
@@ -48,17 +49,29 @@ def plural(word: str) -> str:
     return f"{head} {last}".strip()
 
 
-def caption(obj: str, colour: str | None, count: int, background: str, rng: random.Random) -> str:
-    """One caption describing the picture (object synonym, colour, count, background); ``colour``
-    None for a colour that has no name here."""
+@dataclass(frozen=True)
+class Caption:
+    text: str
+    colour: str | None  # the colour the text names; None when it names none
+    background: str | None  # the background the text names; None when it names none
+
+
+def describe(obj: str, colour: str | None, count: int, background: str, rng: random.Random) -> Caption:
+    """One caption describing the picture (object synonym, colour, count, background), with what it
+    states; ``colour`` None for a colour that has no name here."""
     word = rng.choice(SYNONYMS[obj])
     plain = rng.random() < COLOURLESS_SHARE or colour is None
     if count == 1:
-        text = rng.choice(PLAIN if plain else COLOURED).format(c=colour, o=word, bg=background)
+        template = rng.choice(PLAIN if plain else COLOURED)
     else:
-        text = rng.choice(PLURAL_PLAIN if plain else PLURAL_COLOURED).format(
-            n=COUNT_WORDS[count], c=colour, o=word, os=plural(word), m=MORE[count], bg=background)
-    return _fix_articles(text)
+        template = rng.choice(PLURAL_PLAIN if plain else PLURAL_COLOURED)
+    text = template.format(n=COUNT_WORDS[count], c=colour, o=word, os=plural(word), m=MORE.get(count), bg=background)
+    return Caption(_fix_articles(text), None if plain else colour, background if "{bg}" in template else None)
+
+
+def caption(obj: str, colour: str | None, count: int, background: str, rng: random.Random) -> str:
+    """The text of :func:`describe`."""
+    return describe(obj, colour, count, background, rng).text
 
 
 def class_prompt(obj: str) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moderator.pictograms.captions import caption
+from moderator.pictograms.captions import describe
 from moderator.pictograms.draw import BACKGROUNDS, COLOURS, OBJECTS, Colour, distance, render
 
 MODERATED = ("knife", "pistol", "syringe", "pill", "bottle", "cigarette", "flame")
@@ -52,7 +52,14 @@ class Sample:
     count: int
     background: str
     caption: str
+    caption_colour: str | None  # what the caption states: the colour, or None when it names none
+    caption_background: str | None  # the background, or None when it names none
     jpeg: bytes
+
+    @property
+    def named_colour(self) -> str | None:
+        """The palette name the drawn colour answers to; None for a free colour far from all of them."""
+        return self.colour if distance(self.rgb, COLOURS[self.colour]) <= NAMED_RADIUS else None
 
 
 def nearest_colour(rgb: Colour) -> str:
@@ -114,13 +121,40 @@ def draw_sample(rng: random.Random, split: str) -> Sample:
     img = render(obj, rgb, count, background, rng, size)
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=rng.randint(40, 95))
-    text = caption(obj, colour if named else None, count, background, rng)
-    return Sample(obj, colour, rgb, count, background, text, buf.getvalue())
+    said = describe(obj, colour if named else None, count, background, rng)
+    return Sample(obj, colour, rgb, count, background, said.text, said.colour, said.background, buf.getvalue())
 
 
 def generate(n: int, split: str, seed: int) -> list[Sample]:
     rng = random.Random(f"{split}-{seed}")
     return [draw_sample(rng, split) for _ in range(n)]
+
+
+def caption_facts(samples: list[Sample]) -> np.ndarray:
+    """What each picture is and what its caption states, as codes for :func:`captions_fit`: ``int16
+    [N, 6]``: object, count, named colour, background; caption's colour, caption's background
+    (indexes into OBJECTS, COLOURS, BACKGROUNDS; -1 for none)."""
+    objects, colours, backgrounds = list(OBJECTS), list(COLOURS), list(BACKGROUNDS)
+
+    def index(names: list[str], name: str | None) -> int:
+        return -1 if name is None else names.index(name)
+
+    return np.array([
+        (objects.index(s.obj), s.count, index(colours, s.named_colour), backgrounds.index(s.background),
+         index(colours, s.caption_colour), index(backgrounds, s.caption_background)) for s in samples
+    ], dtype=np.int16).reshape(-1, 6)
+
+
+def captions_fit(images: np.ndarray, captions: np.ndarray) -> np.ndarray:
+    """``bool [len(images), len(captions)]``: whether caption j is a true description of picture i
+    (same object and count; the colour and background it names, if any, are the picture's). In a
+    training batch these pairs are all positives: "a blaze" describes every single flame, and a
+    contrastive loss that called the other flames negatives would teach the model to tell apart
+    what no caption tells apart. Arguments come from :func:`caption_facts`."""
+    img, cap = images[:, None, :], captions[None, :, :]
+    colour_ok = (cap[..., 4] == -1) | (cap[..., 4] == img[..., 2])
+    background_ok = (cap[..., 5] == -1) | (cap[..., 5] == img[..., 3])
+    return (img[..., 0] == cap[..., 0]) & (img[..., 1] == cap[..., 1]) & colour_ok & background_ok
 
 
 def to_pixels(samples: list[Sample], preprocessor) -> np.ndarray:

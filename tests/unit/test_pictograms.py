@@ -5,13 +5,16 @@ import random
 import pytest
 
 from moderator.pictograms import BACKGROUNDS, COLOURS, HELD_OUT_COMBOS, OBJECTS, caption, class_prompt, generate
-from moderator.pictograms.captions import SYNONYMS, plural
+from moderator.pictograms.captions import SYNONYMS, describe, plural
 from moderator.pictograms.dataset import (
     BACKGROUND_CONTRAST,
     CATEGORIES,
     HELD_OUT_RGB_MARGIN,
     MODERATED,
     NAMED_RADIUS,
+    Sample,
+    caption_facts,
+    captions_fit,
     free_colour_allowed,
     nearest_colour,
 )
@@ -93,3 +96,43 @@ def test_articles_and_plurals():
 def test_categories_cover_every_moderated_object_once():
     covered = [o for objs in CATEGORIES.values() for o in objs]
     assert sorted(covered) == sorted(MODERATED)
+
+
+def test_a_caption_records_what_it_states():
+    rng = random.Random(4)
+    for _ in range(300):
+        obj, colour, count = rng.choice(list(OBJECTS)), rng.choice([*COLOURS, None]), rng.choice((1, 2, 3))
+        said = describe(obj, colour, count, "light blue", rng)
+        assert (said.background == "light blue") == ("on a light blue background" in said.text), said
+        words = said.text.replace("on a light blue background", "").split()
+        assert said.colour in (None, colour)
+        assert bool(set(words) & set(COLOURS)) == (said.colour is not None), said
+    # Samples carry it; a generated sample's own caption always describes it.
+    samples = generate(300, "train", 8)
+    assert {s.caption_colour is None for s in samples} == {True, False}
+    assert captions_fit(caption_facts(samples), caption_facts(samples)).diagonal().all()
+
+
+def _sample(obj, rgb, count, background, caption_colour=None, caption_background=None):
+    return Sample(obj, nearest_colour(rgb), rgb, count, background, "", caption_colour, caption_background, b"")
+
+
+def test_captions_fit_the_pictures_they_truly_describe():
+    red, green = COLOURS["red"], COLOURS["green"]
+    teal = (20, 200, 200)  # a free colour no palette name reaches
+    assert distance(teal, COLOURS[nearest_colour(teal)]) > NAMED_RADIUS
+    pictures = [_sample("flame", red, 1, "white"), _sample("flame", green, 1, "dark"), _sample("flame", teal, 1, "white"),
+                _sample("flame", red, 2, "white"), _sample("knife", red, 1, "white")]
+    captions = [_sample("flame", red, 1, "beige"),  # "a blaze": any single flame
+                _sample("flame", red, 1, "beige", caption_colour="red"),  # "a red flame"
+                _sample("flame", red, 1, "beige", caption_background="white"),  # "a flame on a white background"
+                _sample("flame", red, 2, "beige")]  # "two flames"
+    fit = captions_fit(caption_facts(pictures), caption_facts(captions)).tolist()
+    assert fit == [
+        [True, True, True, False],  # red flame on white
+        [True, False, False, False],  # green flame on dark
+        [True, False, True, False],  # teal flame on white: no colour name fits it
+        [False, False, False, True],  # two red flames
+        [False, False, False, False],  # a knife
+    ]
+

@@ -3,9 +3,13 @@
 
     python models/default/calibrate.py     # after train.py; needs only the runtime install
 
-For each category, on a calibration split that neither training nor the tests use, the review
-threshold is the score with the best F1 and the block threshold the lowest score at which
-precision reaches 0.995 (never below the review threshold). Scores come
+For each category, on a calibration split that neither training nor the tests use: the best-F1
+cut falls in a gap between two scores, the lowest it keeps and the highest it leaves out. The review
+threshold is the middle of that gap, and the block threshold the lowest score at which precision
+reaches 0.995, but never below the lowest score the best-F1 cut keeps. A well-separated category
+has a wide empty gap between its negatives and its positives; every cut in it is as good on the
+calibration data, and the upper half of it, where calibration saw nothing, is left to review.
+Scores come
 from the service's own path: JPEG -> decode -> preprocess -> ONNX encoder -> policy scoring.
 """
 
@@ -57,12 +61,13 @@ def lowest_threshold_with_precision(scores: np.ndarray, positive: np.ndarray, pr
     return float(scores[order][k])
 
 
-def best_f1_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
+def best_f1_gap(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
+    """The best-F1 cut as (the lowest score it keeps, the highest score it leaves out)."""
     order = np.argsort(-scores)
-    tp = np.cumsum(positive[order])
-    k = np.arange(1, len(scores) + 1)
-    f1 = 2 * tp / (k + positive.sum())
-    return float(scores[order][int(f1.argmax())])
+    ranked, tp = scores[order], np.cumsum(positive[order])
+    f1 = 2 * tp / (np.arange(1, len(scores) + 1) + positive.sum())
+    k = int(f1.argmax())
+    return float(ranked[k]), float(ranked[k + 1] if k + 1 < len(ranked) else ranked[k])
 
 
 def calibrate() -> dict:
@@ -82,9 +87,10 @@ def calibrate() -> dict:
     thresholds = {}
     for j, name in enumerate(compiled.categories):
         positive = np.asarray([s.obj in CATEGORIES[name] for s in samples])
-        review = best_f1_threshold(scores[:, j], positive)
-        block = lowest_threshold_with_precision(scores[:, j], positive, BLOCK_PRECISION) or review
-        thresholds[name] = (round(max(review - 1e-4, 0.0), 4), round(max(block, review) - 1e-4, 4))
+        kept, left_out = best_f1_gap(scores[:, j], positive)
+        review = (kept + left_out) / 2
+        block = max(lowest_threshold_with_precision(scores[:, j], positive, BLOCK_PRECISION) or kept, kept)
+        thresholds[name] = (round(max(review - 1e-4, 0.0), 4), round(block - 1e-4, 4))
         fired = scores[:, j] >= thresholds[name][0]
         rec = (fired & positive).sum() / positive.sum()
         print(f"{name}: review {thresholds[name][0]} block {thresholds[name][1]} (calibration recall {rec:.3f})")
@@ -102,9 +108,10 @@ def write_policy(model: str, thresholds: dict, conf: dict, temperature: float) -
     lines = [
         "# yaml-language-server: $schema=../docs/policy.schema.json",
         "# Default policy for models/default (pictoclip-default), the project's own pictogram CLIP.",
-        "# Thresholds written by models/default/calibrate.py: per category, review = the score with the best F1",
-        f"# on {conf['calibration_samples']} calibration pictograms, block = the lowest score reaching",
-        f"# precision {BLOCK_PRECISION}. Re-run it after retraining. The model knows pictograms only (models/default/README.md).",
+        "# Thresholds written by models/default/calibrate.py from scores of "
+        f"{conf['calibration_samples']} calibration pictograms, per category:",
+        "# review = the middle of the score gap where the best-F1 cut falls, block = the lowest score reaching",
+        f"# precision {BLOCK_PRECISION} and at least the gap's top. Re-run it after retraining. The model knows pictograms only (models/default/README.md).",
         "# Scoring: softmax at the model's learned temperature, every other pictogram class as a contrast prompt.",
         "name: default",
         "description: Weapons, drugs, alcohol, smoking and fire, for the default pictogram model.",

@@ -70,6 +70,14 @@ def best_f1_gap(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]
     return float(ranked[k]), float(ranked[k + 1] if k + 1 < len(ranked) else ranked[k])
 
 
+def review_and_block(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
+    """(review, block) as this module's docstring describes, each lowered by 1e-4 and rounded to 4
+    decimals, so the score it was cut at still reaches it."""
+    kept, left_out = best_f1_gap(scores, positive)
+    block = max(lowest_threshold_with_precision(scores, positive, BLOCK_PRECISION) or kept, kept)
+    return round(max((kept + left_out) / 2 - 1e-4, 0.0), 4), round(block - 1e-4, 4)
+
+
 def calibrate() -> dict:
     conf = json.loads((HERE / "config.json").read_text())
     encoder = OnnxEncoder(HERE)
@@ -87,10 +95,7 @@ def calibrate() -> dict:
     thresholds = {}
     for j, name in enumerate(compiled.categories):
         positive = np.asarray([s.obj in CATEGORIES[name] for s in samples])
-        kept, left_out = best_f1_gap(scores[:, j], positive)
-        review = (kept + left_out) / 2
-        block = max(lowest_threshold_with_precision(scores[:, j], positive, BLOCK_PRECISION) or kept, kept)
-        thresholds[name] = (round(max(review - 1e-4, 0.0), 4), round(block - 1e-4, 4))
+        thresholds[name] = review_and_block(scores[:, j], positive)
         fired = scores[:, j] >= thresholds[name][0]
         rec = (fired & positive).sum() / positive.sum()
         print(f"{name}: review {thresholds[name][0]} block {thresholds[name][1]} (calibration recall {rec:.3f})")

@@ -1,11 +1,12 @@
 """The checked-in default model (models/default) and policy (policies/default.yaml) on pictograms it
 never saw. Figures are printed (pytest -s, or in the failure message).
 
-The floors below guard the figures this model reached (models/default/README.md: 0.967 seen, 0.805
-unseen, scan precision 0.92-1.00 and recall 0.95-1.00), a little under them. Of the default-model
-issue's targets, zero-shot 0.95 on seen combinations is met and is the floor; 0.90 on unseen colour
-x object combinations and scan precision 0.95 for alcohol are NOT met yet, and the issue stays open
-until a model that meets them replaces this one and these floors are raised to the targets."""
+The floors below guard the figures this model reached (models/default/README.md: 0.995 seen, 0.875
+unseen, scan precision 0.978-1.000 and recall 1.000), a little under them. Of the default-model
+issue's targets, zero-shot 0.95 on seen combinations and scan precision and recall 0.95 per
+category are met and are the floors; 0.90 on unseen colour x object combinations is NOT met yet,
+and the issue stays open until a model that meets it replaces this one and that floor is raised to
+the target."""
 
 from __future__ import annotations
 
@@ -50,13 +51,13 @@ def zero_shot_accuracy(encoder, split: str, n: int, seed: int) -> float:
 def test_zero_shot_classification_on_held_out_pictograms(encoder, capsys):
     acc = zero_shot_accuracy(encoder, "test", 750, seed=7)
     report(capsys, f"zero-shot top-1, held-out pictograms (seen colour x object): {acc:.3f} (issue target 0.95)")
-    assert acc >= 0.95
+    assert acc >= 0.97  # 0.995 measured; the issue's target is 0.95
 
 
 def test_zero_shot_classification_on_unseen_colour_object_combinations(encoder, capsys):
     acc = zero_shot_accuracy(encoder, "unseen", 750, seed=7)
     report(capsys, f"zero-shot top-1, unseen colour x object combinations: {acc:.3f} (issue target 0.90)")
-    assert acc >= 0.78
+    assert acc >= 0.85  # 0.875 measured
 
 
 def test_text_to_image_retrieval(encoder, capsys):
@@ -78,7 +79,7 @@ def test_int8_variant_agrees_with_fp32(encoder, capsys):
     pixels = to_pixels(samples, Preprocessor(encoder.info().preprocess))
     cos = np.sum(encoder.encode_images(pixels) * int8.encode_images(pixels), axis=1)
     report(capsys, f"int8 vs fp32 image embeddings: mean cosine {cos.mean():.4f}, min {cos.min():.4f}")
-    assert cos.min() >= 0.95
+    assert cos.min() >= 0.99  # 0.9997 measured
 
 
 def test_scan_with_the_default_policy_catches_every_category(tmp_path, capsys):
@@ -98,7 +99,7 @@ def test_scan_with_the_default_policy_catches_every_category(tmp_path, capsys):
         precision = (truth & fired).sum() / max(1, fired.sum())
         recall = (truth & fired).sum() / truth.sum()
         lines.append(f"{category}: precision {precision:.3f} recall {recall:.3f} ({truth.sum()} positives)")
-        assert precision >= 0.88 and recall >= 0.92, lines[-1]
+        assert precision >= 0.95 and recall >= 0.95, lines[-1]
     report(capsys, "moderator scan, policies/default.yaml, 600 held-out pictograms (issue target 0.95):\n  " + "\n  ".join(lines))
 
 
@@ -113,7 +114,7 @@ def test_policy_eval_on_the_labelled_examples(tmp_path, capsys):
         fires = cat["fires"]
         assert fires["tp"] + fires["fn"] == cat["positives"] > 0
         lines.append(f"{name}: precision {fires['precision']:.3f} recall {fires['recall']:.3f} f1 {fires['f1']:.3f}")
-        assert fires["precision"] >= 0.85 and fires["recall"] >= 0.80, lines[-1]
+        assert fires["precision"] >= 0.9 and fires["recall"] >= 0.9, lines[-1]  # 1.00 / 1.00 measured
     report(capsys, "policy eval on examples/labels.csv (120 images, 30 of unseen colour x object):\n  " + "\n  ".join(lines))
     from PIL import Image
 

@@ -9,8 +9,8 @@ threshold is the middle of that gap, and the block threshold the lowest score at
 reaches 0.995, but never below the lowest score the best-F1 cut keeps. A well-separated category
 has a wide empty gap between its negatives and its positives; every cut in it is as good on the
 calibration data, and the upper half of it, where calibration saw nothing, is left to review.
-Scores come
-from the service's own path: JPEG -> decode -> preprocess -> ONNX encoder -> policy scoring.
+Scores come from the service's own path: JPEG -> decode -> preprocess -> ONNX encoder -> policy
+scoring.
 """
 
 from __future__ import annotations

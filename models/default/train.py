@@ -152,9 +152,9 @@ def dataset(n: int, split: str, seed: int, pre: Preprocess, workers: int = 2):
 def contrastive_loss(logits: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
     """CLIP's symmetric InfoNCE over ``logits [image, caption]``, with every caption that truly
     describes a picture as a positive (``fit``, bool, its diagonal all true) instead of its own
-    caption only. Generated captions repeat ("a photo of a knife"), so a batch of 256 holds ~4 true
-    captions per picture; CLIP's one-hot targets would call three of them negatives. With an
-    identity ``fit`` this is CLIP's loss exactly."""
+    caption only. Generated captions repeat ("a photo of a knife"): in a batch of 256 a picture has
+    ~3.5 other true captions, in the batch of 64 used now ~0.9, and CLIP's one-hot targets would
+    call them negatives. With an identity ``fit`` this is CLIP's loss exactly."""
     targets = fit.float()
     to_text = -(targets / targets.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
     to_image = -(targets.T / targets.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1).mean()

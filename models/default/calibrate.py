@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from moderator.encoders.onnx import OnnxEncoder  # noqa: E402
 from moderator.media.decode import DecodeLimits  # noqa: E402
+from moderator.pictograms.captions import class_prompts  # noqa: E402
 from moderator.pictograms.dataset import CATEGORIES, generate  # noqa: E402
 from moderator.policy import LoadedPolicy, category_scores, compile_policy  # noqa: E402
 from moderator.policy.schema import Policy  # noqa: E402
@@ -36,15 +37,22 @@ DESCRIPTIONS = {
     "weapons": "Knives, guns and other weapons.", "drugs": "Syringes, needles, pills and other drug paraphernalia.",
     "alcohol": "Bottles of beer, wine and liquor.", "smoking": "Cigarettes and tobacco.", "fire": "Fire and flames.",
 }
-# Natural wording: the objects' usual names (the model also learned synonyms from its captions).
+# Natural wording: the objects' usual names (the model also learned synonyms from its captions),
+# for one object and for several: the model tells counts apart, and "a photo of a bottle" alone
+# misses some pictures of two bottles.
 TERMS = {
-    "knife": ["a knife", "a dagger"], "pistol": ["a gun", "a pistol", "a handgun"], "syringe": ["a syringe", "a needle"],
-    "pill": ["pills", "a capsule", "a tablet"], "bottle": ["a beer bottle", "a wine bottle", "a bottle of liquor"],
-    "cigarette": ["a cigarette", "a lit cigarette"], "flame": ["fire", "a flame"],
+    "knife": ["a knife", "a dagger", "two knives", "three knives"],
+    "pistol": ["a gun", "a pistol", "a handgun", "two guns", "three guns"],
+    "syringe": ["a syringe", "a needle", "two syringes", "three syringes"],
+    "pill": ["a pill", "a capsule", "a tablet", "two pills", "three pills"],
+    "bottle": ["a beer bottle", "a wine bottle", "a liquor bottle", "two beer bottles", "three beer bottles"],
+    "cigarette": ["a cigarette", "a lit cigarette", "two cigarettes", "three cigarettes"],
+    "flame": ["fire", "a flame", "two flames", "three flames"],
 }
 TEMPLATES = ["a photo of {}", "a drawing of {}"]
-# Every other pictogram class is a contrast prompt: a category's score is the probability its
-# prompts take among all classes (softmax scoring at the model's own temperature).
+# Every other pictogram class is a contrast, by its zero-shot prompts for one, two and three objects
+# (class_prompts): a category's score is the probability its prompts take among all classes
+# (softmax scoring at the model's own temperature).
 CONTRAST_OBJECTS = ["knife", "pistol", "syringe", "pill", "bottle", "cigarette", "flame",
                     "tree", "house", "car", "flower", "cat", "cup", "ball", "sun"]
 BLOCK_PRECISION = 0.995
@@ -97,8 +105,8 @@ def calibrate() -> dict:
         positive = np.asarray([s.obj in CATEGORIES[name] for s in samples])
         thresholds[name] = review_and_block(scores[:, j], positive)
         fired = scores[:, j] >= thresholds[name][0]
-        rec = (fired & positive).sum() / positive.sum()
-        print(f"{name}: review {thresholds[name][0]} block {thresholds[name][1]} (calibration recall {rec:.3f})")
+        rec, prec = (fired & positive).sum() / positive.sum(), (fired & positive).sum() / max(1, fired.sum())
+        print(f"{name}: review {thresholds[name][0]} block {thresholds[name][1]} (calibration precision {prec:.3f} recall {rec:.3f})")
     write_policy(encoder.info().model_name, thresholds, conf, temperature)
     return thresholds
 
@@ -106,7 +114,7 @@ def calibrate() -> dict:
 def category_prompts(name: str) -> dict:
     mine = CATEGORIES[name]
     return {"templates": TEMPLATES, "terms": [t for o in mine for t in TERMS[o]],
-            "contrast": [f"a photo of a {o}" for o in CONTRAST_OBJECTS if o not in mine]}
+            "contrast": [p for o in CONTRAST_OBJECTS if o not in mine for p in class_prompts(o)]}
 
 
 def write_policy(model: str, thresholds: dict, conf: dict, temperature: float) -> None:
@@ -117,7 +125,7 @@ def write_policy(model: str, thresholds: dict, conf: dict, temperature: float) -
         f"{conf['calibration_samples']} calibration pictograms, per category:",
         "# review = the middle of the score gap where the best-F1 cut falls, block = the lowest score reaching",
         f"# precision {BLOCK_PRECISION} and at least the gap's top. Re-run it after retraining. The model knows pictograms only (models/default/README.md).",
-        "# Scoring: softmax at the model's learned temperature, every other pictogram class as a contrast prompt.",
+        "# Scoring: softmax at the model's learned temperature, every other pictogram class (one, two, three objects) as a contrast.",
         "name: default",
         "description: Weapons, drugs, alcohol, smoking and fire, for the default pictogram model.",
         f"model: {model}",

@@ -79,6 +79,13 @@ def class_prompt(obj: str) -> str:
     return _fix_articles(f"a photo of a {obj}")
 
 
+def class_prompts(obj: str) -> list[str]:
+    """A class's zero-shot prompts, one per count a picture holds ("a photo of a knife", "a photo of
+    two knives", "a photo of three knives"). The class is the object whatever the count, so it is
+    classified by the mean of their embeddings: a prompt ensemble, as in the CLIP paper."""
+    return [class_prompt(obj), *(f"a photo of {COUNT_WORDS[n]} {plural(obj)}" for n in (2, 3))]
+
+
 def _fix_articles(text: str) -> str:
     words = text.split(" ")
     for i in range(len(words) - 1):

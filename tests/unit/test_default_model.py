@@ -1,12 +1,12 @@
 """The checked-in default model (models/default) and policy (policies/default.yaml) on pictograms it
 never saw. Figures are printed (pytest -s, or in the failure message).
 
-The floors below guard the figures this model reached (models/default/README.md: 0.995 seen, 0.875
-unseen, scan precision 0.978-1.000 and recall 1.000), a little under them. Of the default-model
-issue's targets, zero-shot 0.95 on seen combinations and scan precision and recall 0.95 per
-category are met and are the floors; 0.90 on unseen colour x object combinations is NOT met yet,
-and the issue stays open until a model that meets it replaces this one and that floor is raised to
-the target."""
+Zero-shot classification scores each class by its prompt ensemble over counts (class_prompts) and
+prints the single prompt's figure beside it. The floors guard the figures this model reached
+(models/default/README.md: 1.000 seen, 0.951 unseen, scan precision 0.988-1.000 and recall
+0.974-1.000), a little under them where the default-model issue's targets are lower, and at the
+targets otherwise: zero-shot 0.95 on seen and 0.90 on unseen colour x object combinations,
+precision and recall 0.95 per category."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 from moderator.cli.main import main
 from moderator.encoders.onnx import OnnxEncoder
 from moderator.media.preprocess import Preprocessor
-from moderator.pictograms import OBJECTS, class_prompt, generate
+from moderator.pictograms import OBJECTS, class_prompt, class_prompts, generate
 from moderator.pictograms.dataset import CATEGORIES, to_pixels
 from tests.conftest import REPO
 
@@ -40,24 +40,42 @@ def report(capsys, line: str) -> None:
         print(f"\n[default model] {line}")
 
 
-def zero_shot_accuracy(encoder, split: str, n: int, seed: int) -> float:
+def class_embeddings(encoder, ensemble: bool) -> np.ndarray:
+    """One row per class: its single prompt's embedding, or the normalised mean over its prompts
+    for one, two and three objects (class_prompts)."""
+    if not ensemble:
+        return encoder.encode_texts([class_prompt(c) for c in CLASSES])
+    mean = np.stack([encoder.encode_texts(class_prompts(c)).mean(axis=0) for c in CLASSES])
+    return mean / np.linalg.norm(mean, axis=1, keepdims=True)
+
+
+def zero_shot_accuracy(encoder, split: str, n: int, seed: int) -> tuple[float, float]:
+    """(top-1 with the prompt ensemble over counts, top-1 with "a photo of a <class>" alone)."""
     samples = generate(n, split, seed)
     images = encoder.encode_images(to_pixels(samples, Preprocessor(encoder.info().preprocess)))
-    texts = encoder.encode_texts([class_prompt(c) for c in CLASSES])
-    predicted = (images @ texts.T).argmax(axis=1)
-    return float(np.mean([CLASSES[p] == s.obj for p, s in zip(predicted, samples)]))
+    accuracy = []
+    for ensemble in (True, False):
+        predicted = (images @ class_embeddings(encoder, ensemble).T).argmax(axis=1)
+        accuracy.append(float(np.mean([CLASSES[p] == s.obj for p, s in zip(predicted, samples)])))
+    return accuracy[0], accuracy[1]
+
+
+def test_class_prompts_cover_one_two_and_three_objects():
+    assert class_prompts("knife") == ["a photo of a knife", "a photo of two knives", "a photo of three knives"]
 
 
 def test_zero_shot_classification_on_held_out_pictograms(encoder, capsys):
-    acc = zero_shot_accuracy(encoder, "test", 750, seed=7)
-    report(capsys, f"zero-shot top-1, held-out pictograms (seen colour x object): {acc:.3f} (issue target 0.95)")
-    assert acc >= 0.97  # 0.995 measured; the issue's target is 0.95
+    acc, single = zero_shot_accuracy(encoder, "test", 750, seed=7)
+    report(capsys, f"zero-shot top-1, held-out pictograms (seen colour x object): {acc:.3f} (issue target 0.95; "
+                   f"single prompt {single:.3f})")
+    assert acc >= 0.98  # 1.000 measured; the issue's target is 0.95
 
 
 def test_zero_shot_classification_on_unseen_colour_object_combinations(encoder, capsys):
-    acc = zero_shot_accuracy(encoder, "unseen", 750, seed=7)
-    report(capsys, f"zero-shot top-1, unseen colour x object combinations: {acc:.3f} (issue target 0.90)")
-    assert acc >= 0.85  # 0.875 measured
+    acc, single = zero_shot_accuracy(encoder, "unseen", 750, seed=7)
+    report(capsys, f"zero-shot top-1, unseen colour x object combinations: {acc:.3f} (issue target 0.90; "
+                   f"single prompt {single:.3f})")
+    assert acc >= 0.90  # 0.951 measured; the issue's target
 
 
 def test_text_to_image_retrieval(encoder, capsys):
@@ -79,7 +97,7 @@ def test_int8_variant_agrees_with_fp32(encoder, capsys):
     pixels = to_pixels(samples, Preprocessor(encoder.info().preprocess))
     cos = np.sum(encoder.encode_images(pixels) * int8.encode_images(pixels), axis=1)
     report(capsys, f"int8 vs fp32 image embeddings: mean cosine {cos.mean():.4f}, min {cos.min():.4f}")
-    assert cos.min() >= 0.99  # 0.9997 measured
+    assert cos.min() >= 0.99  # 0.9992 measured
 
 
 def test_scan_with_the_default_policy_catches_every_category(tmp_path, capsys):

@@ -17,6 +17,7 @@ from moderator.pictograms.dataset import (
     captions_fit,
     free_colour_allowed,
     nearest_colour,
+    random_parts,
 )
 from moderator.pictograms.draw import distance
 
@@ -136,3 +137,30 @@ def test_captions_fit_the_pictures_they_truly_describe():
         [False, False, False, False],  # a knife
     ]
 
+
+
+@pytest.mark.parametrize("obj", list(OBJECTS))
+def test_every_part_with_a_colour_of_its_own_can_be_recoloured(obj):
+    """Training recolours parts (PART_COLOUR_SHARE): each object draws only its main colour and
+    what ``parts`` returns, so no usual part colour is left to stand in for the object."""
+    from PIL import Image, ImageDraw
+
+    main, sentinel = (214, 40, 40), (0, 255, 255)
+    layer = Image.new("RGBA", (120, 120), (0, 0, 0, 0))
+    OBJECTS[obj](ImageDraw.Draw(layer), 60, 60, 50, main, lambda usual: sentinel)
+    drawn = {rgba[:3] for _, rgba in layer.getcolors(1 << 16) if rgba[3]}
+    assert main in drawn and drawn <= {main, sentinel}, drawn
+
+
+def test_random_parts_are_one_colour_per_usual_colour_and_only_in_training(monkeypatch):
+    parts = random_parts(random.Random(1))
+    assert parts((110, 70, 40)) == parts((110, 70, 40)) != parts((20, 20, 20))
+    from moderator.pictograms import dataset
+
+    def jpegs(share: float, split: str) -> list[bytes]:
+        monkeypatch.setattr(dataset, "PART_COLOUR_SHARE", share)
+        return [s.jpeg for s in generate(20, split, 4)]
+
+    assert jpegs(0.0, "train") != jpegs(1.0, "train")
+    for split in ("test", "unseen", "calibration"):
+        assert jpegs(0.0, split) == jpegs(1.0, split), split

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -24,6 +25,7 @@ from moderator.stream.worker import Worker
 from moderator.telemetry.health import SERVICE_CHECKS, Health
 from moderator.telemetry.http import TelemetryServer
 from moderator.telemetry.metrics import Metrics
+from moderator.wire.input import MessageLimits
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,10 @@ T = TypeVar("T")
 def decode_limits(settings: Settings) -> DecodeLimits:
     m = settings.media
     return DecodeLimits(max_bytes=m.max_bytes, max_pixels=m.max_pixels, max_side=m.max_side, background=m.background)
+
+
+def message_limits(settings: Settings) -> MessageLimits:
+    return MessageLimits(**settings.message.model_dump())
 
 
 def wait_for_backend(settings: Settings, step: Callable[[], T], what: str, stop: threading.Event | None = None) -> T:
@@ -85,6 +91,24 @@ def build_processor(
 
     policy, shadow = wait_for_backend(settings, compile_all, "encoding the policy prompts", stop)
     return Processor(encoder, policy, decode_limits(settings), shadow), cache
+
+
+def start_exit_deadline(seconds: float) -> threading.Thread:
+    """Make sure the process ends within ``seconds`` of a stop signal, whatever it is waiting on.
+
+    The drain is bounded by ``shutdown_timeout_s`` step by step, but a call into a client library
+    can still block; past the deadline the process exits with code 1. Nothing is lost: offsets are
+    committed only for acknowledged outputs, so whatever was in flight is redelivered.
+    """
+    def expire() -> None:
+        time.sleep(seconds)
+        log.error("still running %.0fs after the stop signal; exiting now (in-flight messages will be redelivered)", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    t = threading.Thread(target=expire, name="exit-deadline", daemon=True)
+    t.start()
+    return t
 
 
 class Application:
@@ -141,7 +165,7 @@ class Application:
                 log.info("shadow policy %s@%s scored beside the acting one", processor.shadow.name, processor.shadow.version)
             for r in reloaders:
                 r.start()
-            worker = self._worker = Worker(s, processor, self.metrics, self.health)
+            worker = self._worker = Worker(s, processor, self.metrics, self.health, message_limits(s))
             if self._stopping.is_set():
                 worker.stop()
             self._install_signals(worker, reloaders)
@@ -153,16 +177,17 @@ class Application:
         finally:
             telemetry.stop()
 
-    @staticmethod
-    def _install_signals(worker: Worker, reloaders: list[PolicyReloader]) -> None:
+    def _install_signals(self, worker: Worker, reloaders: list[PolicyReloader]) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         count = {"n": 0}
+        bound = self.settings.shutdown_timeout_s + self.settings.shutdown_grace_s
 
         def handler(signum: int, _frame: object) -> None:
             count["n"] += 1
             if count["n"] == 1:
                 log.info("received %s: stopping fetches, draining in-flight work", signal.Signals(signum).name)
+                start_exit_deadline(bound)
                 worker.stop()
             else:
                 log.warning("received %s again: abandoning in-flight work (it will be redelivered)", signal.Signals(signum).name)

@@ -48,11 +48,35 @@ class ImageTooLarge(MessageError):
     reason = "image_too_large"
 
 
+class MessageLimitExceeded(MessageError):
+    """The envelope or its headers exceed a parsing bound (nesting depth, id length, metadata
+    size, number length): refused before the part over the bound is built."""
+
+    reason = "message_limit_exceeded"
+
+
+class UnreadableRecord(MessageError):
+    """The Kafka client could not parse the record (corrupt batch, unreadable header, codec
+    failure); it is skipped by offset and reported with its coordinates, its value omitted."""
+
+    reason = "unreadable_record"
+
+
+class ProcessingFailed(MessageError):
+    """An unexpected exception while handling one message (a bug, or an input nobody foresaw):
+    the per-message fault boundary turns it into this message's dead letter, never a stop."""
+
+    reason = "processing_error"
+
+
 DEAD_LETTER_REASONS: tuple[str, ...] = (
     InvalidMessage.reason,
     UnsupportedFormat.reason,
     UndecodableImage.reason,
     ImageTooLarge.reason,
+    MessageLimitExceeded.reason,
+    UnreadableRecord.reason,
+    ProcessingFailed.reason,
 )
 
 

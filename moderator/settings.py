@@ -124,6 +124,18 @@ class MediaSettings(_Section):
         return value
 
 
+class MessageSettings(_Section):
+    """Bounds on what one input message may make the parser build (docs/wire-format.md#limits)."""
+
+    max_json_depth: int = Field(16, ge=3, le=512, description="Deepest nesting of a JSON envelope; checked before parsing, so the parser's recursion is bounded.")
+    max_id_chars: int = Field(256, ge=1, le=65_536, description="Longest message id (header or envelope); a longer one is refused, not truncated (truncation can merge ids).")
+    max_number_chars: int = Field(40, ge=20, le=4_096, description="Longest number literal in an envelope; refused before int()/float() converts it.")
+    max_metadata_chars: int = Field(64 * 1024, ge=256, description="Largest metadata (envelope metadata plus passed-through headers) echoed into a verdict, in characters.")
+    max_metadata_entries: int = Field(1024, ge=1, description="Most keys and list items in metadata, counted at every level.")
+    max_metadata_depth: int = Field(8, ge=1, le=64, description="Deepest nesting of metadata objects and lists.")
+    max_headers: int = Field(64, ge=1, description="Most Kafka headers on one input record.")
+
+
 class RaySettings(_Section):
     """The Ray Serve backend: where the cluster is, and how the encoder deployment is sized."""
 
@@ -212,11 +224,13 @@ class Settings(BaseSettings):
 
     kafka: KafkaSettings = KafkaSettings()
     batch: BatchSettings = BatchSettings()
+    message: MessageSettings = MessageSettings()
     media: MediaSettings = MediaSettings()
     encoder: EncoderSettings = EncoderSettings()
     policy: PolicySettings = PolicySettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     shutdown_timeout_s: float = Field(60.0, gt=0, description="Longest SIGTERM waits for in-flight work.")
+    shutdown_grace_s: float = Field(15.0, gt=0, description="After SIGTERM, the process exits (code 1) if still running shutdown_timeout_s + this; nothing uncommitted is lost, it is redelivered.")
 
     @classmethod
     def settings_customise_sources(

@@ -8,7 +8,7 @@ from collections import Counter
 
 from moderator.local.broker import REPO_ROOT, LocalKafka, create_topics
 from moderator.local.collect import OutputCollector
-from moderator.local.samples import broken_messages, example_messages, load_examples, sample_messages
+from moderator.local.samples import broken_messages, example_messages, hostile_messages, load_examples, sample_messages
 from moderator.local.service import ServiceProcess
 
 
@@ -39,13 +39,19 @@ def demo(args: argparse.Namespace) -> int:
         print(f"   ready: {service.url('/metrics')}")
         prefix = f"demo-{run_id}"
         examples = REPO_ROOT / "examples"
+        # hostile inputs whose output carries a known id (the others name their source offset)
+        hostile = [s for s in hostile_messages(f"{prefix}-hostile") if s.id]
+        labelled: set[str] = set()
         if (examples / "labels.csv").is_file() and "random" not in model.name:
-            samples = example_messages(load_examples(examples, limit=24), prefix) + broken_messages(prefix)
+            samples = example_messages(load_examples(examples, limit=24), prefix)
+            labelled = {s.id for s in samples}
+            samples += broken_messages(prefix) + hostile
             print(f"4. producing {len(samples)} messages: labelled pictograms from examples/ in every image format and "
-                  "both encodings, and broken inputs")
+                  f"both encodings, broken inputs, and {len(hostile)} hostile ones (docs/wire-format.md#limits)")
         else:
-            samples = sample_messages(prefix=prefix)
-            print(f"4. producing {len(samples)} messages: every image format in both encodings, and broken inputs")
+            samples = sample_messages(prefix=prefix) + hostile
+            print(f"4. producing {len(samples)} messages: every image format in both encodings, broken inputs, "
+                  f"and {len(hostile)} hostile ones (docs/wire-format.md#limits)")
         _produce(broker.bootstrap, images, samples)
         print("5. verdicts and dead letters as they arrive:\n")
         print(f"   {'ID':<30} {'OUTPUT':<11} {'DECISION / REASON':<20} DETAIL")
@@ -67,7 +73,7 @@ def demo(args: argparse.Namespace) -> int:
         reasons = Counter(o.headers.get("moderator-error-reason") for o in outputs if o.kind == "dead_letter")
         print(f"   service exited with code {code}")
         print(f"   verdicts: {dict(decisions)}; dead letters: {dict(reasons)}")
-        agree = [_agrees(o.json(), expected[o.id]) for o in outputs if o.kind == "verdict" and "(" in expected[o.id].description]
+        agree = [_agrees(o.json(), expected[o.id]) for o in outputs if o.kind == "verdict" and o.id in labelled]
         if agree:
             print(f"   decisions that match the example's label: {sum(agree)}/{len(agree)}")
         if "random" in model.name:

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from moderator.app import build_processor
+from moderator.media.decode import silence_decoder_warnings
 from moderator.errors import StartupError
 from moderator.processing import Prepared
 from moderator.settings import Settings, load_settings
@@ -38,6 +39,7 @@ def scan_settings(args: argparse.Namespace) -> Settings:
 def scan(args: argparse.Namespace) -> int:
     settings = scan_settings(args)
     files = list(iter_files(args.paths))
+    silence_decoder_warnings()
     processor, _ = build_processor(settings)
     info = processor.encoder.info()
     out = sys.stdout

@@ -203,3 +203,62 @@ def jpeg_stream(count: int, seed: int = 0, size: tuple[int, int] = (640, 480)) -
         base = np.asarray(draw(SHAPES[i % len(SHAPES)], list(COLOURS.values())[i % len(COLOURS)], size), dtype=np.uint8)
         out.append(encode(Image.fromarray(np.clip(base.astype(np.int16) - noise, 0, 255).astype(np.uint8)), "JPEG", quality=85))
     return out
+
+
+def hostile_messages(prefix: str = "hostile") -> list[Sample]:
+    """Inputs crafted to crash, stall or confuse a worker, each with the one output it must get.
+
+    ``Sample.id`` is the id the output must carry; empty where no usable id reaches the output (it
+    then carries the source's ``topic/partition/offset``). Each crashed or stalled the service before the
+    per-message fault boundary and the parsing bounds (docs/wire-format.md#limits); the demo and
+    the real-broker tests send them between good messages.
+    """
+    jpeg = encode(draw("circle", COLOURS["red"], (64, 48)), "JPEG")
+    b64 = base64.b64encode(jpeg).decode()
+
+    def envelope(mid: str, expect: str, desc: str, body: str, headers=(), id_header: bool = True) -> Sample:
+        hs = ([("moderation-id", mid.encode())] if id_header else []) + list(headers)
+        return Sample(mid, body.encode("utf-8", "surrogatepass"), hs, expect, desc, key=mid.encode("utf-8", "replace"))
+
+    def env(**fields) -> str:  # json.dumps escapes lone surrogates as \udXXX, which is what an attacker sends
+        return json.dumps({"image": {"base64": b64}, **fields})
+
+    p = prefix
+    deep_meta: object = "x"
+    for _ in range(300):
+        deep_meta = {"a": deep_meta}
+    return [
+        envelope(f"{p}-int-id-5000-digits", "message_limit_exceeded", "envelope id: an integer of 5 000 digits",
+                 '{"id": ' + "7" * 5000 + ', "image": {"base64": "' + b64 + '"}}'),
+        envelope(f"{p}-nested-root-1000", "message_limit_exceeded", "JSON nested 1 000 levels at the root",
+                 '{"a":' * 1000 + "1" + "}" * 1000),
+        envelope(f"{p}-nested-array-100000", "message_limit_exceeded", "100 000 nested arrays (content-type JSON)",
+                 "[" * 100_000 + "]" * 100_000, [("content-type", b"application/json")]),
+        envelope(f"{p}-metadata-nested-300", "message_limit_exceeded", "metadata nested 300 levels (2 KB)",
+                 env(metadata=deep_meta)),
+        envelope(f"{p}-surrogate\ufffdid", "verdict", "a lone surrogate escape in the envelope id (no id header)",
+                 env(id=f"{p}-surrogate\ud800id"), id_header=False),
+        envelope(f"{p}-surrogate-metadata", "verdict", "lone surrogates in a metadata key and value",
+                 env(metadata={"user\udfff": "name\ud800", "ok": ["\udc00"]})),
+        envelope(f"{p}-surrogate\ufffdbad-image", "undecodable_image", "a lone surrogate in the id of an envelope whose image is broken",
+                 json.dumps({"id": f"{p}-surrogate\ud800bad-image", "image": {"base64": b64[: len(b64) // 2 // 4 * 4]}}),
+                 id_header=False),
+        envelope(f"{p}-nan", "invalid_message", "NaN in metadata (not JSON)", env()[:-1] + ', "metadata": {"x": NaN}}'),
+        envelope(f"{p}-infinity", "invalid_message", "1e400 in metadata (not finite)", env()[:-1] + ', "metadata": {"x": 1e400}}'),
+        envelope(f"{p}-long-number", "message_limit_exceeded", "a 60-digit number in metadata",
+                 env()[:-1] + ', "metadata": {"x": ' + "9" * 60 + "}}"),
+        envelope(f"{p}-bool-id", "invalid_message", "envelope id true", env(id=True)),
+        envelope(f"{p}-metadata-list", "invalid_message", "metadata is a list", env(metadata=[1, 2])),
+        envelope(f"{p}-image-number", "invalid_message", "image.base64 is a number", '{"image": {"base64": 12}}'),
+        envelope(f"{p}-metadata-100k", "message_limit_exceeded", "metadata of 100 000 characters", env(metadata={"x": "y" * 100_000})),
+        envelope(f"{p}-metadata-5000-keys", "message_limit_exceeded", "metadata with 5 000 keys",
+                 env(metadata={f"k{i}": i for i in range(5000)})),
+        envelope(f"{p}-leading-blanks", "verdict", "an envelope after 200 bytes of blanks", " \n\t\r" * 50 + env(metadata={"ok": 1})),
+        Sample("", jpeg, [("moderation-id", b"h" * 300)], "message_limit_exceeded",
+               "a moderation-id header of 300 characters (refused, not truncated)", key=f"{p}-long-header-id".encode()),
+        envelope(f"{p}-headers-100", "message_limit_exceeded", "100 headers", env(),
+                 [(f"h{i}", b"v") for i in range(100)]),
+        envelope(f"{p}-control-chars", "verdict", "control characters and NUL in metadata",
+                 env(metadata={"x": "\x00\x01\x1b[31m\u2028"})),
+        envelope(f"{p}-tombstone", "invalid_message", "an empty value", ""),
+    ]

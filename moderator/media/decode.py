@@ -4,6 +4,11 @@ Order matters: the byte size is checked first, then the format is identified and
 dimensions checked from the header alone (before any pixel is decoded, so a decompression bomb
 costs nothing), then the first frame is decoded, EXIF orientation applied, and the mode
 converted to RGB (transparency composited over a background colour).
+
+Reading the header has a budget of read calls (:data:`MAX_HEADER_READS`): Pillow's JPEG and GIF
+openers scan for markers one byte per call, so 20 MiB of zeros behind a JPEG or GIF signature
+took seconds to refuse; with the budget it is refused after a few milliseconds. Real headers
+need tens to hundreds of reads.
 """
 
 from __future__ import annotations
@@ -31,6 +36,29 @@ _SIGNATURES: tuple[tuple[bytes, str], ...] = (
 )
 
 
+# Read calls allowed while Pillow parses the header (see the module docstring).
+MAX_HEADER_READS = 65_536
+
+
+class _HeaderTooLong(Exception):
+    """Raised out of Pillow's opener when the header budget is spent (propagates through open())."""
+
+
+class _BudgetedBytes(io.BytesIO):
+    """Bytes whose ``read`` calls are counted while ``reads_left`` is set (the header phase)."""
+
+    def __init__(self, data: bytes, reads: int) -> None:
+        super().__init__(data)
+        self.reads_left: int | None = reads
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.reads_left is not None:
+            self.reads_left -= 1
+            if self.reads_left < 0:
+                raise _HeaderTooLong
+        return super().read(size)
+
+
 @dataclass(frozen=True)
 class DecodeLimits:
     max_bytes: int = 20 * 1024 * 1024
@@ -52,12 +80,21 @@ def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:
         raise InvalidMessage("empty message value: no image bytes")
     if len(data) > limits.max_bytes:
         raise ImageTooLarge(f"encoded image is {len(data)} bytes, over the limit of {limits.max_bytes}")
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limits.max_pixels:
+        # Pillow's own bomb guard runs inside open(), before ours can; ours decides, so Pillow's
+        # must not be lower than the configured limit (it is only ever raised, never disabled).
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels
+    fp = _BudgetedBytes(data, MAX_HEADER_READS)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data), formats=FORMATS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(f"image declares too many pixels (decompression bomb guard): {exc}") from exc
+        # Pillow's DecompressionBombWarning needs no handling: its threshold is at least ours, so
+        # our check below refuses every image it warns about. (warnings.catch_warnings here was
+        # not thread-safe across the decode pool.)
+        img = Image.open(fp, formats=FORMATS)
+        fp.reads_left = None
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"image declares more than {limits.max_pixels} pixels (media.max_pixels)") from exc
+    except _HeaderTooLong as exc:
+        raise UndecodableImage(f"no valid image header within {MAX_HEADER_READS} reads{_sniff(data)}") from exc
     except UnidentifiedImageError as exc:
         raise UnsupportedFormat(f"not an image in a supported format ({', '.join(FORMATS)}){_sniff(data)}") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -79,6 +116,17 @@ def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
         raise UndecodableImage(f"corrupt or truncated {fmt} data: {exc}") from exc
     return to_rgb(img, limits.background)
+
+
+def silence_decoder_warnings() -> None:
+    """Keep Pillow's remarks about images out of the logs (call once at start).
+
+    Pillow warns about what it finds in images ("Corrupt EXIF data", "Truncated File Read", its
+    own bomb threshold): the image's author chooses those lines, and what matters about an image
+    is in its verdict or dead letter.
+    """
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:

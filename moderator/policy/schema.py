@@ -15,7 +15,9 @@ Action = Literal["review", "block"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # strict: a threshold written as a string or a boolean (``review: true`` once became 1.0) is an
+    # error, not a conversion; integers are still accepted where numbers are expected.
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class ModelRef(_Strict):
@@ -96,7 +98,7 @@ class Category(_Strict):
 
 
 class Policy(_Strict):
-    model_config = ConfigDict(frozen=True, extra="forbid", title="ModeratorPolicy")
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True, title="ModeratorPolicy")
 
     name: str = Field(min_length=1)
     version: str = Field("", description="Your label for this revision (verdicts also carry the file's content hash).")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from moderator.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 
 def consumer_config(s: KafkaSettings, max_poll_records: int) -> dict[str, Any]:
@@ -73,10 +76,57 @@ def finish_interrupted_joins(consumer) -> bool:
     return True
 
 
+def producer_failed(producer) -> bool:
+    """Whether a kafka-python producer is in its fatal state and will never send again.
+
+    kafka-python 3.0.12's idempotent producer enters it on a broker "message too large" answer
+    (its classifier returns FATAL for any non-retriable error of a non-transactional producer,
+    although its comment says such errors only fail the batch). Other versions without the
+    attribute report False.
+    """
+    manager = getattr(producer, "_transaction_manager", None)
+    check = getattr(manager, "has_fatal_error", None)
+    try:
+        return bool(check()) if callable(check) else False
+    except Exception:  # an internal API that moved must not break delivery
+        return False
+
+
 def make_producer(s: KafkaSettings):
     from kafka import KafkaProducer
 
     return KafkaProducer(**producer_config(s))
+
+
+def topic_message_limits(s: KafkaSettings, topics: list[str]) -> dict[str, int]:
+    """Each topic's ``max.message.bytes`` as the broker reports it; topics (or a whole answer) it
+    cannot give are left out, with a log line, and the caller falls back to ``max_request_size``.
+
+    The outputs use it to send a dead letter that would not fit without its value up front:
+    a record the broker refuses as too large puts kafka-python's producer in a fatal state
+    (see :func:`producer_failed`).
+    """
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    key = "max.message.bytes"
+    out: dict[str, int] = {}
+    try:
+        admin = make_admin(s)
+        try:
+            answer = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs={key: None}) for t in topics],
+                                            config_filter="all")
+        finally:
+            admin.close()
+        described = answer.get("topic", {}) if isinstance(answer, dict) else {}
+        for topic in topics:
+            entry = described.get(topic, {})
+            value = entry.get(key, {}).get("value") if isinstance(entry.get(key), dict) else entry.get("value")
+            if value is not None:
+                out[topic] = int(value)
+    except Exception as exc:  # older clients answer in another shape, ACLs may refuse: not fatal
+        log.warning("cannot read max.message.bytes of %s (%s: %s); dead letters are sized by kafka.max_request_size only",
+                    ",".join(topics), type(exc).__name__, exc)
+    return out
 
 
 def make_admin(s: KafkaSettings):

@@ -4,59 +4,62 @@ Threads:
 
 - the **main loop** (the caller of :meth:`Worker.run`) owns the consumer: poll, track offsets,
   hand each record to the decode pool, form micro-batches, commit, pause/resume;
-- the **decode pool** parses messages and decodes/preprocesses images;
-- the **encode thread** waits for a batch's decodes, encodes and scores it, and sends verdicts
-  and dead letters;
+- the **decode pool** parses messages and decodes/preprocesses images, each inside the
+  per-message fault boundary (:mod:`moderator.boundary`);
+- the **encode thread** (:mod:`moderator.stream.scoring`) waits for a batch's decodes, encodes and
+  scores it, and sends verdicts and dead letters (:mod:`moderator.stream.outputs`);
 - the producer's I/O thread acknowledges offsets as the broker acknowledges sends.
 
-The run loop stays short: poll, dispatch, batch, commit, flow control.
+The run loop stays short: poll, dispatch, batch, commit, flow control. A record the Kafka client
+cannot parse is skipped by offset and dead-lettered (:mod:`moderator.stream.unreadable`), so no
+record can stall its partition.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from moderator.errors import BackendError, MessageError
+from moderator.boundary import contain
+from moderator.errors import MessageError
 from moderator.processing import Prepared, Processor
 from moderator.settings import Settings
 from moderator.stream.batching import Batcher, Item
 from moderator.stream.checkpoint import Checkpoint
-from moderator.stream.clients import make_consumer, make_producer
-from moderator.stream.delivery import Delivery, Outgoing
+from moderator.stream.clients import make_consumer, make_producer, topic_message_limits
+from moderator.stream.delivery import Delivery
+from moderator.stream.outputs import Outputs
 from moderator.stream.rebalance import make_listener
+from moderator.stream.scoring import ScoringLoop
+from moderator.stream.unreadable import locate
 from moderator.telemetry.health import Health
 from moderator.telemetry.metrics import Metrics
-from moderator.wire.deadletter import dead_letter_headers
-from moderator.wire.input import ImageRequest, Source, message_id, parse_message
-from moderator.wire.verdict import Timings, build_verdict
+from moderator.wire.input import ImageRequest, MessageLimits, Source, parse_message
 
 log = logging.getLogger(__name__)
 
-_STOP = object()
-
 
 class Worker:
-    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics, health: Health) -> None:
+    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics, health: Health,
+                 limits: MessageLimits | None = None) -> None:
         self.settings = settings
         self.processor = processor
         self.metrics = metrics
         self.health = health
+        self.limits = limits or MessageLimits()
         self._info = processor.encoder.info()
         self._stop = threading.Event()
         self._abandon = threading.Event()
         self._fatal: BaseException | None = None
         self._checkpoint = Checkpoint()
         self._batcher = Batcher(settings.batch.max_size, settings.batch.max_wait_ms / 1e3)
-        self._batches: queue.Queue = queue.Queue()
         self._pool = ThreadPoolExecutor(settings.media.decode_workers, thread_name_prefix="decode")
         self._paused = False
         self._consumer = None
         self._delivery: Delivery | None = None
-        self._encode_thread = threading.Thread(target=self._encode_loop, name="encode", daemon=True)
+        self._scoring = ScoringLoop(settings, processor, metrics, health, self._abandon, self.fail)
         self._last_commit = 0.0
         self._broker_errors = {"poll": False, "commit": False}
         self._last_lag = 0.0
@@ -89,11 +92,13 @@ class Worker:
         if producer is None:
             self._consumer.close(autocommit=False)
             return 0
-        self._delivery = Delivery(producer, self._checkpoint, self.metrics)
+        self._delivery = Delivery(producer, self._checkpoint, self.metrics, renew=lambda: make_producer(ks))
+        sizes = topic_message_limits(ks, [ks.verdict_topic, ks.dead_letter_topic])
+        self._outputs = Outputs(ks, self._delivery, self.metrics, self._info, self.limits, sizes)
         self._consumer.subscribe(list(ks.input_topics), listener=make_listener(self))
         # "broker" stays false until a poll has found the group coordinator (see _broker_ok):
         # setting it here made /readyz flap true, false, true while the first poll looked it up.
-        self._encode_thread.start()
+        self._scoring.start(self._outputs)
         log.info("consuming %s as group %s", ",".join(ks.input_topics), ks.group_id)
         try:
             while not self._stop.is_set() and self._fatal is None:
@@ -128,12 +133,13 @@ class Worker:
         timeout_ms = 100 if due is None else int(min(100.0, due * 1e3))
         try:
             records = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.settings.batch.max_size)
-        except KafkaError as exc:
-            self.metrics.poll_errors.inc()
-            self._broker_errors["poll"] = True
-            log.warning("poll failed (%s: %s); retrying", type(exc).__name__, exc)
-            self._stop.wait(0.5)
+        except Exception as exc:  # a record the client cannot parse, or the broker
             records = {}
+            if not self._skip_unreadable(exc):
+                self.metrics.poll_errors.inc()
+                self._broker_errors["poll"] = True
+                log.warning("poll failed (%s: %s); retrying", type(exc).__name__, exc)
+                self._stop.wait(0.5)
         else:
             self._broker_errors["poll"] = False
         for tp, messages in records.items():
@@ -141,7 +147,7 @@ class Worker:
             for m in messages:
                 self._dispatch(m)
         if self._batcher.due_in() == 0.0:
-            self._batches.put(self._batcher.take())
+            self._scoring.put(self._batcher.take())
         self._maybe_commit()
         self._flow_control()
         self._measure_lag()
@@ -191,14 +197,36 @@ class Worker:
         item = Item(source, m.key, m.value, headers, token, time.perf_counter(), work)
         batch = self._batcher.add(item)
         if batch:
-            self._batches.put(batch)
+            self._scoring.put(batch)
 
     def _prepare(self, source: Source, value: bytes | None, headers) -> tuple[ImageRequest | None, Prepared]:
+        """Parse and decode one message inside the fault boundary; never raises."""
+        start = time.perf_counter()
+        request = contain("parsing the message", lambda: parse_message(source, value, headers, self.limits))
+        if isinstance(request, MessageError):
+            return None, Prepared(None, request, (time.perf_counter() - start) * 1e3)
+        prepared = contain("decoding the image", lambda: self.processor.prepare(request.image))
+        if isinstance(prepared, MessageError):
+            return request, Prepared(None, prepared, (time.perf_counter() - start) * 1e3)
+        return request, prepared
+
+    def _skip_unreadable(self, exc: BaseException) -> bool:
+        """Dead-letter and seek past records the client cannot parse; False if ``exc`` is not that."""
+        from kafka.structs import TopicPartition
+
+        skipped = locate(exc, self._consumer.position)
+        if skipped is None:
+            return False
+        self.metrics.unreadable_records.inc(skipped.count)
+        token = self._checkpoint.track(skipped.topic, skipped.partition, skipped.last)
+        if token is None:
+            return True  # revoked meanwhile: the partition's new owner meets the record and skips it
+        self._outputs.unreadable(token, skipped)
         try:
-            request = parse_message(source, value, headers)
-        except MessageError as exc:
-            return None, Prepared(None, exc, 0.0)
-        return request, self.processor.prepare(request.image)
+            self._consumer.seek(TopicPartition(skipped.topic, skipped.partition), skipped.last + 1)
+        except Exception as exc:  # revoked between track and seek: the dead letter stands, the new owner skips too
+            log.warning("could not seek %s[%d] past unreadable offsets: %s", skipped.topic, skipped.partition, exc)
+        return True
 
     def _maybe_commit(self, force: bool = False, partitions=None) -> None:
         now = time.monotonic()
@@ -280,107 +308,6 @@ class Worker:
             self._consumer.pause(*assigned)
         log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in tps) or "none")
 
-    # --- encode thread ------------------------------------------------------------------------
-
-    def _encode_loop(self) -> None:
-        while True:
-            batch = self._batches.get()
-            if batch is _STOP:
-                return
-            try:
-                self._process(batch)
-            except Exception as exc:  # a bug here must stop the service loudly, not hang it
-                log.exception("encode thread failed: %s", exc)
-                self.fail(exc)
-                return
-
-    def _process(self, batch: list[Item]) -> None:
-        ks = self.settings.kafka
-        good: list[tuple[Item, ImageRequest, Prepared]] = []
-        for item in batch:
-            if item.token.closed:
-                continue  # revoked: the partition's new owner processes it
-            request, prepared = item.work.result()
-            self.metrics.stage_seconds.labels("decode").observe(prepared.decode_ms / 1e3)
-            if prepared.error is not None:
-                self._dead_letter(item, request, prepared.error)
-            else:
-                good.append((item, request, prepared))
-        if not good:
-            return
-        encode_start = time.perf_counter()
-        result = self._score_with_retry([p.pixels for _, _, p in good])
-        if result is None:
-            return  # abandoned at shutdown: left unacknowledged, so uncommitted and redelivered
-        self.metrics.batch_size.observe(len(good))
-        self.metrics.stage_seconds.labels("encode").observe(result.encode_ms / 1e3)
-        self.metrics.stage_seconds.labels("score").observe(result.score_ms / 1e3)
-        shadows = result.shadow_decisions or [None] * len(good)
-        for (item, request, prepared), decision, shadow in zip(good, result.decisions, shadows):
-            queue_ms = (encode_start - item.polled_at) * 1e3
-            self.metrics.stage_seconds.labels("queue").observe(queue_ms / 1e3)
-            timings = Timings(
-                decode_ms=round(prepared.decode_ms, 3), queue_ms=round(queue_ms, 3), encode_ms=round(result.encode_ms, 3),
-                score_ms=round(result.score_ms, 3), batch_size=len(good),
-            )
-            verdict = build_verdict(request, decision, self._info, result.policy, timings,
-                                    None if shadow is None else (result.shadow, shadow))
-            self._delivery.send(Outgoing(
-                ks.verdict_topic, verdict_key(item), verdict.model_dump_json().encode(),
-                [("content-type", b"application/json"), ("moderation-id", request.id.encode())],
-                item.token, item.source.offset, on_acked=self._verdict_acked(item, decision, shadow),
-            ))
-
-    def _verdict_acked(self, item: Item, decision, shadow):
-        def acked() -> None:
-            self.metrics.verdicts.labels(decision.decision).inc()
-            if shadow is not None:
-                self.metrics.shadow_decisions.labels(shadow.decision).inc()
-                self.metrics.shadow_agreement.labels("agree" if shadow.decision == decision.decision else "disagree").inc()
-            for c in decision.categories:
-                if c.fired:
-                    self.metrics.category_actions.labels(c.name, c.action).inc()
-            self._observe_end_to_end(item)
-
-        return acked
-
-    def _observe_end_to_end(self, item: Item) -> None:
-        if item.source.timestamp_ms:
-            self.metrics.stage_seconds.labels("end_to_end").observe(max(0.0, time.time() - item.source.timestamp_ms / 1e3))
-
-    def _dead_letter(self, item: Item, request: ImageRequest | None, error: MessageError) -> None:
-        mid = request.id if request is not None else message_id(item.source, item.headers)
-        src = item.source
-        log.info(
-            "dead letter %s[%d] offset=%d id=%s: %s: %s", src.topic, src.partition, src.offset, mid, error.reason, error,
-            extra={"topic": item.source.topic, "partition": item.source.partition, "offset": item.source.offset, "id": mid, "reason": error.reason},
-        )
-
-        def acked() -> None:
-            self.metrics.dead_letters.labels(error.reason).inc()
-            self._observe_end_to_end(item)
-
-        self._delivery.send(Outgoing(
-            self.settings.kafka.dead_letter_topic, item.key, item.value or b"",
-            dead_letter_headers(item.headers, item.source, mid, error), item.token, item.source.offset, on_acked=acked,
-        ))
-
-    def _score_with_retry(self, pixels):
-        es = self.settings.encoder
-        delay = es.retry_initial_ms / 1e3
-        while True:
-            try:
-                result = self.processor.score_batch(pixels)
-                self.health.set("backend", True)
-                return result
-            except BackendError as exc:
-                self.metrics.backend_errors.labels(self._info.backend).inc()
-                self.health.set("backend", False)
-                log.warning("encoder failed (%s); retrying batch of %d in %.1fs", exc, len(pixels), delay)
-                if self._abandon.wait(delay):
-                    return None
-                delay = min(delay * 2, es.retry_max_ms / 1e3)
-
     # --- shutdown -----------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
@@ -394,13 +321,12 @@ class Worker:
         except Exception as exc:  # best effort: we stop polling anyway
             log.debug("pause at shutdown failed: %s", exc)
         if self._batcher.due_in() is not None:
-            self._batches.put(self._batcher.take())
-        self._batches.put(_STOP)
+            self._scoring.put(self._batcher.take())
+        self._scoring.finish()
         if self._fatal is None and not self._checkpoint.wait_drained(None, timeout):
             log.warning("shutdown timeout: %d messages in flight will be redelivered", self._checkpoint.in_flight())
         self._abandon.set()
-        if self._encode_thread.is_alive():
-            self._encode_thread.join(max(0.1, deadline - time.monotonic()))
+        self._scoring.join(max(0.1, deadline - time.monotonic()))
         self._delivery.flush(timeout=max(1.0, deadline - time.monotonic()))
         self._maybe_commit(force=True)
         committed = {f"{t}[{p}]": o for (t, p), o in self._checkpoint.committed_offsets().items()}
@@ -412,10 +338,3 @@ class Worker:
             log.warning("consumer close failed: %s", exc)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.health.set("broker", False)
-
-def verdict_key(item: Item) -> bytes:
-    """The input key, so verdicts keep the input's per-key order; keyless input is keyed by its
-    source partition, so its verdicts keep that partition's order."""
-    if item.key is not None:
-        return item.key
-    return f"{item.source.topic}/{item.source.partition}".encode()

@@ -67,6 +67,15 @@ class Metrics:
             "moderator_delivery_retries_total", "Verdicts or dead letters sent again after a delivery failure.", registry=r)
         self.poll_errors = Counter(
             "moderator_poll_errors_total", "Errors raised while polling the input topics.", registry=r)
+        self.producer_renewals = Counter(
+            "moderator_producer_renewals_total", "Kafka producers replaced because they entered a fatal state "
+            "(kafka-python's idempotent producer does on a record the broker refuses as too large).", registry=r)
+        self.unreadable_records = Counter(
+            "moderator_unreadable_records_total", "Input offsets skipped because the Kafka client could not parse "
+            "their records (each range also gets a dead letter with reason unreadable_record).", registry=r)
+        self.policy_stale = Gauge(
+            "moderator_policy_stale", "1 while the policy file on disk differs from the policy being served "
+            "(its last reload failed; the old policy keeps serving), by policy role.", ["role"], registry=r)
 
     def add_categories(self, categories: Iterable[str]) -> None:
         for c in categories:
@@ -89,6 +98,8 @@ class Metrics:
             self.commits.labels(result)
             for role in ("primary", "shadow"):
                 self.policy_reloads.labels(role, result)
+        for role in ("primary", "shadow"):
+            self.policy_stale.labels(role).set(0)
         for d in ACTIONS:
             self.shadow_decisions.labels(d)
         for result in ("agree", "disagree"):

@@ -63,7 +63,7 @@ def service(broker, tmp_path):
             "batch": {"max_size": 8, "max_wait_ms": 20},
         }
         for section, values in overrides.items():
-            settings[section] = {**settings.get(section, {}), **values}
+            settings[section] = {**settings.get(section, {}), **values} if isinstance(values, dict) else values
         svc = ServiceProcess(settings, tmp_path / f"service-{len(started)}.log").start()
         started.append(svc)
         if wait_ready:

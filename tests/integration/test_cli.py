@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from moderator.local.samples import hostile_messages
 from moderator.local.service import free_port
 from tests.conftest import REPO, TINY_MODEL
 
@@ -22,7 +23,9 @@ def test_demo_prints_a_verdict_or_dead_letter_for_every_sample():
     out = proc.stdout
     assert "service exited with code 0" in out
     assert "UNEXPECTED" not in out and "MISSING" not in out
-    assert out.count(" verdict ") == 24 and out.count(" dead letter ") == 7
+    hostile = [s for s in hostile_messages() if s.id]
+    hostile_verdicts = sum(s.expect == "verdict" for s in hostile)
+    assert out.count(" verdict ") == 24 + hostile_verdicts and out.count(" dead letter ") == 7 + len(hostile) - hostile_verdicts, out
     assert "stopping the local broker" in out
     agree, total = (int(x) for x in re.search(r"match the example's label: (\d+)/(\d+)", out).groups())
     assert total == 24 and agree >= 22, f"the default model agrees with only {agree}/{total} labels (24 measured):\n{out}"

@@ -72,7 +72,7 @@ def test_animated_gif_uses_the_first_frame():
 
 
 def test_limits_are_checked_before_decoding():
-    with pytest.raises(ImageTooLarge, match="decompression bomb"):
+    with pytest.raises(ImageTooLarge, match=r"declares more than 50000000 pixels \(media.max_pixels\)"):
         decode_image(bomb_png(), LIMITS)
     with pytest.raises(ImageTooLarge, match="declares 2000x1000 pixels"):
         decode_image(bomb_png(2000, 1000), DecodeLimits(max_pixels=1_000_000))
@@ -101,3 +101,41 @@ def test_non_image_formats_pillow_knows_are_refused():
     Image.new("RGB", (8, 8)).save(buf, "PPM")
     with pytest.raises(UnsupportedFormat):
         decode_image(buf.getvalue(), LIMITS)
+
+
+def test_the_configured_pixel_limit_decides_not_pillows():
+    """Pillow refuses over 89 M pixels by itself; a max_pixels above that is honoured, and the
+    message quotes the configured limit, not Pillow's."""
+    from moderator.errors import UndecodableImage
+
+    limits = DecodeLimits(max_pixels=150_000_000, max_side=20_000)
+    with pytest.raises(ImageTooLarge, match=r"declares 13000x12000 pixels, over the limits \(max side 20000, max pixels 150000000\)"):
+        decode_image(bomb_png(13_000, 12_000), limits)
+    # 100 M pixels: over Pillow's default guard, under the configured limit, so it is decoded (and
+    # found truncated: the fixture has a header and 64 bytes of data).
+    with pytest.raises(UndecodableImage, match="truncated"):
+        decode_image(bomb_png(10_000, 10_000), limits)
+
+
+@pytest.mark.parametrize("signature", [b"\xff\xd8\xff\xe0", b"GIF89a", b"GIF87a", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"BM"])
+def test_a_signature_followed_by_megabytes_of_padding_is_refused_from_the_header(signature):
+    """20 MiB of zeros behind a JPEG or GIF signature took Pillow seconds of one-byte reads; the
+    header's read budget refuses it after a few thousand."""
+    from moderator.errors import MessageError
+    from moderator.media import decode as decode_module
+
+    data = signature + b"\x00" * (20 * 1024 * 1024)
+    reads = []
+    original = decode_module._BudgetedBytes.read
+
+    def counted(self, size=-1):
+        reads.append(size)
+        return original(self, size)
+
+    decode_module._BudgetedBytes.read = counted
+    try:
+        with pytest.raises(MessageError):
+            decode_image(data, DecodeLimits(max_bytes=32 * 1024 * 1024))
+    finally:
+        decode_module._BudgetedBytes.read = original
+    assert len(reads) <= decode_module.MAX_HEADER_READS + 1, f"{len(reads)} reads"

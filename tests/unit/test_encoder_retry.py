@@ -1,5 +1,5 @@
-"""The worker's encoder retry: failures are retried with backoff, counted, and shown in readiness;
-the batch is scored once the backend answers again."""
+"""The encode thread's encoder retry: failures are retried with backoff, counted, and shown in
+readiness; the batch is scored once the backend answers again."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from moderator.media.decode import DecodeLimits
 from moderator.policy import compile_policy, load_policy
 from moderator.processing import Processor
 from moderator.settings import load_settings
-from moderator.stream.worker import Worker
+from moderator.stream.scoring import ScoringLoop
 from moderator.telemetry.health import Health
 from moderator.telemetry.metrics import Metrics
 from tests.conftest import TINY_POLICY
@@ -45,7 +45,10 @@ def _worker(encoder, **batch):
     metrics, health = Metrics(reg), Health()
     metrics.start(topics=["t"], categories=processor.policy.categories, backend="onnx")
     health.probe("backend", encoder.ready)
-    return Worker(settings, processor, metrics, health), reg, health
+    abandon = threading.Event()
+    loop = ScoringLoop(settings, processor, metrics, health, abandon, on_fatal=lambda exc: None)
+    loop.abandon = abandon.set
+    return loop, reg, health
 
 
 def test_backend_failures_are_retried_then_the_batch_is_scored(tiny_encoder):
@@ -53,7 +56,7 @@ def test_backend_failures_are_retried_then_the_batch_is_scored(tiny_encoder):
     worker, reg, health = _worker(flaky)
     flaky.health = health
     pixels = [np.zeros((64, 64, 3), np.uint8)] * 3
-    result = worker._score_with_retry(pixels)
+    result = worker.score_with_retry(pixels)
     assert result is not None and len(result.decisions) == 3
     assert reg.get_sample_value("moderator_backend_errors_total", {"backend": "onnx"}) == 2
     assert flaky.readiness_seen == [True, False, False], "readiness drops while the backend fails"
@@ -63,7 +66,7 @@ def test_backend_failures_are_retried_then_the_batch_is_scored(tiny_encoder):
 def test_abandon_stops_retrying_and_leaves_the_batch_unscored(tiny_encoder):
     worker, reg, _ = _worker(FailingFirst(tiny_encoder, failures=10**9))
     result: list = []
-    t = threading.Thread(target=lambda: result.append(worker._score_with_retry([np.zeros((64, 64, 3), np.uint8)])))
+    t = threading.Thread(target=lambda: result.append(worker.score_with_retry([np.zeros((64, 64, 3), np.uint8)])))
     t.start()
     worker.abandon()
     t.join(10)

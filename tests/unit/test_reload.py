@@ -66,3 +66,73 @@ def test_file_changes_are_noticed_by_the_watcher(tmp_path, tiny_encoder):
         assert "flames" in processor.policy.categories
     finally:
         reloader.stop()
+
+
+def test_a_hostile_edit_is_a_failed_reload_and_a_later_good_edit_still_loads(tmp_path, tiny_encoder):
+    """A YAML tag once killed the reload thread with a ConstructorError traceback; the counter
+    stayed 0 and later valid edits were never loaded."""
+    import time
+
+    from tests.integration.conftest import wait_until
+
+    path, processor, _, reg = _setup(tmp_path, tiny_encoder)
+    metrics = Metrics(reg := CollectorRegistry())
+    metrics.start(topics=["t"], categories=processor.policy.categories, backend="onnx")
+    reloader = PolicyReloader(path, processor, metrics, interval_s=0.02)
+    reloader.start()
+    try:
+        old = processor.policy
+        path.write_text("name: x\ncategories: !!python/object/apply:os.system ['echo owned']\n")
+        wait_until(lambda: reg.get_sample_value("moderator_policy_reloads_total", {"role": "primary", "result": "failed"}) == 1,
+                   10, "the failed reload to be counted")
+        assert processor.policy is old
+        assert reg.get_sample_value("moderator_policy_stale", {"role": "primary"}) == 1
+        time.sleep(0.1)  # the watcher keeps polling the unchanged bad file without counting it again
+        assert reg.get_sample_value("moderator_policy_reloads_total", {"role": "primary", "result": "failed"}) == 1
+        path.write_text(TINY_POLICY.read_text().replace("name: fire", "name: smoke"))
+        wait_until(lambda: "smoke" in processor.policy.categories, 10, "the good edit to be loaded")
+        assert reg.get_sample_value("moderator_policy_stale", {"role": "primary"}) == 0
+    finally:
+        reloader.stop()
+
+
+def test_an_unexpected_error_while_reloading_is_a_failed_reload(tmp_path, tiny_encoder):
+    path, processor, reloader, reg = _setup(tmp_path, tiny_encoder)
+
+    class Broken:
+        def __getattr__(self, name):
+            raise RuntimeError("encoder exploded")
+
+    real, processor.encoder = processor.encoder, Broken()
+    path.write_text(path.read_text().replace("name: fire", "name: smoke"))
+    try:
+        assert reloader.reload() is False
+    finally:
+        processor.encoder = real
+    assert reg.get_sample_value("moderator_policy_reloads_total", {"role": "primary", "result": "failed"}) == 1
+    assert reg.get_sample_value("moderator_policy_stale", {"role": "primary"}) == 1
+    assert reloader.reload() is True and "smoke" in processor.policy.categories
+
+
+def test_the_watch_loop_survives_an_error_of_its_own(tmp_path, tiny_encoder):
+    from tests.integration.conftest import wait_until
+
+    path, processor, _, reg = _setup(tmp_path, tiny_encoder)
+    reloader = PolicyReloader(path, processor, Metrics(CollectorRegistry()), interval_s=0.02)
+    calls = {"n": 0}
+    original = reloader._fingerprint
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise MemoryError("while hashing the file")
+        return original()
+
+    reloader._fingerprint = flaky
+    reloader.start()
+    try:
+        path.write_text(path.read_text().replace("name: fire", "name: smoke"))
+        wait_until(lambda: "smoke" in processor.policy.categories, 10, "a reload after the loop's own error")
+        assert reloader._thread.is_alive()
+    finally:
+        reloader.stop()

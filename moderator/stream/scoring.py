@@ -1,0 +1,149 @@
+"""The encode thread: waits for a micro-batch's decodes, encodes and scores it, and hands each
+message's verdict or dead letter to :class:`~moderator.stream.outputs.Outputs`.
+
+Failures are sorted by whose they are:
+
+- a message whose parse or decode failed is dead-lettered (its error came back from the fault
+  boundary in the decode pool);
+- :class:`~moderator.errors.BackendError` is the encoder's: the batch is retried with backoff,
+  readiness drops meanwhile, and nothing after it is acknowledged, so nothing is committed past it;
+- any other exception from encoding or scoring a batch might be caused by one of its images: the
+  batch is split in halves and each half scored again, until the images that fail on their own
+  are found and dead-lettered (at most ``2 log2(n)`` extra calls); the rest are scored normally.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from moderator.boundary import unexpected
+from moderator.errors import BackendError
+from moderator.processing import BatchResult, Prepared, Processor
+from moderator.settings import Settings
+from moderator.stream.batching import Item
+from moderator.stream.outputs import Outputs
+from moderator.telemetry.health import Health
+from moderator.telemetry.metrics import Metrics
+from moderator.wire.input import ImageRequest
+from moderator.wire.verdict import Timings
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+Scorable = tuple[Item, ImageRequest, Prepared]
+
+
+class ScoringLoop:
+    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics, health: Health,
+                 abandon: threading.Event, on_fatal: Callable[[BaseException], None]) -> None:
+        self.settings = settings
+        self.processor = processor
+        self.metrics = metrics
+        self.health = health
+        self._abandon = abandon
+        self._on_fatal = on_fatal
+        self._backend = processor.encoder.info().backend
+        self._batches: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="encode", daemon=True)
+        self.outputs: Outputs | None = None
+
+    def start(self, outputs: Outputs) -> None:
+        self.outputs = outputs
+        self._thread.start()
+
+    def put(self, batch: list[Item]) -> None:
+        self._batches.put(batch)
+
+    def finish(self) -> None:
+        """No more batches: the thread ends after the ones queued."""
+        self._batches.put(_STOP)
+
+    def join(self, timeout: float) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._batches.get()
+            if batch is _STOP:
+                return
+            try:
+                self.process(batch)
+            except Exception as exc:  # a bug outside every message's boundary: stop loudly, never hang
+                log.exception("encode thread failed: %s", exc)
+                self._on_fatal(exc)
+                return
+
+    def process(self, batch: list[Item]) -> None:
+        assert self.outputs is not None
+        good: list[Scorable] = []
+        for item in batch:
+            if item.token.closed:
+                continue  # revoked: the partition's new owner processes it
+            request, prepared = item.work.result()  # never raises: the decode pool's work is contained
+            self.metrics.stage_seconds.labels("decode").observe(prepared.decode_ms / 1e3)
+            if prepared.error is not None:
+                self.outputs.dead_letter(item, request.id if request is not None else None, prepared.error)
+            else:
+                good.append((item, request, prepared))
+        if good:
+            self._score(good)
+
+    def _score(self, good: list[Scorable]) -> None:
+        encode_start = time.perf_counter()
+        try:
+            result = self.score_with_retry([p.pixels for _, _, p in good])
+        except Exception as exc:
+            if len(good) == 1:
+                item, request, _ = good[0]
+                self.outputs.dead_letter(item, request.id, unexpected("encoding and scoring the image", exc))
+                return
+            log.warning("a batch of %d failed to encode or score (%s: %s); splitting it to find the image that fails",
+                        len(good), type(exc).__name__, exc)
+            half = len(good) // 2
+            self._score(good[:half])
+            self._score(good[half:])
+            return
+        if result is None:
+            return  # abandoned at shutdown: left unacknowledged, so uncommitted and redelivered
+        self.metrics.batch_size.observe(len(good))
+        self.metrics.stage_seconds.labels("encode").observe(result.encode_ms / 1e3)
+        self.metrics.stage_seconds.labels("score").observe(result.score_ms / 1e3)
+        self._send(good, result, encode_start)
+
+    def _send(self, good: list[Scorable], result: BatchResult, encode_start: float) -> None:
+        shadows = result.shadow_decisions or [None] * len(good)
+        for (item, request, prepared), decision, shadow in zip(good, result.decisions, shadows):
+            queue_ms = (encode_start - item.polled_at) * 1e3
+            self.metrics.stage_seconds.labels("queue").observe(queue_ms / 1e3)
+            timings = Timings(
+                decode_ms=round(prepared.decode_ms, 3), queue_ms=round(queue_ms, 3), encode_ms=round(result.encode_ms, 3),
+                score_ms=round(result.score_ms, 3), batch_size=len(good),
+            )
+            self.outputs.verdict(item, request, decision, shadow, result, timings)
+
+    def score_with_retry(self, pixels) -> BatchResult | None:
+        """Score a batch, retrying backend failures with backoff; None when abandoned at shutdown.
+
+        Raises:
+            Exception: anything but a BackendError, for :meth:`_score` to isolate.
+        """
+        es = self.settings.encoder
+        delay = es.retry_initial_ms / 1e3
+        while True:
+            try:
+                result = self.processor.score_batch(pixels)
+                self.health.set("backend", True)
+                return result
+            except BackendError as exc:
+                self.metrics.backend_errors.labels(self._backend).inc()
+                self.health.set("backend", False)
+                log.warning("encoder failed (%s); retrying batch of %d in %.1fs", exc, len(pixels), delay)
+                if self._abandon.wait(delay):
+                    return None
+                delay = min(delay * 2, es.retry_max_ms / 1e3)

@@ -1,0 +1,150 @@
+"""Fuzz targets: each takes one byte string and fails (raises) only on a real defect.
+
+- ``message``: the whole per-message path (parse, decode, encode, score, verdict and dead-letter
+  serialisation) must give exactly one output and never contain an unexpected exception
+  (``processing_error`` is the fault boundary catching a bug: the target reports it).
+- ``envelope``: the same, with the bytes turned into a JSON envelope around a valid image, so the
+  fuzzer explores ids, metadata and nesting rather than the image.
+- ``image``: ``decode_image`` raises nothing but :class:`~moderator.errors.MessageError`.
+- ``policy``: ``load_policy`` ends in a policy or in located problems, nothing else.
+
+Run by atheris (``python -m tests.fuzz.run TARGET``, coverage-guided, time-bounded in CI) and by
+the hypothesis properties; every crasher found is kept in ``tests/fuzz/corpus/<target>/`` and
+replayed by ``tests/unit/test_fuzz_corpus.py``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from moderator.errors import MessageError, PolicyError
+from moderator.local.samples import COLOURS, draw, encode
+from moderator.media.decode import DecodeLimits, decode_image
+from moderator.policy.loader import load_policy
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_MODEL = REPO / "models" / "tiny-random"
+TINY_POLICY = REPO / "policies" / "tiny-random.yaml"
+CORPUS = Path(__file__).resolve().parent / "corpus"
+TARGETS = ("message", "envelope", "image", "policy")
+
+
+class Defect(AssertionError):
+    """What a target raises when the code under test misbehaved on the input."""
+
+
+@lru_cache(maxsize=1)
+def _pipeline():
+    from moderator.encoders.onnx import OnnxEncoder
+    from tests.fuzz.pipeline import Pipeline
+
+    return Pipeline(OnnxEncoder(TINY_MODEL), TINY_POLICY)
+
+
+@lru_cache(maxsize=1)
+def _image_b64() -> str:
+    return base64.b64encode(encode(draw("circle", COLOURS["red"], (32, 24)), "PNG")).decode()
+
+
+def _check_one_output(value: bytes, headers: list[tuple[str, bytes]]) -> None:
+    outputs = _pipeline().run([(None, value, headers)])
+    if len(outputs) != 1:
+        raise Defect(f"{len(outputs)} outputs for one message")
+    out = outputs[0]
+    if out.kind == "dead_letter" and out.reason == "processing_error":
+        raise Defect(f"an exception escaped a step and was caught by the boundary: {out.headers['moderator-error-message']}")
+    if out.kind == "verdict":
+        out.verdict()  # strict JSON
+
+
+def message(data: bytes) -> None:
+    # first byte picks a content type, so both encodings and both detections are explored
+    kinds = (None, b"application/json", b"image/png", b"text/plain")
+    ctype = kinds[data[0] % len(kinds)] if data else None
+    headers = [("content-type", ctype)] if ctype else []
+    _check_one_output(data[1:], headers)
+
+
+def envelope(data: bytes) -> None:
+    reader = _Bytes(data)
+    image_b64 = json.dumps(_image_b64())
+    image = '{"base64": ' + image_b64 + "}" if reader.byte() % 8 else json_text(reader, 0)
+    body = '{"id": ' + json_text(reader, 0) + ', "image": ' + image + ', "metadata": ' + json_text(reader, 0) + "}"
+    _check_one_output(body.encode(), [])
+
+
+class _Bytes:
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def byte(self) -> int:
+        b = self.take(1)
+        return b[0] if b else 0
+
+
+def json_text(r: _Bytes, depth: int) -> str:
+    """JSON text decoded from fuzzer bytes: huge numbers, lone surrogates (as \\udXXX escapes),
+    deep nesting and wide containers are each a byte or two away."""
+    kind = r.byte() % 9
+    if kind == 0:
+        digits = r.byte() * 24 + 1
+        return "-" * (r.byte() % 2) + (str(int.from_bytes(r.take(8), "big")) * digits)[:digits]
+    if kind == 1:
+        return f"{r.byte() - 128}.{r.byte()}e{r.byte() * 4 - 512}"
+    if kind == 2:
+        raw = r.take(r.byte() % 32 * 2)
+        return json.dumps(raw[: len(raw) // 2 * 2].decode("utf-16-le", "surrogatepass"))
+    if kind in (3, 4) and depth < 40:
+        items = [json_text(r, depth + 1) for _ in range(r.byte() % 8)]
+        if kind == 3:
+            return "[" + ", ".join(items) + "]"
+        return "{" + ", ".join(f"{json.dumps(str(i) + r.take(2).decode('latin-1'))}: {v}" for i, v in enumerate(items)) + "}"
+    if kind == 5:
+        return ("true", "false", "NaN", "Infinity", "-Infinity")[r.byte() % 5]
+    if kind == 6:
+        return "null"
+    if kind == 7:
+        wraps = r.byte() * 4
+        inner = json_text(r, depth + 1) if depth < 40 else "0"
+        opener, closer = ("[", "]") if r.byte() % 2 else ('{"k": ', "}")
+        return opener * wraps + inner + closer * wraps
+    return json.dumps("x" * (r.byte() * 512))
+
+
+def image(data: bytes) -> None:
+    try:
+        decode_image(data, DecodeLimits(max_pixels=4_000_000, max_side=4_000))
+    except MessageError:
+        pass
+
+
+def policy(data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(suffix=".yaml") as f:
+        f.write(data)
+        f.flush()
+        try:
+            load_policy(f.name)
+        except PolicyError:
+            pass
+
+
+def seeds(target: str) -> list[bytes]:
+    """Starting inputs: valid ones, so mutations stay near the interesting paths."""
+    if target == "policy":
+        return [TINY_POLICY.read_bytes(), (REPO / "policies" / "default.yaml").read_bytes()]
+    png = encode(draw("square", COLOURS["blue"], (32, 24)), "PNG")
+    if target == "image":
+        return [encode(draw("circle", COLOURS["green"], (32, 24)), fmt) for fmt in ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")]
+    if target == "envelope":
+        return [b'"id": "x", "metadata": {"a": [1, 2.5, {"b": null}]}}', b'"metadata": {}}']
+    env = json.dumps({"id": "seed", "image": {"base64": base64.b64encode(png).decode()}, "metadata": {"k": "v"}})
+    return [b"\x00" + png, b"\x01" + env.encode()]

@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 
-from moderator.encoders import Encoder, create_encoder
+from moderator.encoders import Encoder, build_encoder
 from moderator.errors import BackendError, BackendUnavailable, SettingsError
 from moderator.media.decode import DecodeLimits
 from moderator.policy.compile import compile_policy
@@ -20,6 +20,7 @@ from moderator.policy.cache import EmbeddingCache
 from moderator.policy.loader import load_policy
 from moderator.policy.reload import PolicyReloader
 from moderator.processing import Processor
+from moderator.retry import Backoff, RetryStopped, retry
 from moderator.settings import Settings
 from moderator.stream.worker import Worker
 from moderator.telemetry.health import SERVICE_CHECKS, Health
@@ -46,42 +47,37 @@ def wait_for_backend(settings: Settings, step: Callable[[], T], what: str, stop:
     for at most ``encoder.startup_timeout_s``.
 
     Raises:
-        BackendUnavailable: still unreachable at the deadline.
+        BackendUnavailable: still unreachable at the deadline (or asked to stop meanwhile).
     """
     es = settings.encoder
-    deadline = time.monotonic() + es.startup_timeout_s
-    delay = es.retry_initial_ms / 1e3
-    while True:
-        try:
-            return step()
-        except BackendError as exc:
-            left = deadline - time.monotonic()
-            if left <= 0 or (stop is not None and stop.is_set()):
-                raise BackendUnavailable(
-                    f"{what}: the {es.backend} backend did not answer within {es.startup_timeout_s:.0f}s "
-                    f"(MODERATOR_ENCODER__STARTUP_TIMEOUT_S): {exc}"
-                ) from exc
-            log.warning("%s: %s; retrying in %.1fs", what, exc, delay)
-            if stop is not None:
-                stop.wait(min(delay, left))
-            else:
-                time.sleep(min(delay, left))
-            delay = min(delay * 2, es.retry_max_ms / 1e3)
+
+    def failed(exc: BaseException, _attempt: int, delay: float) -> None:
+        log.warning("%s: %s; retrying in %.1fs", what, exc, delay)
+
+    try:
+        return retry(step, on=BackendError, backoff=Backoff.from_ms(es.retry_initial_ms, es.retry_max_ms), stop=stop,
+                     timeout_s=es.startup_timeout_s, on_failure=failed)
+    except RetryStopped as exc:
+        raise BackendUnavailable(
+            f"{what}: the {es.backend} backend did not answer within {es.startup_timeout_s:.0f}s "
+            f"(MODERATOR_ENCODER__STARTUP_TIMEOUT_S): {exc.last}"
+        ) from exc.last
 
 
 def build_processor(
     settings: Settings, make_encoder: Callable[[], Encoder] | None = None, stop: threading.Event | None = None,
 ) -> tuple[Processor, EmbeddingCache]:
-    """Load the model (or connect to the backend) and compile the policy and the shadow policy.
+    """Build the encoder and connect it, then compile the policy and the shadow policy.
 
-    Remote backends are waited for (``encoder.startup_timeout_s``); the in-process one needs no
-    network.
+    ``make_encoder`` constructs an encoder without network calls (default: ``build_encoder``);
+    its ``connect()`` is retried while a remote backend is unreachable, for at most
+    ``encoder.startup_timeout_s``; the in-process one needs no network.
 
     Raises:
         ModelError, PolicyError, BackendUnavailable: the service cannot start.
     """
-    make_encoder = make_encoder or (lambda: create_encoder(settings.encoder))
-    encoder = wait_for_backend(settings, make_encoder, "connecting to the encoder", stop)
+    encoder = (make_encoder or (lambda: build_encoder(settings.encoder)))()
+    wait_for_backend(settings, encoder.connect, "connecting to the encoder", stop)
     cache = EmbeddingCache(settings.policy.cache_dir, encoder.info().model_checksum)
 
     def compile_all():

@@ -51,6 +51,17 @@ class Processor:
         self.limits = limits
         self.preprocessor = Preprocessor(encoder.info().preprocess)
 
+    def policy_for(self, role: str) -> CompiledPolicy | None:
+        """The policy serving ``role`` ("primary" acts, "shadow" is only reported)."""
+        return self.policy if role == "primary" else self.shadow
+
+    def set_policy(self, role: str, policy: CompiledPolicy) -> None:
+        """Swap the ``role`` policy: one reference assignment, read once per batch by :meth:`score_batch`."""
+        if role == "primary":
+            self.policy = policy
+        else:
+            self.shadow = policy
+
     def prepare(self, data: bytes) -> Prepared:
         """Decode and preprocess one image; never raises (errors are returned)."""
         start = time.perf_counter()

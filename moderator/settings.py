@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,28 @@ from moderator.errors import SettingsError
 
 ENV_PREFIX = "MODERATOR_"
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("_config_file", default=None)
+
+
+def _renamed(section: str, names: dict[str, str]):
+    """A before-validator accepting deprecated field names (``old -> new``) for one release, with a
+    FutureWarning naming the new setting; the new name wins when both are given."""
+
+    def rename(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for old, new in names.items():
+            if old in data:
+                value = data.pop(old)
+                warnings.warn(
+                    f"setting {section}.{old} (MODERATOR_{section.upper().replace('.', '__')}__{old.upper()}) is deprecated: "
+                    f"use {section}.{new} (MODERATOR_{section.upper().replace('.', '__')}__{new.upper()}); the old name goes in the next release",
+                    FutureWarning, stacklevel=2,
+                )
+                data.setdefault(new, value)
+        return data
+
+    return model_validator(mode="before")(classmethod(rename))
 
 
 def _split_list(value: Any) -> Any:
@@ -64,6 +87,8 @@ class KafkaSettings(_Section):
     revoke_timeout_ms: int = Field(20_000, ge=0, description="How long a rebalance waits for in-flight verdicts of revoked partitions.")
     commit_interval_ms: int = Field(1_000, ge=50, description="How often done offsets are committed.")
     lag_interval_ms: int = Field(10_000, ge=0, description="How often consumer lag is measured; 0 disables.")
+    retry_initial_ms: int = Field(500, ge=1, description="First backoff cap when reconnecting to the broker or re-sending an output; doubles per attempt, waits drawn with full jitter.")
+    retry_max_ms: int = Field(10_000, ge=1, description="Largest backoff cap for broker reconnects and output re-sends.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_plain_username: str | None = None
@@ -99,7 +124,9 @@ class KafkaSettings(_Section):
 class BatchSettings(_Section):
     """Micro-batching and the bounded in-flight window."""
 
-    max_size: int = Field(32, ge=1, le=4096, description="Images per encoder call.")
+    _renamed = _renamed("batch", {"max_size": "micro_batch_size"})
+
+    micro_batch_size: int = Field(32, ge=1, le=4096, description="Images per encoder call: the micro-batch the consumer forms (and the most records one poll returns). Was batch.max_size.")
     max_wait_ms: int = Field(50, ge=0, description="Longest a partial batch waits for more messages.")
     max_in_flight: int = Field(256, ge=1, description="Messages polled but not yet acknowledged; above it partitions pause.")
     resume_at: float = Field(0.5, gt=0, lt=1, description="Resume paused partitions when in-flight falls below this fraction.")
@@ -139,6 +166,8 @@ class MessageSettings(_Section):
 class RaySettings(_Section):
     """The Ray Serve backend: where the cluster is, and how the encoder deployment is sized."""
 
+    _renamed = _renamed("encoder.ray", {"max_batch_size": "replica_batch_size"})
+
     address: str | None = Field(None, description="Ray cluster to join (`auto`, `ray://host:10001`, `host:6379`); empty starts a local Ray in this process.")
     app_name: str = Field("moderator-encoder", description="Serve application holding the encoder deployment.")
     deployment: str = Field("Encoder", description="Name of the encoder deployment inside the application.")
@@ -147,7 +176,7 @@ class RaySettings(_Section):
     max_replicas: int | None = Field(None, ge=1, description="Set above num_replicas to autoscale between the two.")
     target_ongoing_requests: float = Field(4.0, gt=0, description="Autoscaling target: in-flight batches per replica.")
     max_ongoing_requests: int = Field(64, ge=1, description="Batches a replica accepts at once; must exceed the consumers' concurrency or @serve.batch cannot form batches.")
-    max_batch_size: int = Field(64, ge=1, description="Images per encoder call inside a replica (@serve.batch merges consumer batches up to this).")
+    replica_batch_size: int = Field(64, ge=1, description="Images per encoder call inside a replica (@serve.batch merges consumer batches up to this; larger client batches are split). Was encoder.ray.max_batch_size.")
     batch_wait_timeout_s: float = Field(0.005, ge=0, description="How long a replica waits to fill a batch.")
     num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per encoder replica.")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per encoder replica (fractions share a GPU).")
@@ -163,6 +192,8 @@ class RaySettings(_Section):
 class TritonSettings(_Section):
     """The Triton Inference Server backend (a repository from `moderator models triton-repo`)."""
 
+    _renamed = _renamed("encoder.triton", {"max_batch_size": "request_batch_size"})
+
     url: str = Field("127.0.0.1:8001", description="host:port of Triton's gRPC (default) or HTTP endpoint.")
     protocol: Literal["grpc", "http"] = "grpc"
     image_model: str = Field("moderator_image", description="Triton model taking uint8 `pixels` [N,S,S,3].")
@@ -170,7 +201,7 @@ class TritonSettings(_Section):
     model_version: str = Field("", description="Model version to call; empty = Triton's latest.")
     timeout_s: float = Field(10.0, gt=0, description="Per-request timeout.")
     retries: int = Field(2, ge=0, description="Immediate retries of a failed request before the worker's backoff takes over.")
-    max_batch_size: int = Field(64, ge=1, description="Largest request sent; larger batches are split (match the model's max_batch_size).")
+    request_batch_size: int = Field(64, ge=1, description="Images in the largest request sent; larger batches are split (the smaller of this and the model's max_batch_size is used). Was encoder.triton.max_batch_size.")
     ssl: bool = False
 
 

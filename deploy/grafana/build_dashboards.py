@@ -153,7 +153,7 @@ def backends() -> dict:
               "s", 0, 16, description="Inside the replica, from dequeue to response (per consumer batch)."),
         panel("Ray Serve: images per encoder call", [(f"sum(rate(ray_serve_actual_batch_size_sum{{{RJ}}}[{RI}])) / sum(rate(ray_serve_actual_batch_size_count{{{RJ}}}[{RI}]))", "mean images per call"),
                                                     (f"sum(ray_serve_batch_queue_length{{{RJ}}})", "queued requests")],
-              "short", 12, 16, description="@serve.batch merges consumer batches up to encoder.ray.max_batch_size images."),
+              "short", 12, 16, description="@serve.batch merges consumer batches up to encoder.ray.replica_batch_size images."),
         panel("Triton: inferences", [(f"sum by (model) (rate(nv_inference_count{{{TJ}}}[{RI}]))", "{{model}} inferences/s"),
                                      (f"sum by (model) (rate(nv_inference_request_failure{{{TJ}}}[{RI}]))", "{{model}} failures/s")],
               "reqps", 0, 24),

@@ -32,6 +32,23 @@ from moderator.local.samples import jpeg_stream
 from moderator.local.service import ServiceProcess, free_port
 
 
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="bare encoder vs end-to-end through Kafka, measured in one run")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--backend", choices=("onnx", "ray", "triton"), default="onnx",
+                   help="measure this backend beside the in-process onnx baseline (starts a local Ray or PyTriton)")
+    p.add_argument("--model", type=Path, help="model directory (default: a random-weight ViT-B/32, built once into .cache/)")
+    p.add_argument("--architecture", default="vit-b-32", help="architecture of the random model when --model is not given")
+    p.add_argument("--images", type=int, default=256, help="images for each throughput measurement")
+    p.add_argument("--batch", type=int, default=16, help="encoder batch size (both measurements)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = one per core)")
+    p.add_argument("--latency-images", type=int, default=64, help="images sent at a steady rate to measure latency")
+    p.add_argument("--bootstrap", help="use this broker instead of starting the local one")
+    p.add_argument("--port", type=int, default=29192, help="port of the local broker to start (default 29192)")
+    p.set_defaults(handler=bench)
+
+
 def ensure_model(args: argparse.Namespace) -> Path:
     if args.model is not None:
         return args.model
@@ -82,7 +99,7 @@ def backend_servers(args: argparse.Namespace, model: Path):
             stack.callback(ray.stop)
             stack.callback(_leave_ray)  # runs first: this process leaves before the cluster stops
             backends["ray"] = {**base, "backend": "ray", "ray": {
-                "address": ray.address, "max_batch_size": max(64, args.batch), "app_name": "moderator-bench",
+                "address": ray.address, "replica_batch_size": max(64, args.batch), "app_name": "moderator-bench",
             }}
         elif args.backend == "triton":
             from moderator.local.triton import LocalTriton
@@ -184,7 +201,7 @@ def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict,
                       "dead_letter_topic": dlq, "group_id": f"bench-{run_id}"},
             "encoder": encoder_settings,
             "policy": {"path": _bench_policy(REPO_ROOT / ".cache" / "bench" / "policy.yaml")},
-            "batch": {"max_size": args.batch, "max_wait_ms": 20, "max_in_flight": max(256, 4 * args.batch)},
+            "batch": {"micro_batch_size": args.batch, "max_wait_ms": 20, "max_in_flight": max(256, 4 * args.batch)},
             "telemetry": {"log_level": "WARNING"},
         }, REPO_ROOT / ".cache" / "bench" / f"service-{run_id}.log").start()
         service.wait_ready()

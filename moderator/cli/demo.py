@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from collections import Counter
 
 from moderator.local.broker import REPO_ROOT, LocalKafka, create_topics
 from moderator.local.collect import OutputCollector
 from moderator.local.samples import broken_messages, example_messages, hostile_messages, load_examples, sample_messages
 from moderator.local.service import ServiceProcess
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="start a local broker and the service, send sample images, print verdicts")
+    p.add_argument("--port", type=int, default=29092, help="port of the local broker to start or reuse (default 29092)")
+    p.add_argument("--model", type=Path, default=None, help="model directory (default: models/default, the trained pictogram model)")
+    p.add_argument("--policy", type=Path, default=None, help="policy file (default: policies/default.yaml)")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every verdict")
+    p.set_defaults(handler=demo)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -32,7 +42,7 @@ def demo(args: argparse.Namespace) -> int:
                       "dead_letter_topic": dlq, "group_id": f"demo-{run_id}"},
             "encoder": {"model_dir": model},
             "policy": {"path": policy},
-            "batch": {"max_size": 8, "max_wait_ms": 50},
+            "batch": {"micro_batch_size": 8, "max_wait_ms": 50},
         }, log_path).start()
         print(f"3. starting the service (model {model.name}, policy {policy.name}); logs in {log_path}")
         service.wait_ready()

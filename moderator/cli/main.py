@@ -1,225 +1,39 @@
-"""``moderator``: run the service, scan files, run the demo and the benchmark, manage models."""
+"""``moderator``: run the service, scan files, run the demo and the benchmark, manage models.
+
+Each command's module owns its parser (``add_parser(sub)``, which sets the ``handler``); this
+module only assembles them and turns start-up errors into exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
 from moderator import __version__
-from moderator.errors import SettingsError, StartupError
+from moderator.cli import bench, demo, models, policy, run, scan, schemas
+from moderator.errors import StartupError
+
+COMMANDS = (run, scan, demo, bench, policy, models, schemas)
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moderator", description="Streaming image moderation with CLIP encoders and YAML policies.")
     p.add_argument("--version", action="version", version=f"moderator {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run = sub.add_parser("run", help="run the service (settings from MODERATOR_* variables and/or --config)")
-    run.add_argument("--config", type=Path, help="YAML settings file (default: $MODERATOR_CONFIG)")
-
-    scan = sub.add_parser("scan", help="score local image files and folders, no broker")
-    scan.add_argument("paths", nargs="+", type=Path)
-    scan.add_argument("--config", type=Path, help="YAML settings file (model, policy, limits)")
-    scan.add_argument("--model", type=Path, help="model directory (overrides settings)")
-    scan.add_argument("--policy", type=Path, help="policy file (overrides settings)")
-    scan.add_argument("--json", action="store_true", help="one JSON result per line instead of a table")
-
-    demo = sub.add_parser("demo", help="start a local broker and the service, send sample images, print verdicts")
-    demo.add_argument("--port", type=int, default=29092, help="port of the local broker to start or reuse (default 29092)")
-    demo.add_argument("--model", type=Path, default=None, help="model directory (default: models/default, the trained pictogram model)")
-    demo.add_argument("--policy", type=Path, default=None, help="policy file (default: policies/default.yaml)")
-    demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for every verdict")
-
-    bench = sub.add_parser("bench", help="bare encoder vs end-to-end through Kafka, measured in one run")
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--backend", choices=("onnx", "ray", "triton"), default="onnx",
-                       help="measure this backend beside the in-process onnx baseline (starts a local Ray or PyTriton)")
-    bench.add_argument("--model", type=Path, help="model directory (default: a random-weight ViT-B/32, built once into .cache/)")
-    bench.add_argument("--architecture", default="vit-b-32", help="architecture of the random model when --model is not given")
-    bench.add_argument("--images", type=int, default=256, help="images for each throughput measurement")
-    bench.add_argument("--batch", type=int, default=16, help="encoder batch size (both measurements)")
-    bench.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = one per core)")
-    bench.add_argument("--latency-images", type=int, default=64, help="images sent at a steady rate to measure latency")
-    bench.add_argument("--bootstrap", help="use this broker instead of starting the local one")
-    bench.add_argument("--port", type=int, default=29192, help="port of the local broker to start (default 29192)")
-
-    from moderator.cli.policy import add_parser as add_policy_parser
-
-    add_policy_parser(sub)
-
-    models = sub.add_parser("models", help="model directories")
-    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    br = msub.add_parser("build-random", help="write a random-weight CLIP model directory (needs the export extra)")
-    br.add_argument("out", type=Path)
-    br.add_argument("--architecture", default="tiny")
-    br.add_argument("--seed", type=int, default=0)
-    br.add_argument("--name")
-    msub.add_parser("architectures", help="list the architecture configs")
-    ex = msub.add_parser("export", help="export a real checkpoint (open_clip or Hugging Face) to a model directory (needs the export extra)")
-    src = ex.add_mutually_exclusive_group(required=True)
-    src.add_argument("--open-clip", metavar="ARCH", help="open_clip architecture name, e.g. ViT-B-32, ViT-H-14, EVA02-B-16, MobileCLIP-S1")
-    src.add_argument("--hf", metavar="DIR", type=Path, help="a local Hugging Face CLIPModel or SiglipModel directory")
-    ex.add_argument("--pretrained", help="open_clip: a local checkpoint file, or a pretrained tag already in the local cache")
-    ex.add_argument("--tokenizer", type=Path, help="open_clip models whose tokenizer lives on the hub (SigLIP): its saved directory")
-    ex.add_argument("--out", type=Path, required=True)
-    ex.add_argument("--name", help="model name in the manifest and verdicts")
-    ex.add_argument("--precision", action="append", choices=("int8", "fp16"), default=[],
-                    help="also write this variant (repeatable)")
-    info = msub.add_parser("info", help="what a model directory holds; each variant's agreement with fp32 and CPU speed")
-    info.add_argument("model_dir", type=Path)
-    info.add_argument("--json", action="store_true")
-    info.add_argument("--no-measure", action="store_true", help="skip the forward passes")
-    ver = msub.add_parser("verify", help="check a model directory: checksums, graph shapes, a forward pass of every variant")
-    ver.add_argument("model_dir", type=Path)
-    te = msub.add_parser("tensorrt", help="build fp16 TensorRT engines of a model directory (needs tensorrt and an NVIDIA GPU)")
-    te.add_argument("model_dir", type=Path)
-    te.add_argument("--min-batch", type=int, default=1)
-    te.add_argument("--opt-batch", type=int, default=32)
-    te.add_argument("--max-batch", type=int, default=256)
-    te.add_argument("--for-triton", action="store_true", help="also build the Triton repository's uint8 image graph")
-    te.add_argument("--no-text", action="store_true", help="image encoder only")
-    av = msub.add_parser("add-variant", help="write the int8 or fp16 variant of a model directory")
-    av.add_argument("model_dir", type=Path)
-    av.add_argument("precision", choices=("int8", "fp16"))
-    tr = msub.add_parser("triton-repo", help="write a Triton model repository (onnxruntime_onnx, dynamic batching) from a model directory")
-    tr.add_argument("model_dir", type=Path)
-    tr.add_argument("--out", type=Path, required=True, help="repository folder (its two model folders are replaced)")
-    tr.add_argument("--precision", default="fp32", help="manifest variant to serve (default fp32)")
-    tr.add_argument("--prefix", default="moderator", help="model names: PREFIX_image and PREFIX_text")
-    tr.add_argument("--max-batch-size", type=int, default=64)
-    tr.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batching: longest a request waits for a batch")
-    tr.add_argument("--instances", type=int, default=1, help="model instances per device")
-    tr.add_argument("--kind", choices=("gpu", "cpu"), default="gpu", help="instance group kind")
-    tr.add_argument("--tensorrt", action="store_true", help="run GPU instances through onnxruntime's TensorRT accelerator (fp16)")
-    tr.add_argument("--image-engine", type=Path, help="a TensorRT engine built from this repository's image graph: "
-                    "the image model becomes tensorrt_plan (the command prints the trtexec line)")
-    tr.add_argument("--text-engine", type=Path, help="the same for the text graph")
-
-    schemas = sub.add_parser("schemas", help="write the JSON Schemas of the wire formats and the policy file")
-    schemas.add_argument("--out", type=Path, default=Path("docs"), help="docs directory (default: docs)")
+    for command in COMMANDS:
+        command.add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "run":
-            from moderator.cli.run import run
-
-            return run(args)
-        if args.command == "scan":
-            from moderator.cli.scan import scan
-
-            return scan(args)
-        if args.command == "demo":
-            from moderator.cli.demo import demo
-
-            return demo(args)
-        if args.command == "bench":
-            from moderator.cli.bench import bench
-
-            return bench(args)
-        if args.command == "models":
-            return _models(args)
-        if args.command == "policy":
-            from moderator.cli.policy import run as policy_run
-
-            return policy_run(args)
-        if args.command == "schemas":
-            from moderator.wire.schemas import write_schemas
-
-            for path in write_schemas(args.out):
-                print(path)
-            return 0
+        return args.handler(args)
     except StartupError as exc:
         print(f"moderator: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
-    raise AssertionError(args.command)
-
-
-def _models(args: argparse.Namespace) -> int:
-    from moderator.models.builder import build_random_model, list_architectures
-
-    if args.models_command == "architectures":
-        print("\n".join(list_architectures()))
-        return 0
-    if args.models_command == "export":
-        return _export(args)
-    if args.models_command == "info":
-        from moderator.models.inspect import format_info, model_info
-
-        info = model_info(args.model_dir, measure=not args.no_measure)
-        print(json.dumps(info, indent=2) if args.json else format_info(info))
-        return 0
-    if args.models_command == "verify":
-        from moderator.models.inspect import verify_model_dir
-
-        result = verify_model_dir(args.model_dir)
-        for c in result.checks:
-            print(f"{'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
-        print(f"{args.model_dir}: {'verified' if result.ok else 'FAILED'}")
-        return 0 if result.ok else 1
-    if args.models_command == "tensorrt":
-        from moderator.models.tensorrt import Profile, build_engines
-
-        for path in build_engines(args.model_dir, Profile(args.min_batch, args.opt_batch, args.max_batch),
-                                  for_triton=args.for_triton, text=not args.no_text):
-            print(f"wrote {path}")
-        return 0
-    if args.models_command == "add-variant":
-        from moderator.models.quantize import add_variant
-
-        manifest = add_variant(args.model_dir, args.precision)
-        print(f"{args.model_dir}: variants {sorted(manifest.variants)} (checksum {manifest.checksum()})")
-        return 0
-    if args.models_command == "triton-repo":
-        from moderator.models.manifest import load_manifest
-        from moderator.serving.triton_repo import RepoOptions, trtexec_command, write_repository
-
-        if args.max_batch_size < 1 or args.instances < 1 or args.max_queue_delay_us < 0:
-            raise SettingsError("--max-batch-size and --instances must be at least 1, --max-queue-delay-us at least 0")
-        opts = RepoOptions(
-            prefix=args.prefix, precision=args.precision, max_batch_size=args.max_batch_size,
-            max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
-            kind=f"KIND_{args.kind.upper()}", tensorrt=args.tensorrt,
-            image_engine=args.image_engine, text_engine=args.text_engine,
-        )
-        for folder in write_repository(args.model_dir, args.out, opts):
-            print(f"wrote {folder}")
-        if opts.kind == "KIND_GPU" and opts.image_engine is None:
-            print(f"TensorRT engine (optional): {trtexec_command(args.out, opts, load_manifest(args.model_dir, verify=False))}, "
-                  "then rerun with --image-engine image.plan")
-        print(f"serve it: tritonserver --model-repository={args.out}; then MODERATOR_ENCODER__BACKEND=triton "
-              f"MODERATOR_ENCODER__TRITON__IMAGE_MODEL={args.prefix}_image MODERATOR_ENCODER__TRITON__TEXT_MODEL={args.prefix}_text")
-        return 0
-    manifest = build_random_model(args.out, args.architecture, seed=args.seed, name=args.name)
-    print(f"wrote {args.out} ({manifest.name}, checksum {manifest.checksum()})")
-    return 0
-
-
-def _export(args: argparse.Namespace) -> int:
-    from moderator.models.quantize import add_variant
-
-    if args.hf is not None:
-        if args.pretrained or args.tokenizer:
-            raise SettingsError("--pretrained and --tokenizer are for --open-clip; a --hf directory holds both")
-        from moderator.models.export.hf import export_hf
-
-        report = export_hf(args.hf, args.out, name=args.name)
-    else:
-        from moderator.models.export.openclip import export_open_clip
-
-        report = export_open_clip(args.open_clip, args.out, pretrained=args.pretrained, tokenizer_dir=args.tokenizer, name=args.name)
-    print(report.summary())
-    for precision in dict.fromkeys(args.precision):
-        add_variant(args.out, precision)
-        print(f"added the {precision} variant")
-    print(f"check it: moderator models verify {args.out}; compare variants: moderator models info {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from moderator.processing import Processor
 def add_parser(sub) -> None:
     p = sub.add_parser("policy", help="lint, test, explain, evaluate and calibrate policy files")
     ps = p.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    p.set_defaults(handler=run)
 
     def model_arg(q):
         q.add_argument("--model", type=Path, help="model directory (default: MODERATOR_ENCODER__MODEL_DIR or models/default)")

@@ -16,6 +16,16 @@ from moderator.processing import Prepared
 from moderator.settings import Settings, load_settings
 
 
+def add_parser(sub) -> None:
+    p = sub.add_parser("scan", help="score local image files and folders, no broker")
+    p.add_argument("paths", nargs="+", type=Path)
+    p.add_argument("--config", type=Path, help="YAML settings file (model, policy, limits)")
+    p.add_argument("--model", type=Path, help="model directory (overrides settings)")
+    p.add_argument("--policy", type=Path, help="policy file (overrides settings)")
+    p.add_argument("--json", action="store_true", help="one JSON result per line instead of a table")
+    p.set_defaults(handler=scan)
+
+
 def iter_files(paths: list[Path]) -> Iterator[Path]:
     for p in paths:
         if p.is_dir():
@@ -46,7 +56,7 @@ def scan(args: argparse.Namespace) -> int:
     if not args.json:
         out.write(f"model {info.model_name} ({info.model_checksum}, {info.precision}), policy {processor.policy.name}@{processor.policy.version}\n")
         out.write(f"{'PATH':<48} {'DECISION':<8} {'TOP CATEGORY':<20} {'SCORE':>7}  DETAIL\n")
-    size = settings.batch.max_size
+    size = settings.batch.micro_batch_size
     with ThreadPoolExecutor(settings.media.decode_workers) as pool:
         for start in range(0, len(files), size):
             chunk = files[start : start + size]

@@ -1,8 +1,10 @@
 """Encoder backends behind one interface (:class:`~moderator.encoders.base.Encoder`).
 
 Backends: ``onnx`` (in-process onnxruntime), ``ray`` (a Ray Serve deployment), ``triton`` (a
-Triton Inference Server). ``create_encoder(settings)`` picks the backend named in settings; each backend imports its heavy
-dependencies itself, so installing one does not require the others.
+Triton Inference Server). One way to make any of them: ``build_encoder(settings)`` constructs the
+backend named in settings without a network call; ``encoder.connect()`` is the one step that
+makes them (the service retries it with backoff); ``create_encoder`` does both. Each backend
+imports its heavy dependencies itself, so installing one does not require the others.
 """
 
 from __future__ import annotations
@@ -12,11 +14,22 @@ from moderator.settings import EncoderSettings
 
 
 def create_encoder(settings: EncoderSettings) -> Encoder:
-    """Build the configured encoder (loads the model; no network calls).
+    """Build the configured encoder and connect it (for tools that need one now).
 
     Raises:
         ModelError: the model directory is unusable, or a remote backend serves another model.
         BackendError: a remote backend (Ray, Triton) is unreachable now; worth retrying.
+    """
+    encoder = build_encoder(settings)
+    encoder.connect()
+    return encoder
+
+
+def build_encoder(settings: EncoderSettings) -> Encoder:
+    """Construct the configured encoder: loads the model or reads the manifest, no network call.
+
+    Raises:
+        ModelError: the model directory is unusable, or the backend's extra is not installed.
     """
     if settings.backend == "onnx":
         from moderator.encoders.onnx import OnnxEncoder
@@ -33,4 +46,4 @@ def create_encoder(settings: EncoderSettings) -> Encoder:
     raise AssertionError(f"unhandled backend {settings.backend!r}")  # Settings' Literal makes this unreachable
 
 
-__all__ = ["Encoder", "EncoderInfo", "create_encoder"]
+__all__ = ["Encoder", "EncoderInfo", "build_encoder", "create_encoder"]

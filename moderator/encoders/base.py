@@ -29,6 +29,17 @@ class EncoderInfo:
 
 @runtime_checkable
 class Encoder(Protocol):
+    """Constructing an encoder makes no network call; :meth:`connect` is the one step that does
+    (join a cluster, find or deploy a deployment, check the served model)."""
+
+    def connect(self) -> None:
+        """Network handshakes; idempotent; a no-op for an in-process encoder.
+
+        Raises:
+            BackendError: the backend is unreachable now; worth retrying.
+            ModelError: the backend serves another model.
+        """
+
     def info(self) -> EncoderInfo:
         """Model identity and preprocessing contract."""
 

@@ -144,6 +144,9 @@ class OnnxEncoder:
             providers=self.providers,
         )
 
+    def connect(self) -> None:
+        """Nothing to connect to: the model runs in this process."""
+
     def ready(self) -> bool:
         return not self._closed.is_set()
 

@@ -36,7 +36,7 @@ def _ray():
     return ray, serve
 
 
-def connect(settings: EncoderSettings) -> None:
+def join_cluster(settings: EncoderSettings) -> None:
     """Join the configured Ray cluster (or start a local one) once per process."""
     ray, _ = _ray()
     if ray.is_initialized():
@@ -54,19 +54,32 @@ class RayEncoder:
     backend = "ray"
 
     def __init__(self, settings: EncoderSettings, *, handle: Any = None) -> None:
+        """No network call here (:meth:`connect` makes them); ``handle``: an existing deployment
+        handle (the pipeline on Ray passes its own)."""
         self.settings = settings
-        rs = settings.ray
-        self._timeout = rs.request_timeout_s
-        if handle is None:
-            connect(settings)
-            handle = self._find_or_deploy()
+        self._timeout = settings.ray.request_timeout_s
         self._handle = handle
         self._closed = threading.Event()
         self._ready_at = 0.0
         self._ready = False
+        self._info: EncoderInfo | None = None
+        self.max_batch_size = settings.ray.replica_batch_size
+        self._size = 0
+
+    def connect(self) -> None:
+        """Join the cluster, find (or deploy) the encoder deployment, and ask it what it serves.
+
+        Raises:
+            BackendError: Ray or the deployment cannot be reached now.
+        """
+        if self._info is not None:
+            return
+        if self._handle is None:
+            join_cluster(self.settings)
+            self._handle = self._find_or_deploy()
         info, self.max_batch_size = self._call(self._handle.describe.remote())
-        self._info = replace(info, backend=self.backend)
         self._size = info.preprocess.image_size
+        self._info = replace(info, backend=self.backend)
 
     def _find_or_deploy(self):
         _, serve = _ray()
@@ -79,7 +92,7 @@ class RayEncoder:
                     f"no Serve deployment {rs.deployment!r} in application {rs.app_name!r} "
                     f"(deploy it, or set MODERATOR_ENCODER__RAY__DEPLOY=true): {exc}"
                 ) from exc
-        from moderator.serving.ray_app import deploy_encoder
+        from moderator.encoders.ray_server import deploy_encoder
 
         log.info("deploying Serve application %s (%d replica(s))", rs.app_name, rs.num_replicas)
         deploy_encoder(self.settings)
@@ -92,11 +105,13 @@ class RayEncoder:
             raise BackendError(f"Ray Serve call failed: {type(exc).__name__}: {exc}") from exc
 
     def info(self) -> EncoderInfo:
+        if self._info is None:
+            raise BackendError("the Ray encoder is not connected yet (connect() first)")
         return self._info
 
     def ready(self) -> bool:
         """A cheap call through the handle, cached for two seconds (readiness is polled)."""
-        if self._closed.is_set():
+        if self._closed.is_set() or self._info is None:
             return False
         now = time.monotonic()
         if now - self._ready_at > READY_CACHE_S:

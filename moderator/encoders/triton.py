@@ -21,13 +21,12 @@ from moderator.encoders.base import EncoderInfo
 from moderator.errors import BackendError, ModelError
 from moderator.models.manifest import IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, load_manifest
 from moderator.models.tokenizer import TextTokenizer
+from moderator.models.triton_contract import CHECKSUM_PARAMETER, PIXELS_INPUT, PRECISION_PARAMETER
+from moderator.retry import Backoff, RetryStopped, retry
 from moderator.settings import EncoderSettings
 
 log = logging.getLogger(__name__)
 
-PIXELS_INPUT = "pixels"  # moderator.serving.triton_repo.PIXELS_INPUT (kept import-free of onnx)
-CHECKSUM_PARAMETER = "moderator_model_checksum"  # written by moderator.serving.triton_repo
-PRECISION_PARAMETER = "moderator_precision"
 READY_CACHE_S = 2.0
 
 
@@ -49,6 +48,7 @@ class TritonEncoder:
 
     def __init__(self, settings: EncoderSettings) -> None:
         ts = self.ts = settings.triton
+        self._backoff = Backoff.from_ms(settings.retry_initial_ms, settings.retry_max_ms)
         self._module = _client_module(ts.protocol)
         self.manifest = load_manifest(settings.model_dir, verify=False, graphs=False)
         self._tokenizer = TextTokenizer(
@@ -64,7 +64,18 @@ class TritonEncoder:
             self._client = self._module.InferenceServerClient(
                 ts.url, ssl=ts.ssl, connection_timeout=ts.timeout_s, network_timeout=ts.timeout_s
             )
-        self._check_server()
+        self._checked = False
+
+    def connect(self) -> None:
+        """Check, once, that the server serves the manifest's models (the only network step).
+
+        Raises:
+            BackendError: the server is unreachable now.
+            ModelError: it serves other models.
+        """
+        if not self._checked:
+            self._check_server()
+            self._checked = True
 
     # --- identity -----------------------------------------------------------------------------
 
@@ -85,7 +96,7 @@ class TritonEncoder:
             self.ts.image_model: ((PIXELS_INPUT, [self._size, self._size, 3]), (IMAGE_OUTPUT, [m.embed_dim])),
             self.ts.text_model: ((TEXT_INPUT, [m.context_length]), (TEXT_OUTPUT, [m.embed_dim])),
         }
-        self.max_batch_size = self.ts.max_batch_size
+        self.max_batch_size = self.ts.request_batch_size
         self.precision = "unknown"
         for name, ((in_name, in_dims), (out_name, out_dims)) in expected.items():
             config = self._guard(lambda n=name: self._model_config(n), f"reading the config of {name}")
@@ -103,7 +114,7 @@ class TritonEncoder:
                 log.warning("Triton model %s carries no %s parameter: cannot verify it is %s", name, CHECKSUM_PARAMETER, m.checksum())
             elif served != m.checksum():
                 raise ModelError(f"Triton model {name!r} is model checksum {served}, the model directory is {m.checksum()}")
-            self.max_batch_size = min(self.max_batch_size, int(config.get("max_batch_size") or self.ts.max_batch_size))
+            self.max_batch_size = min(self.max_batch_size, int(config.get("max_batch_size") or self.ts.request_batch_size))
             if name == self.ts.image_model:
                 self.precision = parameters.get(PRECISION_PARAMETER, {}).get("string_value", "unknown")
 
@@ -168,17 +179,20 @@ class TritonEncoder:
         return result.as_numpy(output)
 
     def _guard(self, call, what: str):
-        """Run a client call under the lock, retrying ``ts.retries`` times with a short backoff."""
+        """Run a client call under the lock, retrying ``ts.retries`` times with backoff
+        (``encoder.retry_*``); the worker's own retry takes over after that.
+
+        Raises:
+            BackendError: every attempt failed.
+        """
         if self._closed.is_set():
             raise BackendError("encoder is closed")
-        delay = 0.1
-        for attempt in range(self.ts.retries + 1):
-            try:
-                with self._lock:
-                    return call()
-            except Exception as exc:  # InferenceServerException, plus grpc/gevent transport errors
-                last = exc
-            if attempt < self.ts.retries:
-                time.sleep(delay)
-                delay *= 2
-        raise BackendError(f"Triton {what} at {self.ts.url} failed after {self.ts.retries + 1} attempt(s): {last}") from last
+
+        def locked():
+            with self._lock:
+                return call()
+
+        try:  # InferenceServerException, plus grpc/gevent transport errors: Exception
+            return retry(locked, on=Exception, backoff=self._backoff, attempts=self.ts.retries + 1)
+        except RetryStopped as exc:
+            raise BackendError(f"Triton {what} at {self.ts.url} failed after {exc.attempts} attempt(s): {exc.last}") from exc.last

@@ -111,7 +111,7 @@ def build_engines(model_dir: str | Path, profile: Profile = Profile(), *, for_tr
     if for_triton:
         import onnx
 
-        from moderator.serving.triton_repo import uint8_image_graph
+        from moderator.models.triton_contract import uint8_image_graph
 
         with tempfile.TemporaryDirectory() as tmp:
             graph = Path(tmp) / "image_uint8.onnx"

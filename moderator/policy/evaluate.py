@@ -9,15 +9,25 @@ import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
+from moderator.encoders.base import Encoder
 from moderator.errors import PolicyError
 from moderator.policy.compile import CompiledPolicy
 from moderator.policy.score import category_scores
-from moderator.processing import Processor
 
 log = logging.getLogger(__name__)
+
+
+class ImageScorer(Protocol):
+    """What evaluation needs from the pipeline (its ``Processor``): decode and preprocess one
+    image (``prepare`` returns an object with ``pixels`` and ``error``), and the encoder."""
+
+    encoder: Encoder
+
+    def prepare(self, data: bytes) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -48,7 +58,7 @@ def load_labels(csv_path: Path, categories: tuple[str, ...]) -> tuple[list[Path]
     return paths, np.asarray(truth, bool)
 
 
-def score_labelled(csv_path: Path, processor: Processor, policy: CompiledPolicy, batch: int = 32) -> Labelled:
+def score_labelled(csv_path: Path, processor: ImageScorer, policy: CompiledPolicy, batch: int = 32) -> Labelled:
     paths, truth = load_labels(csv_path, policy.categories)
     keep, pixels, skipped = [], [], []
     for i, p in enumerate(paths):

@@ -6,9 +6,10 @@ The reload thread cannot die: any exception in a reload is a failed reload (old 
 supervised, so a later good edit is still picked up. While the file on disk differs from the
 policy being served, ``moderator_policy_stale`` is 1.
 
-The swap is one attribute assignment on the :class:`~moderator.processing.Processor`; each batch
-reads the policy once (``Processor.score_batch``), so no batch is scored by a half-loaded policy
-and every verdict names the version that scored it.
+The policy package stays below the pipeline: the reloader swaps through a :class:`PolicyTarget`
+(the pipeline's ``Processor.set_policy``, one reference assignment; each batch reads the policy
+once, so no batch is scored by a half-loaded policy and every verdict names the version that
+scored it) and reports through a :class:`ReloadReporter` (the telemetry side's ``Metrics``).
 """
 
 from __future__ import annotations
@@ -18,28 +19,50 @@ import logging
 import threading
 from pathlib import Path
 
+from typing import Protocol
+
+from moderator.encoders.base import Encoder
 from moderator.errors import BackendError, PolicyError
-from moderator.policy.compile import compile_policy
 from moderator.policy.cache import EmbeddingCache
+from moderator.policy.compile import CompiledPolicy, compile_policy
 from moderator.policy.loader import load_policy
-from moderator.processing import Processor
-from moderator.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+ROLES = ("primary", "shadow")
+
+
+class PolicyTarget(Protocol):
+    """Where compiled policies are served from (the pipeline's ``Processor``)."""
+
+    encoder: Encoder
+
+    def policy_for(self, role: str) -> CompiledPolicy | None: ...
+
+    def set_policy(self, role: str, policy: CompiledPolicy) -> None: ...
+
+
+class ReloadReporter(Protocol):
+    """Who is told how reloads went (the telemetry side's ``Metrics``)."""
+
+    def policy_reloaded(self, role: str, policy: CompiledPolicy) -> None: ...
+
+    def policy_reload_failed(self, role: str) -> None: ...
+
 
 class PolicyReloader:
-    """Reloads one policy file into the processor's ``policy`` (role "primary") or ``shadow`` slot."""
+    """Reloads one policy file into the target's ``primary`` or ``shadow`` role."""
 
-    def __init__(self, path: Path, processor: Processor, metrics: Metrics, interval_s: float,
+    def __init__(self, path: Path, target: PolicyTarget, reporter: ReloadReporter, interval_s: float,
                  role: str = "primary", cache: EmbeddingCache | None = None) -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         self.path = path
-        self.processor = processor
-        self.metrics = metrics
+        self.target = target
+        self.reporter = reporter
         self.interval_s = interval_s
         self.role = role
         self.cache = cache
-        self._slot = "policy" if role == "primary" else "shadow"
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._seen = self._fingerprint()
@@ -83,24 +106,19 @@ class PolicyReloader:
 
     def reload(self) -> bool:
         """Compile and swap; returns False (old policy kept) on any error, whatever it is."""
-        old = getattr(self.processor, self._slot)
+        old = self.target.policy_for(self.role)
         was = f"{old.name}@{old.version}" if old is not None else "none"
         try:
-            compiled = compile_policy(load_policy(self.path), self.processor.encoder, self.cache)
+            compiled = compile_policy(load_policy(self.path), self.target.encoder, self.cache)
         except Exception as exc:
-            self.metrics.policy_reloads.labels(self.role, "failed").inc()
-            self.metrics.policy_stale.labels(self.role).set(1)
+            self.reporter.policy_reload_failed(self.role)
             if isinstance(exc, (PolicyError, BackendError)):
                 log.error("%s policy reload failed; still serving %s: %s", self.role, was, exc)
             else:
                 log.exception("%s policy reload failed unexpectedly; still serving %s: %s: %s",
                               self.role, was, type(exc).__name__, exc)
             return False
-        if self.role == "primary":
-            self.metrics.add_categories(compiled.categories)
-            self.metrics.policy_info.info({"name": compiled.name, "version": compiled.version, "label": compiled.label})
-        setattr(self.processor, self._slot, compiled)
-        self.metrics.policy_reloads.labels(self.role, "ok").inc()
-        self.metrics.policy_stale.labels(self.role).set(0)
+        self.target.set_policy(self.role, compiled)
+        self.reporter.policy_reloaded(self.role, compiled)
         log.info("%s policy reloaded: %s -> %s@%s", self.role, was, compiled.name, compiled.version)
         return True

@@ -24,15 +24,17 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from moderator.errors import ModelError
-from moderator.models.manifest import IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, Manifest, load_manifest
+from moderator.models.manifest import IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, Manifest, load_manifest
+from moderator.models.triton_contract import (  # noqa: F401  (re-exported: the repository's contract)
+    CHECKSUM_PARAMETER,
+    NAME_PARAMETER,
+    PIXELS_INPUT,
+    PRECISION_PARAMETER,
+    require_onnx,
+    uint8_image_graph,
+)
 
-PIXELS_INPUT = "pixels"
-CHECKSUM_PARAMETER = "moderator_model_checksum"
-NAME_PARAMETER = "moderator_model_name"
-PRECISION_PARAMETER = "moderator_precision"
 _PROTOBUF_LIMIT = 1_800_000_000  # bytes: larger graphs keep their weights as external data
 
 
@@ -47,47 +49,6 @@ class RepoOptions:
     tensorrt: bool = False  # onnxruntime's TensorRT accelerator (fp16) on GPU instances
     image_engine: Path | None = None  # a TensorRT engine of the repository's image graph: tensorrt_plan
     text_engine: Path | None = None
-
-
-def _onnx():
-    try:
-        import onnx
-    except ImportError as exc:
-        raise ModelError("writing a Triton repository needs the 'onnx' package: pip install 'moderator[export]'") from exc
-    return onnx
-
-
-def uint8_image_graph(manifest: Manifest, image_graph: Path):
-    """The image encoder with uint8 NHWC input and the manifest's normalisation in the graph."""
-    onnx = _onnx()
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load(str(image_graph))
-    graph = model.graph
-    old = next((i for i in graph.input if i.name == IMAGE_INPUT), None)
-    if old is None:
-        raise ModelError(f"{image_graph}: no input named {IMAGE_INPUT!r}")
-    pre = manifest.preprocess
-    size = pre.image_size
-    std = np.asarray(pre.std, np.float32)
-    scale = (1.0 / (255.0 * std)).astype(np.float32)  # the same constants as media.preprocess.normalize
-    offset = (-np.asarray(pre.mean, np.float32) / std).astype(np.float32)
-    graph.input.remove(old)
-    graph.input.insert(0, helper.make_tensor_value_info(PIXELS_INPUT, TensorProto.UINT8, ["batch", size, size, 3]))
-    graph.initializer.extend([
-        numpy_helper.from_array(scale, "moderator_pixel_scale"),
-        numpy_helper.from_array(offset, "moderator_pixel_offset"),
-    ])
-    nodes = [
-        helper.make_node("Cast", [PIXELS_INPUT], ["moderator_pixels_f"], to=TensorProto.FLOAT),
-        helper.make_node("Mul", ["moderator_pixels_f", "moderator_pixel_scale"], ["moderator_pixels_scaled"]),
-        helper.make_node("Add", ["moderator_pixels_scaled", "moderator_pixel_offset"], ["moderator_pixels_nhwc"]),
-        helper.make_node("Transpose", ["moderator_pixels_nhwc"], [IMAGE_INPUT], perm=[0, 3, 1, 2]),
-    ]
-    for node in reversed(nodes):
-        graph.node.insert(0, node)
-    onnx.checker.check_model(model)
-    return model
 
 
 def _config(name: str, inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]],
@@ -125,7 +86,7 @@ def write_repository(model_dir: str | Path, out: str | Path, opts: RepoOptions =
     Raises:
         ModelError: the model directory is invalid, lacks the precision, or onnx is missing.
     """
-    onnx = _onnx()
+    onnx = require_onnx()
     model_dir, out = Path(model_dir), Path(out)
     manifest = load_manifest(model_dir)
     if opts.precision not in manifest.variants:

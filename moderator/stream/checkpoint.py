@@ -15,11 +15,15 @@ Commit procedure (:meth:`Checkpoint.commit`):
 
 Each partition assignment gets a fresh :class:`PartitionOffsets`; acknowledgements carry the
 object they were tracked in, so a late acknowledgement for a revoked assignment is ignored.
+
+:class:`Committer` decides when: every ``commit_interval_ms``, at shutdown, and for revoked
+partitions on a rebalance. The worker only supplies the client calls.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -151,3 +155,50 @@ class Checkpoint:
             commit_fn(due)
             self.committed(due)
         return due
+
+
+class Committer:
+    """When and what to commit, decided in one place: the done offsets of every partition every
+    ``interval_s`` (and at shutdown, forced), and those of revoked partitions on a rebalance.
+
+    ``commit_sync(offsets)`` commits and raises on failure; ``commit_async(offsets, done)``
+    queues a commit and calls ``done(error_or_None)`` (kafka-python 3 runs rebalance callbacks on
+    its I/O thread, where blocking calls are refused; the request goes out ahead of the rejoin,
+    so the broker applies it under the old generation).
+    """
+
+    def __init__(self, checkpoint: Checkpoint, interval_s: float,
+                 commit_sync: Callable[[dict[tuple[str, int], int]], Any],
+                 commit_async: Callable[[dict[tuple[str, int], int], Callable[[BaseException | None], None]], Any]) -> None:
+        self.checkpoint = checkpoint
+        self.interval_s = interval_s
+        self._commit_sync = commit_sync
+        self._commit_async = commit_async
+        self._last: float | None = None
+
+    def maybe_commit(self, force: bool = False) -> dict[tuple[str, int], int] | None:
+        """Commit what is done when the interval has passed (or ``force``): the offsets committed,
+        None when it was not time yet.
+
+        Raises:
+            Exception: whatever ``commit_sync`` raises; the offsets stay due for the next attempt.
+        """
+        now = time.monotonic()
+        if not force and self._last is not None and now - self._last < self.interval_s:
+            return None
+        self._last = now
+        return self.checkpoint.commit(self._commit_sync)
+
+    def revoke(self, partitions: list[tuple[str, int]], wait_s: float, done: Callable[[BaseException | None], None]) -> int:
+        """Wait up to ``wait_s`` for the revoked partitions' in-flight outputs, commit what is done
+        (asynchronously), then forget them. Returns how many messages were still in flight."""
+        left = 0 if self.checkpoint.wait_drained(partitions, wait_s) else self.checkpoint.in_flight(partitions)
+        due = self.checkpoint.due(partitions)
+        if due:
+            self._commit_async(due, done)
+        self.checkpoint.revoke(partitions)
+        return left
+
+    def lose(self, partitions: list[tuple[str, int]]) -> None:
+        """Forget partitions taken away without a revoke (a commit would be refused)."""
+        self.checkpoint.revoke(partitions)

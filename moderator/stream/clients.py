@@ -43,6 +43,13 @@ def producer_config(s: KafkaSettings) -> dict[str, Any]:
     }
 
 
+def kafka_offsets(offsets: dict[tuple[str, int], int]) -> dict:
+    """``{(topic, partition): next offset}`` as kafka-python's commit argument."""
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    return {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+
+
 def make_consumer(s: KafkaSettings, max_poll_records: int):
     from kafka import KafkaConsumer
 

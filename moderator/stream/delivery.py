@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from moderator.retry import Backoff
 from moderator.stream.checkpoint import Checkpoint, PartitionOffsets
 from moderator.stream.clients import producer_failed
 from moderator.telemetry.metrics import Metrics
@@ -51,14 +52,13 @@ class Outgoing:
 
 
 class Delivery:
-    def __init__(self, producer, checkpoint: Checkpoint, metrics: Metrics, backoff_ms: int = 500, backoff_max_ms: int = 10_000,
+    def __init__(self, producer, checkpoint: Checkpoint, metrics: Metrics, backoff: Backoff = Backoff(0.5, 10.0),
                  renew: Callable[[], object] | None = None) -> None:
         self._producer = producer
         self._renew = renew
         self._checkpoint = checkpoint
         self._metrics = metrics
-        self._backoff = backoff_ms / 1e3
-        self._backoff_max = backoff_max_ms / 1e3
+        self._backoff = backoff
         self._retries: list[tuple[float, int, Outgoing]] = []
         self._seq = itertools.count()
         self._cv = threading.Condition()
@@ -97,7 +97,7 @@ class Delivery:
                 )
                 self._schedule(msg.fallback(exc), 0.0)
                 return
-        delay = min(self._backoff * 2 ** (msg.attempts - 1), self._backoff_max)
+        delay = self._backoff.delay(msg.attempts - 1)
         log.warning(
             "delivery to %s for %s[%d] offset=%d failed (%s: %s); sending again in %.1fs",
             msg.topic, msg.token.topic, msg.token.partition, msg.offset, type(exc).__name__, exc, delay,

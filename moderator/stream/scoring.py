@@ -23,6 +23,7 @@ from collections.abc import Callable
 from moderator.boundary import unexpected
 from moderator.errors import BackendError
 from moderator.processing import BatchResult, Prepared, Processor
+from moderator.retry import Backoff, RetryStopped, retry
 from moderator.settings import Settings
 from moderator.stream.batching import Item
 from moderator.stream.outputs import Outputs
@@ -134,16 +135,16 @@ class ScoringLoop:
             Exception: anything but a BackendError, for :meth:`_score` to isolate.
         """
         es = self.settings.encoder
-        delay = es.retry_initial_ms / 1e3
-        while True:
-            try:
-                result = self.processor.score_batch(pixels)
-                self.health.set("backend", True)
-                return result
-            except BackendError as exc:
-                self.metrics.backend_errors.labels(self._backend).inc()
-                self.health.set("backend", False)
-                log.warning("encoder failed (%s); retrying batch of %d in %.1fs", exc, len(pixels), delay)
-                if self._abandon.wait(delay):
-                    return None
-                delay = min(delay * 2, es.retry_max_ms / 1e3)
+
+        def failed(exc: BaseException, _attempt: int, delay: float) -> None:
+            self.metrics.backend_errors.labels(self._backend).inc()
+            self.health.set("backend", False)
+            log.warning("encoder failed (%s); retrying batch of %d in %.1fs", exc, len(pixels), delay)
+
+        try:
+            result = retry(lambda: self.processor.score_batch(pixels), on=BackendError,
+                           backoff=Backoff.from_ms(es.retry_initial_ms, es.retry_max_ms), stop=self._abandon, on_failure=failed)
+        except RetryStopped:
+            return None
+        self.health.set("backend", True)
+        return result

@@ -15,9 +15,17 @@ that batch. The skipped range runs from the consumer's position to the batch's l
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from moderator.stream.checkpoint import Checkpoint
+    from moderator.stream.outputs import Outputs
+    from moderator.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 # Frames of kafka-python's record parsing; an exception that passed through none of them is
 # not about a record (a broker or network error) and is never a reason to skip anything.
@@ -68,6 +76,29 @@ def locate(exc: BaseException, position: Any) -> UnreadableRange | None:
     if isinstance(batch_last, int) and batch_last >= first:
         last = batch_last
     return UnreadableRange(tp.topic, tp.partition, first, last, _describe(exc))
+
+
+def skip_unreadable(exc: BaseException, consumer, checkpoint: Checkpoint, outputs: Outputs, metrics: Metrics) -> bool:
+    """Dead-letter and seek past the records ``exc`` is about; False if it is not a record error.
+
+    The skipped range is tracked like any offset (by its last offset), so it is committed only
+    once its dead letter is acknowledged.
+    """
+    from kafka.structs import TopicPartition
+
+    skipped = locate(exc, consumer.position)
+    if skipped is None:
+        return False
+    metrics.unreadable_records.inc(skipped.count)
+    token = checkpoint.track(skipped.topic, skipped.partition, skipped.last)
+    if token is None:
+        return True  # revoked meanwhile: the partition's new owner meets the record and skips it
+    outputs.unreadable(token, skipped)
+    try:
+        consumer.seek(TopicPartition(skipped.topic, skipped.partition), skipped.last + 1)
+    except Exception as seek_error:  # revoked between track and seek: the dead letter stands, the new owner skips too
+        log.warning("could not seek %s[%d] past unreadable offsets: %s", skipped.topic, skipped.partition, seek_error)
+    return True
 
 
 def _frames(exc: BaseException) -> list[FrameType]:

@@ -25,15 +25,17 @@ from concurrent.futures import ThreadPoolExecutor
 from moderator.boundary import contain
 from moderator.errors import MessageError
 from moderator.processing import Prepared, Processor
+from moderator.retry import Backoff, RetryStopped, retry
 from moderator.settings import Settings
 from moderator.stream.batching import Batcher, Item
-from moderator.stream.checkpoint import Checkpoint
-from moderator.stream.clients import make_consumer, make_producer, topic_message_limits
+from moderator.stream.checkpoint import Checkpoint, Committer
+from moderator.stream.clients import kafka_offsets, make_consumer, make_producer, topic_message_limits
 from moderator.stream.delivery import Delivery
+from moderator.stream.lag import LagMeter
 from moderator.stream.outputs import Outputs
 from moderator.stream.rebalance import make_listener
 from moderator.stream.scoring import ScoringLoop
-from moderator.stream.unreadable import locate
+from moderator.stream.unreadable import skip_unreadable
 from moderator.telemetry.health import Health
 from moderator.telemetry.metrics import Metrics
 from moderator.wire.input import ImageRequest, MessageLimits, Source, parse_message
@@ -54,15 +56,15 @@ class Worker:
         self._abandon = threading.Event()
         self._fatal: BaseException | None = None
         self._checkpoint = Checkpoint()
-        self._batcher = Batcher(settings.batch.max_size, settings.batch.max_wait_ms / 1e3)
+        self._batcher = Batcher(settings.batch.micro_batch_size, settings.batch.max_wait_ms / 1e3)
         self._pool = ThreadPoolExecutor(settings.media.decode_workers, thread_name_prefix="decode")
         self._paused = False
         self._consumer = None
         self._delivery: Delivery | None = None
         self._scoring = ScoringLoop(settings, processor, metrics, health, self._abandon, self.fail)
-        self._last_commit = 0.0
+        self._committer = Committer(self._checkpoint, settings.kafka.commit_interval_ms / 1e3, self._commit_sync, self._commit_async)
+        self._lag = LagMeter(settings.kafka.lag_interval_ms / 1e3, metrics)
         self._broker_errors = {"poll": False, "commit": False}
-        self._last_lag = 0.0
         self.health.set("broker", False)
         self.health.set("backend", processor.encoder.ready())
 
@@ -85,17 +87,18 @@ class Worker:
     def run(self) -> int:
         """Run until :meth:`stop`; returns the process exit code (0 after a clean drain)."""
         ks = self.settings.kafka
-        self._consumer = self._connect(lambda: make_consumer(ks, self.settings.batch.max_size))
+        self._consumer = self._connect(lambda: make_consumer(ks, self.settings.batch.micro_batch_size))
         if self._consumer is None:
             return 0
         producer = self._connect(lambda: make_producer(ks))
         if producer is None:
             self._consumer.close(autocommit=False)
             return 0
-        self._delivery = Delivery(producer, self._checkpoint, self.metrics, renew=lambda: make_producer(ks))
+        self._delivery = Delivery(producer, self._checkpoint, self.metrics, kafka_backoff(self.settings), renew=lambda: make_producer(ks))
         sizes = topic_message_limits(ks, [ks.verdict_topic, ks.dead_letter_topic])
         self._outputs = Outputs(ks, self._delivery, self.metrics, self._info, self.limits, sizes)
-        self._consumer.subscribe(list(ks.input_topics), listener=make_listener(self))
+        self._consumer.subscribe(list(ks.input_topics), listener=make_listener(
+            self.on_revoked, lambda tps: self.on_revoked(tps, lost=True), self.on_assigned, self.fail))
         # "broker" stays false until a poll has found the group coordinator (see _broker_ok):
         # setting it here made /readyz flap true, false, true while the first poll looked it up.
         self._scoring.start(self._outputs)
@@ -114,28 +117,24 @@ class Worker:
         """Create a client, retrying while the broker is unreachable (the service waits, not exits)."""
         from kafka.errors import KafkaError
 
-        delay = 0.5
-        while not self._stop.is_set():
-            try:
-                return factory()
-            except KafkaError as exc:
-                log.warning("cannot reach Kafka at %s (%s); retrying in %.1fs", self.settings.kafka.bootstrap_servers, exc, delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
-        return None
+        def failed(exc: BaseException, _attempt: int, delay: float) -> None:
+            log.warning("cannot reach Kafka at %s (%s); retrying in %.1fs", self.settings.kafka.bootstrap_servers, exc, delay)
+
+        try:
+            return retry(factory, on=KafkaError, backoff=kafka_backoff(self.settings), stop=self._stop, on_failure=failed)
+        except RetryStopped:
+            return None
 
     # --- main loop --------------------------------------------------------------------------
 
     def _poll_once(self) -> None:
-        from kafka.errors import KafkaError
-
         due = self._batcher.due_in()
         timeout_ms = 100 if due is None else int(min(100.0, due * 1e3))
         try:
-            records = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.settings.batch.max_size)
+            records = self._consumer.poll(timeout_ms=timeout_ms, max_records=self.settings.batch.micro_batch_size)
         except Exception as exc:  # a record the client cannot parse, or the broker
             records = {}
-            if not self._skip_unreadable(exc):
+            if not skip_unreadable(exc, self._consumer, self._checkpoint, self._outputs, self.metrics):
                 self.metrics.poll_errors.inc()
                 self._broker_errors["poll"] = True
                 log.warning("poll failed (%s: %s); retrying", type(exc).__name__, exc)
@@ -150,31 +149,8 @@ class Worker:
             self._scoring.put(self._batcher.take())
         self._maybe_commit()
         self._flow_control()
-        self._measure_lag()
+        self._lag.maybe_measure(self._consumer, self._checkpoint)
         self.health.set("broker", self._broker_ok())
-
-    def _measure_lag(self) -> None:
-        """End offset minus committed offset per assigned partition, every ``lag_interval_ms``."""
-        interval = self.settings.kafka.lag_interval_ms / 1e3
-        now = time.monotonic()
-        if not interval or now - self._last_lag < interval:
-            return
-        self._last_lag = now
-        from kafka.errors import KafkaError
-
-        assignment = list(self._consumer.assignment())
-        if not assignment:
-            return
-        try:
-            ends = self._consumer.end_offsets(assignment, timeout_ms=5_000)
-            ours = self._checkpoint.committed_offsets()
-            for tp, end in ends.items():
-                base = ours.get((tp.topic, tp.partition))
-                if base is None:  # nothing committed by this worker yet: the group's last commit
-                    base = self._consumer.committed(tp, timeout_ms=5_000) or 0
-                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, end - base))
-        except KafkaError as exc:
-            log.debug("lag measurement failed: %s", exc)
 
     def _broker_ok(self) -> bool:
         """Ready as far as Kafka goes: the last poll and commit succeeded and the group
@@ -210,49 +186,27 @@ class Worker:
             return request, Prepared(None, prepared, (time.perf_counter() - start) * 1e3)
         return request, prepared
 
-    def _skip_unreadable(self, exc: BaseException) -> bool:
-        """Dead-letter and seek past records the client cannot parse; False if ``exc`` is not that."""
-        from kafka.structs import TopicPartition
-
-        skipped = locate(exc, self._consumer.position)
-        if skipped is None:
-            return False
-        self.metrics.unreadable_records.inc(skipped.count)
-        token = self._checkpoint.track(skipped.topic, skipped.partition, skipped.last)
-        if token is None:
-            return True  # revoked meanwhile: the partition's new owner meets the record and skips it
-        self._outputs.unreadable(token, skipped)
-        try:
-            self._consumer.seek(TopicPartition(skipped.topic, skipped.partition), skipped.last + 1)
-        except Exception as exc:  # revoked between track and seek: the dead letter stands, the new owner skips too
-            log.warning("could not seek %s[%d] past unreadable offsets: %s", skipped.topic, skipped.partition, exc)
-        return True
-
-    def _maybe_commit(self, force: bool = False, partitions=None) -> None:
-        now = time.monotonic()
-        if not force and now - self._last_commit < self.settings.kafka.commit_interval_ms / 1e3:
-            return
-        self._last_commit = now
+    def _maybe_commit(self, force: bool = False) -> None:
         from kafka.errors import KafkaError
 
         try:
-            done = self._checkpoint.commit(self._commit_offsets, partitions)
+            done = self._committer.maybe_commit(force)
         except KafkaError as exc:
             self.metrics.commits.labels("failed").inc()
             self._broker_errors["commit"] = True
             log.warning("offset commit failed (%s: %s); will retry", type(exc).__name__, exc)
             return
-        self._broker_errors["commit"] = False
+        if done is not None:
+            self._broker_errors["commit"] = False
         if done:
             self.metrics.commits.labels("ok").inc()
 
-    def _commit_offsets(self, offsets: dict[tuple[str, int], int]) -> None:
-        from kafka.structs import OffsetAndMetadata, TopicPartition
+    def _commit_sync(self, offsets: dict[tuple[str, int], int]) -> None:
+        self._consumer.commit(kafka_offsets(offsets), timeout_ms=self.settings.kafka.request_timeout_ms)
 
-        self._consumer.commit(
-            {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()},
-            timeout_ms=self.settings.kafka.request_timeout_ms,
-        )
+    def _commit_async(self, offsets: dict[tuple[str, int], int], done) -> None:
+        self._consumer.commit_async(kafka_offsets(offsets), callback=lambda _o, response: done(
+            response if isinstance(response, Exception) else None))
 
     def _flow_control(self) -> None:
         in_flight = self._checkpoint.in_flight()
@@ -268,44 +222,32 @@ class Worker:
             self._paused = False
         self.metrics.paused_partitions.set(len(self._consumer.paused()))
 
-    # --- rebalance ----------------------------------------------------------------------------
-    # kafka-python 3 calls these on its I/O thread, where blocking consumer calls are refused:
-    # waiting here is fine (acknowledgements come from the producer's own thread), committing
-    # must be asynchronous (the request is queued ahead of the rejoin on the coordinator's
-    # connection, so the broker applies it under the old generation).
+    # --- rebalance (kafka-python's I/O thread; see stream/rebalance.py and Committer.revoke) ------
 
-    def on_revoked(self, revoked, lost: bool = False) -> None:
-        tps = [(tp.topic, tp.partition) for tp in revoked]
-        if not lost:
-            if not self._checkpoint.wait_drained(tps, self.settings.kafka.revoke_timeout_ms / 1e3):
-                log.warning("partitions revoked with %d messages in flight; they will be redelivered", self._checkpoint.in_flight(tps))
-            due = self._checkpoint.due(tps)
-            if due:
-                from kafka.structs import OffsetAndMetadata, TopicPartition
-
-                offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in due.items()}
-                self._consumer.commit_async(offsets, callback=self._revoke_commit_done)
-        self._checkpoint.revoke(tps)
-        for t, p in tps:
-            try:
-                self.metrics.consumer_lag.remove(t, str(p))
-            except KeyError:
-                pass  # never measured
+    def on_revoked(self, tps: list[tuple[str, int]], lost: bool = False) -> None:
+        if lost:
+            self._committer.lose(tps)
+        else:
+            left = self._committer.revoke(tps, self.settings.kafka.revoke_timeout_ms / 1e3, self._revoke_commit_done)
+            if left:
+                log.warning("partitions revoked with %d messages in flight; they will be redelivered", left)
+        self._lag.forget(tps)
         log.info("partitions %s: %s", "lost" if lost else "revoked", ", ".join(f"{t}[{p}]" for t, p in tps) or "none")
 
-    def _revoke_commit_done(self, offsets, response) -> None:
-        if isinstance(response, Exception):
+    def _revoke_commit_done(self, error: BaseException | None) -> None:
+        if error is not None:
             self.metrics.commits.labels("failed").inc()
-            log.warning("commit of revoked partitions failed (%s); their messages will be redelivered", response)
+            log.warning("commit of revoked partitions failed (%s); their messages will be redelivered", error)
         else:
             self.metrics.commits.labels("ok").inc()
 
-    def on_assigned(self, assigned) -> None:
-        tps = [(tp.topic, tp.partition) for tp in assigned]
+    def on_assigned(self, tps: list[tuple[str, int]]) -> None:
+        from kafka.structs import TopicPartition
+
         self._checkpoint.assign(tps)
         self.metrics.assigned_partitions.set(len(tps))
-        if self._paused and assigned:
-            self._consumer.pause(*assigned)
+        if self._paused and tps:
+            self._consumer.pause(*[TopicPartition(t, p) for t, p in tps])
         log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in tps) or "none")
 
     # --- shutdown -----------------------------------------------------------------------------
@@ -338,3 +280,8 @@ class Worker:
             log.warning("consumer close failed: %s", exc)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.health.set("broker", False)
+
+
+def kafka_backoff(settings: Settings) -> Backoff:
+    """Backoff for reconnecting to the broker and re-sending outputs (``kafka.retry_*``)."""
+    return Backoff.from_ms(settings.kafka.retry_initial_ms, settings.kafka.retry_max_ms)

@@ -77,6 +77,19 @@ class Metrics:
             "moderator_policy_stale", "1 while the policy file on disk differs from the policy being served "
             "(its last reload failed; the old policy keeps serving), by policy role.", ["role"], registry=r)
 
+    def policy_reloaded(self, role: str, policy) -> None:
+        """A reload of the ``role`` policy succeeded (``ReloadReporter`` for policy.reload)."""
+        if role == "primary":
+            self.add_categories(policy.categories)
+            self.policy_info.info({"name": policy.name, "version": policy.version, "label": policy.label})
+        self.policy_reloads.labels(role, "ok").inc()
+        self.policy_stale.labels(role).set(0)
+
+    def policy_reload_failed(self, role: str) -> None:
+        """A reload of the ``role`` policy failed; the old one keeps serving."""
+        self.policy_reloads.labels(role, "failed").inc()
+        self.policy_stale.labels(role).set(1)
+
     def add_categories(self, categories: Iterable[str]) -> None:
         for c in categories:
             for a in ACTIONS[1:]:

@@ -60,7 +60,7 @@ def service(broker, tmp_path):
                       "session_timeout_ms": 10_000, "heartbeat_interval_ms": 1_000},
             "encoder": {"model_dir": TINY_MODEL},
             "policy": {"path": TINY_POLICY},
-            "batch": {"max_size": 8, "max_wait_ms": 20},
+            "batch": {"micro_batch_size": 8, "max_wait_ms": 20},
         }
         for section, values in overrides.items():
             settings[section] = {**settings.get(section, {}), **values} if isinstance(values, dict) else values
@@ -209,7 +209,7 @@ def delete_serve_app(local_ray, name: str) -> None:
     serve.delete(name)
 
 
-RAY_TEST_APP = {"app_name": "moderator-tests", "max_batch_size": 16, "num_cpus": 0.5}
+RAY_TEST_APP = {"app_name": "moderator-tests", "replica_batch_size": 16, "num_cpus": 0.5}
 
 
 @pytest.fixture(params=["onnx", "ray", "triton", "triton-http"])

@@ -130,7 +130,7 @@ def test_triton_killed_mid_stream_then_restarted_loses_nothing(broker, topics, s
         out = collector(t)
         svc = service(t, encoder={"backend": "triton", "model_dir": str(TINY_MODEL), "retry_max_ms": 1000,
                                   "triton": {"url": server.grpc_url, "timeout_s": 2, "retries": 1}},
-                      batch={"max_size": 8, "max_wait_ms": 20, "max_in_flight": 32})
+                      batch={"micro_batch_size": 8, "max_wait_ms": 20, "max_in_flight": 32})
         first = list(small_jpegs(f"{t.input}-a", 60))
         produce(broker.bootstrap, t.input, first)
         wait_until(lambda: len(out.snapshot()) >= 10, 60, "the first verdicts")
@@ -191,7 +191,7 @@ def test_ray_replica_killed_mid_stream_loses_nothing(broker, topics, service, co
     out = collector(t)
     svc = service(t, encoder={"backend": "ray", "model_dir": str(TINY_MODEL), "retry_max_ms": 1000,
                               "ray": {**app, "request_timeout_s": 5}},
-                  batch={"max_size": 8, "max_wait_ms": 20, "max_in_flight": 32})
+                  batch={"micro_batch_size": 8, "max_wait_ms": 20, "max_in_flight": 32})
     ray_connect(local_ray)
     (replica,) = wait_until(lambda: _replicas(app["app_name"]), 60, "the encoder replica")
     first = list(small_jpegs(f"{t.input}-a", 60))
@@ -239,7 +239,7 @@ def test_whole_pipeline_runs_as_ray_serve_deployments(broker, topics, collector,
             "kafka": {"bootstrap_servers": broker.bootstrap, "input_topics": [t.input], "verdict_topic": t.verdicts,
                       "dead_letter_topic": t.dead_letters, "group_id": t.group, "commit_interval_ms": 200,
                       "session_timeout_ms": 10_000, "heartbeat_interval_ms": 1_000},
-            "encoder": {"model_dir": str(TINY_MODEL), "ray": {"app_name": "moderator-pipeline", "max_batch_size": 16, "num_cpus": 0.5}},
+            "encoder": {"model_dir": str(TINY_MODEL), "ray": {"app_name": "moderator-pipeline", "replica_batch_size": 16, "num_cpus": 0.5}},
             "policy": {"path": str(TINY_POLICY), "cache_dir": str(tmp_path / "cache")},
             "telemetry": {"port": free_port(), "host": "127.0.0.1"},
         },

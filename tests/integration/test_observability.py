@@ -87,7 +87,7 @@ def assert_all_return_data(prom: Prometheus, queries: list[tuple[str, str]]) -> 
 
 def test_every_dashboard_panel_returns_data_and_every_rule_evaluates(broker, topics, service, tmp_path):
     t = topics(2)
-    svc = service(t, kafka={"lag_interval_ms": 1000}, batch={"max_size": 4})
+    svc = service(t, kafka={"lag_interval_ms": 1000}, batch={"micro_batch_size": 4})
     stop = threading.Event()
 
     def load() -> None:

@@ -125,7 +125,7 @@ def test_kill_9_then_restart_loses_nothing(broker, topics, service, collector):
     total = 2000
     produce(broker.bootstrap, t.input, small_jpegs(t.input, total))
     out = collector(t)
-    svc = service(t, batch={"max_size": 4, "max_in_flight": 32})
+    svc = service(t, batch={"micro_batch_size": 4, "max_in_flight": 32})
     assert out.wait_count(200, timeout=60), svc.log_tail()
     svc.kill()
     before = len(out.snapshot())
@@ -148,7 +148,7 @@ def test_broker_restart_mid_stream_recovers_by_itself(broker, topics, service, c
     t = topics(2)
     produce(broker.bootstrap, t.input, small_jpegs(f"{t.input}-a", 300))
     out = collector(t)
-    svc = service(t, batch={"max_size": 4, "max_in_flight": 16})
+    svc = service(t, batch={"micro_batch_size": 4, "max_in_flight": 16})
     assert out.wait_count(30, timeout=60)
     broker.stop()
     wait_until(lambda: not svc.readiness()["checks"]["broker"], 60, "readiness to report the broker down")
@@ -182,7 +182,7 @@ def test_backpressure_pauses_and_resumes(broker, topics, service, collector):
     t = topics(1)
     produce(broker.bootstrap, t.input, small_jpegs(t.input, 300))
     out = collector(t)
-    svc = service(t, batch={"max_size": 4, "max_in_flight": 8})
+    svc = service(t, batch={"micro_batch_size": 4, "max_in_flight": 8})
     assert out.wait_for({f"{t.input}-{i}" for i in range(300)}, timeout=120)
     assert svc.metric("moderator_partition_pauses_total") > 0, "a full in-flight window pauses consumption"
     wait_until(lambda: svc.metric("moderator_in_flight_messages") == 0, 10, "in-flight to drain")
@@ -207,7 +207,7 @@ def test_policy_reload_under_load_loses_nothing_and_never_mixes_policies(broker,
     policy.write_text(TINY_POLICY.read_text())
     t = topics(2)
     out = collector(t)
-    svc = service(t, policy={"path": policy, "reload_interval_s": 0.2}, batch={"max_size": 4, "max_in_flight": 16})
+    svc = service(t, policy={"path": policy, "reload_interval_s": 0.2}, batch={"micro_batch_size": 4, "max_in_flight": 16})
     produce(broker.bootstrap, t.input, small_jpegs(f"{t.input}-a", 600))
     assert out.wait_count(50, timeout=60)
     policy.write_text("name: broken\ncategories: [\n")  # a bad edit: the old policy keeps serving

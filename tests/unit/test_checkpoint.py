@@ -100,3 +100,29 @@ def test_wait_drained_wakes_on_acks_from_other_threads():
         t.start()
     assert cp.wait_drained(None, timeout=5)
     assert cp.due() == {TP: 3}
+
+
+def test_the_committer_decides_when_and_what_to_commit():
+    from moderator.stream.checkpoint import Checkpoint, Committer
+
+    cp = Checkpoint()
+    cp.assign([("t", 0), ("t", 1)])
+    synced, queued = [], []
+    committer = Committer(cp, 3600.0, synced.append, lambda offsets, done: (queued.append(offsets), done(None)))
+    for tp in ((("t", 0)), ("t", 1)):
+        token = cp.track(*tp, 5)
+        cp.ack(token, 5)
+    assert committer.maybe_commit() == {("t", 0): 6, ("t", 1): 6} and synced == [{("t", 0): 6, ("t", 1): 6}]
+    token = cp.track("t", 0, 6)
+    cp.ack(token, 6)
+    assert committer.maybe_commit() is None, "not before the interval"
+    assert committer.maybe_commit(force=True) == {("t", 0): 7}
+    token = cp.track("t", 1, 6)
+    cp.ack(token, 6)
+    results = []
+    assert committer.revoke([("t", 1)], 0.1, results.append) == 0
+    assert queued == [{("t", 1): 7}] and results == [None], "revoked partitions' done offsets are committed asynchronously"
+    assert cp.due([("t", 1)]) == {} and cp.in_flight([("t", 1)]) == 0
+    cp.track("t", 0, 7)
+    committer.lose([("t", 0)])
+    assert len(queued) == 1 and len(synced) == 2, "lost partitions are not committed"

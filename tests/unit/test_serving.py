@@ -109,7 +109,7 @@ def test_backend_settings_validate():
 
 
 def test_encoder_deployment_is_sized_from_settings():
-    from moderator.serving.ray_app import encoder_deployment
+    from moderator.encoders.ray_server import encoder_deployment
 
     fixed = encoder_deployment(load_settings(encoder={"ray": {"num_replicas": 3, "max_ongoing_requests": 48, "num_gpus": 0.5}}).encoder)
     assert fixed.name == "Encoder" and fixed.num_replicas == 3 and fixed.max_ongoing_requests == 48

@@ -20,18 +20,18 @@ def _clean_env(monkeypatch):
 def test_defaults_are_valid():
     s = load_settings()
     assert s.kafka.input_topics == ("images",)
-    assert s.batch.max_size == 32
+    assert s.batch.micro_batch_size == 32
 
 
 def test_environment_with_nesting_and_topic_lists(monkeypatch):
     monkeypatch.setenv("MODERATOR_KAFKA__BOOTSTRAP_SERVERS", "broker:9093")
     monkeypatch.setenv("MODERATOR_KAFKA__INPUT_TOPICS", "a, b")
-    monkeypatch.setenv("MODERATOR_BATCH__MAX_SIZE", "8")
+    monkeypatch.setenv("MODERATOR_BATCH__MICRO_BATCH_SIZE", "8")
     monkeypatch.setenv("MODERATOR_ENCODER__MODEL_DIR", "/models/x")
     s = load_settings()
     assert s.kafka.bootstrap_servers == "broker:9093"
     assert s.kafka.input_topics == ("a", "b")
-    assert s.batch.max_size == 8
+    assert s.batch.micro_batch_size == 8
     assert s.encoder.model_dir == Path("/models/x")
     monkeypatch.setenv("MODERATOR_MEDIA__BACKGROUND", "0,0,0")
     monkeypatch.setenv("MODERATOR_ENCODER__PROVIDERS", "CUDAExecutionProvider,CPUExecutionProvider")
@@ -44,22 +44,22 @@ def test_environment_with_nesting_and_topic_lists(monkeypatch):
 
 def test_yaml_file_with_environment_taking_precedence(tmp_path, monkeypatch):
     cfg = tmp_path / "moderator.yaml"
-    cfg.write_text("kafka:\n  group_id: from-file\n  verdict_topic: v\nbatch:\n  max_size: 4\n")
-    monkeypatch.setenv("MODERATOR_BATCH__MAX_SIZE", "16")
+    cfg.write_text("kafka:\n  group_id: from-file\n  verdict_topic: v\nbatch:\n  micro_batch_size: 4\n")
+    monkeypatch.setenv("MODERATOR_BATCH__MICRO_BATCH_SIZE", "16")
     s = load_settings(cfg)
     assert s.kafka.group_id == "from-file"
     assert s.kafka.verdict_topic == "v"
-    assert s.batch.max_size == 16
+    assert s.batch.micro_batch_size == 16
     monkeypatch.setenv("MODERATOR_CONFIG", str(cfg))
     assert load_settings().kafka.group_id == "from-file"
 
 
 def test_errors_name_the_field_and_the_variable(monkeypatch):
-    monkeypatch.setenv("MODERATOR_BATCH__MAX_SIZE", "0")
+    monkeypatch.setenv("MODERATOR_BATCH__MICRO_BATCH_SIZE", "0")
     with pytest.raises(SettingsError) as err:
         load_settings()
-    assert "batch.max_size" in str(err.value)
-    assert "MODERATOR_BATCH__MAX_SIZE" in str(err.value)
+    assert "batch.micro_batch_size" in str(err.value)
+    assert "MODERATOR_BATCH__MICRO_BATCH_SIZE" in str(err.value)
 
 
 def test_unknown_keys_and_bad_values_are_rejected(tmp_path):
@@ -78,7 +78,7 @@ def test_unknown_keys_and_bad_values_are_rejected(tmp_path):
 def test_settings_are_frozen():
     s = load_settings()
     with pytest.raises(Exception):
-        s.batch.max_size = 3  # type: ignore[misc]
+        s.batch.micro_batch_size = 3  # type: ignore[misc]
 
 
 def test_every_setting_is_documented():
@@ -102,3 +102,21 @@ def test_every_setting_is_documented():
     assert "MODERATOR_ENCODER__RAY__ADDRESS" in names
     missing = [n for n in names if f"`{n}`" not in doc]
     assert not missing, f"docs/operations.md lacks {missing}"
+
+
+def test_renamed_batch_settings_still_work_with_a_warning(monkeypatch):
+    import warnings
+
+    monkeypatch.setenv("MODERATOR_BATCH__MAX_SIZE", "8")
+    monkeypatch.setenv("MODERATOR_ENCODER__RAY__MAX_BATCH_SIZE", "12")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = load_settings(encoder={"triton": {"max_batch_size": 5}})
+    assert (s.batch.micro_batch_size, s.encoder.ray.replica_batch_size, s.encoder.triton.request_batch_size) == (8, 12, 5)
+    messages = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    assert len(messages) == 3, messages
+    assert any("use batch.micro_batch_size (MODERATOR_BATCH__MICRO_BATCH_SIZE)" in m for m in messages), messages
+    monkeypatch.setenv("MODERATOR_BATCH__MICRO_BATCH_SIZE", "16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert load_settings().batch.micro_batch_size == 16, "the new name wins"

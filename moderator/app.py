@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from moderator.encoders import Encoder, build_encoder
 from moderator.errors import BackendError, BackendUnavailable, SettingsError
 from moderator.media.decode import DecodeLimits
+from moderator.media.frames import FrameLimits
 from moderator.policy.compile import compile_policy
 from moderator.policy.cache import EmbeddingCache
 from moderator.policy.loader import load_policy
@@ -36,6 +37,12 @@ T = TypeVar("T")
 def decode_limits(settings: Settings) -> DecodeLimits:
     m = settings.media
     return DecodeLimits(max_bytes=m.max_bytes, max_pixels=m.max_pixels, max_side=m.max_side, background=m.background)
+
+
+def frame_limits(settings: Settings) -> FrameLimits:
+    m = settings.media
+    return FrameLimits(max_frames=m.max_frames, max_decoded_frames=m.max_decoded_frames, max_total_pixels=m.max_total_pixels,
+                       max_decode_seconds=m.max_decode_seconds, change_threshold=m.frame_change_threshold)
 
 
 def message_limits(settings: Settings) -> MessageLimits:
@@ -86,7 +93,7 @@ def build_processor(
         return policy, shadow
 
     policy, shadow = wait_for_backend(settings, compile_all, "encoding the policy prompts", stop)
-    return Processor(encoder, policy, decode_limits(settings), shadow), cache
+    return Processor(encoder, policy, decode_limits(settings), shadow, frame_limits(settings)), cache
 
 
 def start_exit_deadline(seconds: float) -> threading.Thread:

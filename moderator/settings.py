@@ -138,6 +138,11 @@ class MediaSettings(_Section):
     max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest encoded image accepted.")
     max_pixels: int = Field(50_000_000, ge=1, description="Largest width x height decoded.")
     max_side: int = Field(20_000, ge=1, description="Largest width or height decoded.")
+    max_frames: int = Field(32, ge=1, le=1024, description="Most frames of one message scored; more distinct frames than this is an overflow (the policy's frames.on_overflow decides).")
+    max_decoded_frames: int = Field(2_000, ge=1, description="Most frames of one message decoded; more is an image_too_large dead letter.")
+    max_total_pixels: int = Field(400_000_000, ge=1, description="Most pixels decoded over all frames of one message.")
+    max_decode_seconds: float = Field(10.0, gt=0, description="Longest one message's frames may take to decode.")
+    frame_change_threshold: float = Field(0.02, ge=0, le=1, description="A frame is scored unless its 16x16 thumbnail differs from every scored frame's by less than this (mean absolute difference, 0..1).")
     decode_workers: int = Field(2, ge=1, le=64)
     background: Annotated[tuple[int, int, int], NoDecode] = Field((255, 255, 255), description="Colour transparent pixels are composited over.")
 

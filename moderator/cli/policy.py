@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 from moderator.errors import PolicyError, StartupError
-from moderator.policy import compile_policy, explain, load_policy, score
+from moderator.policy import compile_policy, explain, load_policy
+from moderator.policy.score import ACTIONS, score_frames
 from moderator.policy.evaluate import draw_pr_curves, report, score_labelled, suggest
 from moderator.policy.loader import PolicyFileError
 from moderator.policy.rewrite import with_thresholds
@@ -99,13 +100,14 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _prepare(processor: Processor, image: Path):
+    """The kept frames of an image, ``uint8 [F, S, S, 3]`` (one for a still), and whether it overflowed."""
     try:
         prepared = processor.prepare(image.read_bytes())
     except OSError as exc:
         raise StartupError(f"{image}: {exc.strerror or exc}") from exc
     if prepared.error is not None:
         raise StartupError(f"{image}: {prepared.error.reason}: {prepared.error}")
-    return prepared.pixels
+    return prepared.pixels, bool(prepared.frames and prepared.frames.overflow)
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -116,7 +118,8 @@ def _test(args: argparse.Namespace) -> int:
     failures = 0
     for i, t in enumerate(compiled.tests):
         image = args.file.parent / t.image
-        d = score(processor.encoder.encode_images(_prepare(processor, image)[None]), compiled)[0]
+        pixels, overflow = _prepare(processor, image)
+        d = score_frames(processor.encoder.encode_images(pixels), compiled, [len(pixels)], [overflow])[0]
         fired = sorted(c.name for c in d.fired)
         problems = []
         if t.decision is not None and d.decision != t.decision:
@@ -132,9 +135,13 @@ def _test(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     processor, compiled = _compiled(args.file, args.model)
-    x = processor.encoder.encode_images(_prepare(processor, args.image)[None])[0]
+    pixels, overflow = _prepare(processor, args.image)
+    frames = processor.encoder.encode_images(pixels)
+    decision = score_frames(frames, compiled, [len(frames)], [overflow])[0]
+    # An animation is explained at the frame that gave the highest-scoring category its score.
+    top = max(decision.categories, key=lambda c: (ACTIONS.index(c.action), c.margin))
+    x = frames[top.frame]
     rows = explain(x, compiled)
-    decision = score(x[None], compiled)[0]
     if args.json:
         print(json.dumps({"decision": decision.decision, "reasons": decision.reasons, "categories": [
             {"name": r.name, "score": r.score, "review": r.review, "block": r.block, "action": r.action, "margin": r.margin,

@@ -62,13 +62,14 @@ def scan(args: argparse.Namespace) -> int:
             chunk = files[start : start + size]
             prepared: list[Prepared] = list(pool.map(lambda f: processor.prepare(f.read_bytes()), chunk))
             good = [(f, p) for f, p in zip(chunk, prepared) if p.error is None]
-            results = processor.score_batch([p.pixels for _, p in good]) if good else None
+            overflow = [bool(p.frames and p.frames.overflow) for _, p in good]
+            results = processor.score_batch([p.pixels for _, p in good], overflow) if good else None
             decisions = dict(zip([f for f, _ in good], results.decisions)) if results else {}
             for f, p in zip(chunk, prepared):
                 if p.error is not None:
                     _print_error(out, f, p, args.json)
                 else:
-                    _print_result(out, f, decisions[f], info, results.policy, args.json)
+                    _print_result(out, f, decisions[f], info, results.policy, args.json, p.frames)
     return 0
 
 
@@ -80,7 +81,8 @@ def _print_error(out, path: Path, p: Prepared, as_json: bool) -> None:
         out.write(f"{str(path)[-48:]:<48} {'error':<8} {err.reason:<20} {'':>7}  {err}\n")
 
 
-def _print_result(out, path: Path, decision, info, policy, as_json: bool) -> None:
+def _print_result(out, path: Path, decision, info, policy, as_json: bool, frames=None) -> None:
+    animated = frames is not None and frames.animated
     if as_json:
         out.write(json.dumps({
             "path": str(path),
@@ -88,13 +90,18 @@ def _print_result(out, path: Path, decision, info, policy, as_json: bool) -> Non
             "reasons": decision.reasons,
             "categories": [
                 {"name": c.name, "score": round(c.score, 6), "review_threshold": c.review, "block_threshold": c.block,
-                 "action": c.action, "fired": c.fired}
+                 "action": c.action, "fired": c.fired,
+                 **({"frame": frames.indices[c.frame], "frame_timestamp_ms": frames.timestamps_ms[c.frame]} if animated else {})}
                 for c in decision.categories
             ],
+            "frames": {"total": frames.total, "distinct": frames.distinct, "scored": len(frames.indices),
+                       "overflow": decision.overflow} if animated else None,
             "model": {"name": info.model_name, "checksum": info.model_checksum, "precision": info.precision, "backend": info.backend},
             "policy": {"name": policy.name, "version": policy.version},
         }) + "\n")
         return
     top = max(decision.categories, key=lambda c: c.score)
     detail = "; ".join(decision.reasons)
+    if animated:
+        detail = f"frame {frames.indices[top.frame]} of {frames.total}" + (f"; {detail}" if detail else "")
     out.write(f"{str(path)[-48:]:<48} {decision.decision:<8} {top.name:<20} {top.score:>7.3f}  {detail}\n")

@@ -70,11 +70,31 @@ class DecodeLimits:
 def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:
     """Decode ``data`` to an RGB image (first frame of animations, EXIF orientation applied).
 
+    The service decodes every frame (:func:`moderator.media.frames.decode_frames`); this is for
+    single pictures (policy example images, tools).
+
     Raises:
         InvalidMessage: empty input.
         ImageTooLarge: over the byte, pixel or side limits (checked before decoding pixels).
         UnsupportedFormat: not one of JPEG, PNG, WebP, GIF, BMP, TIFF.
         UndecodableImage: a supported format whose data is corrupt or truncated.
+    """
+    img = open_image(data, limits)
+    fmt = img.format
+    try:
+        img.seek(0)
+        img.load()
+        img = ImageOps.exif_transpose(img) or img
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
+        raise UndecodableImage(f"corrupt or truncated {fmt} data: {exc}") from exc
+    return to_rgb(img, limits.background)
+
+
+def open_image(data: bytes, limits: DecodeLimits) -> Image.Image:
+    """Identify the format and check the declared size from the header alone (no pixel decoded).
+
+    Raises:
+        InvalidMessage, ImageTooLarge, UnsupportedFormat, UndecodableImage: as :func:`decode_image`.
     """
     if not data:
         raise InvalidMessage("empty message value: no image bytes")
@@ -100,6 +120,12 @@ def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise UndecodableImage(f"cannot read image header: {exc}") from exc
 
+    check_size(img, limits)
+    return img
+
+
+def check_size(img: Image.Image, limits: DecodeLimits) -> None:
+    """Raises ImageTooLarge or UndecodableImage for a declared size out of bounds."""
     width, height = img.size
     if width <= 0 or height <= 0:
         raise UndecodableImage(f"{img.format} declares an empty size {width}x{height}")
@@ -108,14 +134,9 @@ def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:
             f"{img.format} declares {width}x{height} pixels, over the limits "
             f"(max side {limits.max_side}, max pixels {limits.max_pixels})"
         )
-    fmt = img.format
-    try:
-        img.seek(0)
-        img.load()
-        img = ImageOps.exif_transpose(img) or img
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
-        raise UndecodableImage(f"corrupt or truncated {fmt} data: {exc}") from exc
-    return to_rgb(img, limits.background)
+
+
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
 
 
 def silence_decoder_warnings() -> None:

@@ -46,6 +46,7 @@ class CompiledPolicy:
     logit_scale: float = 100.0
     logit_bias: float | None = None
     tests: tuple = field(default=())
+    on_overflow: str = "review"  # frames.on_overflow: what more distinct frames than were scored means
 
 
 def _normalise(v: np.ndarray) -> np.ndarray:
@@ -92,6 +93,7 @@ def compile_policy(loaded: LoadedPolicy, encoder: Encoder, cache: EmbeddingCache
         review=np.asarray([e.review for e in entries], np.float32), block=np.asarray([e.block for e in entries], np.float32),
         entries=tuple(entries), escalate_reviews=policy.decision.escalate_reviews,
         logit_scale=info.logit_scale, logit_bias=info.logit_bias, tests=tuple(policy.tests),
+        on_overflow=policy.frames.on_overflow,
     )
 
 

@@ -74,8 +74,13 @@ def score_labelled(csv_path: Path, processor: ImageScorer, policy: CompiledPolic
         pixels.append(prepared.pixels)
     if not pixels:
         raise PolicyError(f"{csv_path}: no labelled image could be read")
-    embeds = np.concatenate([processor.encoder.encode_images(np.stack(pixels[i : i + batch])) for i in range(0, len(pixels), batch)])
-    return Labelled([paths[i] for i in keep], truth[keep], category_scores(embeds, policy), skipped)
+    frames = np.concatenate([p if p.ndim == 4 else p[None] for p in pixels])  # every kept frame of every image
+    counts = [len(p) if p.ndim == 4 else 1 for p in pixels]
+    embeds = np.concatenate([processor.encoder.encode_images(frames[i : i + batch]) for i in range(0, len(frames), batch)])
+    per_frame = category_scores(embeds, policy)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
+    scores = np.stack([per_frame[a:a + n].max(axis=0) for a, n in zip(starts, counts)])  # as the service: a category's best frame
+    return Labelled([paths[i] for i in keep], truth[keep], scores, skipped)
 
 
 def confusion(truth: np.ndarray, fired: np.ndarray) -> dict[str, int]:

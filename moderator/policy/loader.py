@@ -35,7 +35,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from moderator.errors import PolicyError
-from moderator.policy.schema import Category, Decision, Defaults, InlineTest, ModelRef, Policy
+from moderator.policy.schema import Category, Decision, Defaults, Frames, InlineTest, ModelRef, Policy
 
 MAX_POLICY_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -255,7 +255,7 @@ def _duplicate_keys(node):
 
 # Which model validates the mapping at each place, to suggest field names.
 _CHILDREN: dict[type[BaseModel], dict[str, type[BaseModel]]] = {
-    Policy: {"categories": Category, "defaults": Defaults, "decision": Decision, "tests": InlineTest, "model": ModelRef},
+    Policy: {"categories": Category, "defaults": Defaults, "decision": Decision, "tests": InlineTest, "model": ModelRef, "frames": Frames},
 }
 
 

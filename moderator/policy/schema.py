@@ -41,6 +41,14 @@ class Decision(_Strict):
         None, ge=2, description="When at least this many categories ask for review, the decision is block.")
 
 
+class Frames(_Strict):
+    """How animated images are judged (every frame is scored; see docs/policies.md#frames)."""
+
+    on_overflow: Literal["review", "block", "sample"] = Field(
+        "review", description="When a message has more distinct frames than media.max_frames: review (at least review), "
+                              "block, or sample (decide on the evenly sampled frames alone).")
+
+
 class InlineTest(_Strict):
     image: str = Field(min_length=1, description="Image path, relative to the policy file.")
     decision: Literal["allow", "review", "block"] | None = None
@@ -106,6 +114,7 @@ class Policy(_Strict):
     model: ModelRef | None = Field(None, description="The model the thresholds were chosen for: a name, or {name, checksum}.")
     defaults: Defaults = Defaults()
     decision: Decision = Decision()
+    frames: Frames = Frames()
     categories: list[Category] = Field(min_length=1)
     tests: list[InlineTest] = Field(default_factory=list, description="Run by `moderator policy test`.")
 

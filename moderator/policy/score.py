@@ -7,6 +7,12 @@ Per category, by its scoring mode (x the image embedding, c the prompt-ensemble 
   ``softmax([x·p_1 … x·p_P, x·k_1 … x·k_K] / temperature)`` against its contrast prompts k;
 - sigmoid: ``sigmoid(logit_scale · x·c + logit_bias)`` with the model's calibration (SigLIP).
 
+A message is a sequence of frames (a still image is one): every kept frame is scored and a
+category's score is its highest over the frames (``max``), so one frame is enough to fire it; the
+result names the deciding frame. When a message had more distinct frames than were scored,
+``frames.on_overflow`` decides: ``review`` (default) makes the decision at least review, ``block``
+blocks, ``sample`` keeps the decision of the sampled frames.
+
 Action: ``block`` at or above the block threshold (if the category may block), ``review`` at or
 above the review threshold, else ``allow``. Decision: the most severe action over categories; with
 ``decision.escalate_reviews: N``, N or more reviews make a block. Reasons list fired categories by
@@ -33,6 +39,7 @@ class CategoryResult:
     action: str
     fired: bool
     severity: int = 0
+    frame: int = 0  # position, among the message's scored frames, of the frame that gave the score
 
     @property
     def threshold(self) -> float:
@@ -49,6 +56,8 @@ class Decision:
     decision: str
     categories: tuple[CategoryResult, ...]
     escalated: bool = False
+    frames: int = 1  # frames scored
+    overflow: str | None = None  # the on_overflow rule applied, when the message had more distinct frames than were scored
 
     @property
     def fired(self) -> list[CategoryResult]:
@@ -61,6 +70,8 @@ class Decision:
         out = [f"{c.name}: score {c.score:.3f} >= {c.action} threshold {c.threshold:.3f}" for c in self.fired]
         if self.escalated:
             out.append(f"{sum(c.action == 'review' for c in self.categories)} categories ask for review: escalated to block")
+        if self.overflow in ("review", "block"):
+            out.append(f"more distinct frames than the {self.frames} scored: {self.overflow} (frames.on_overflow)")
         return out
 
 
@@ -90,21 +101,39 @@ def _softmax_mass(x: np.ndarray, e: CompiledCategory) -> np.ndarray:
 
 
 def score(image_embeds: np.ndarray, policy: CompiledPolicy) -> list[Decision]:
-    """Decisions for a batch of L2-normalised image embeddings ``[N, D]``."""
-    scores = category_scores(image_embeds, policy)
+    """Decisions for a batch of L2-normalised image embeddings ``[N, D]``, one image each."""
+    return score_frames(image_embeds, policy, [1] * len(image_embeds))
+
+
+def score_frames(frame_embeds: np.ndarray, policy: CompiledPolicy, frames: list[int],
+                 overflow: list[bool] | None = None) -> list[Decision]:
+    """Decisions for messages of several frames: ``frame_embeds`` ``[sum(frames), D]`` holds the
+    frames of message i as the next ``frames[i]`` rows; ``overflow[i]`` says it had more distinct
+    frames than were scored. A category's score is its maximum over the message's frames."""
+    per_frame = category_scores(frame_embeds, policy)
+    starts = np.concatenate([[0], np.cumsum(frames)[:-1]]).astype(int) if frames else np.zeros(0, int)
+    if any(n < 1 for n in frames) or sum(frames) != len(per_frame):
+        raise ValueError(f"frame counts {frames} do not add up to the {len(per_frame)} embeddings")
+    deciding = np.stack([per_frame[a:a + n].argmax(axis=0) for a, n in zip(starts, frames)]) if frames else np.zeros((0, len(policy.categories)), int)
+    scores = np.stack([per_frame[a:a + n].max(axis=0) for a, n in zip(starts, frames)]) if frames else per_frame[:0]
     may_block = np.asarray([e.action == "block" for e in policy.entries] or [True] * len(policy.categories))
     severity = np.where((scores >= policy.block) & may_block, 2, np.where(scores >= policy.review, 1, 0))
     sev = [e.severity for e in policy.entries] or [0] * len(policy.categories)
     decisions = []
-    for row_scores, row_act in zip(scores.tolist(), severity.tolist()):
+    overflow = overflow or [False] * len(frames)
+    for i, (row_scores, row_act, row_frame) in enumerate(zip(scores.tolist(), severity.tolist(), deciding.tolist())):
         cats = tuple(
             CategoryResult(name=name, score=s, review=float(policy.review[j]), block=float(policy.block[j]),
-                           action=ACTIONS[a], fired=a > 0, severity=sev[j])
-            for j, (name, s, a) in enumerate(zip(policy.categories, row_scores, row_act))
+                           action=ACTIONS[a], fired=a > 0, severity=sev[j], frame=int(f))
+            for j, (name, s, a, f) in enumerate(zip(policy.categories, row_scores, row_act, row_frame))
         )
         top = max(row_act)
         escalated = top == 1 and policy.escalate_reviews is not None and row_act.count(1) >= policy.escalate_reviews
-        decisions.append(Decision(decision="block" if escalated else ACTIONS[top], categories=cats, escalated=escalated))
+        decision = "block" if escalated else ACTIONS[top]
+        rule = policy.on_overflow if overflow[i] else None
+        if rule in ("review", "block") and ACTIONS.index(rule) > ACTIONS.index(decision):
+            decision = rule
+        decisions.append(Decision(decision=decision, categories=cats, escalated=escalated, frames=frames[i], overflow=rule))
     return decisions
 
 

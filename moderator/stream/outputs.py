@@ -49,11 +49,12 @@ class Outputs:
 
     # --- verdicts -----------------------------------------------------------------------------
 
-    def verdict(self, item: Item, request: ImageRequest, decision: Any, shadow: Any, result: Any, timings: Timings) -> None:
+    def verdict(self, item: Item, request: ImageRequest, decision: Any, shadow: Any, result: Any, timings: Timings,
+                frames: Any = None) -> None:
         """Send the verdict of one scored message (its dead letter if the verdict cannot be built)."""
         payload = contain("building the verdict", lambda: build_verdict(
             request, decision, self._info, result.policy, timings,
-            None if shadow is None else (result.shadow, shadow)).model_dump_json().encode())
+            None if shadow is None else (result.shadow, shadow), frames).model_dump_json().encode())
         if isinstance(payload, MessageError):
             self.dead_letter(item, request.id, payload)
             return

@@ -98,7 +98,7 @@ class ScoringLoop:
     def _score(self, good: list[Scorable]) -> None:
         encode_start = time.perf_counter()
         try:
-            result = self.score_with_retry([p.pixels for _, _, p in good])
+            result = self.score_with_retry([p.pixels for _, _, p in good], [bool(p.frames and p.frames.overflow) for _, _, p in good])
         except Exception as exc:
             if len(good) == 1:
                 item, request, _ = good[0]
@@ -112,7 +112,9 @@ class ScoringLoop:
             return
         if result is None:
             return  # abandoned at shutdown: left unacknowledged, so uncommitted and redelivered
-        self.metrics.batch_size.observe(len(good))
+        self.metrics.batch_size.observe(sum(len(p.pixels) for _, _, p in good))
+        for _, _, p in good:
+            self.metrics.observe_frames(p.frames)
         self.metrics.stage_seconds.labels("encode").observe(result.encode_ms / 1e3)
         self.metrics.stage_seconds.labels("score").observe(result.score_ms / 1e3)
         self._send(good, result, encode_start)
@@ -126,9 +128,11 @@ class ScoringLoop:
                 decode_ms=round(prepared.decode_ms, 3), queue_ms=round(queue_ms, 3), encode_ms=round(result.encode_ms, 3),
                 score_ms=round(result.score_ms, 3), batch_size=len(good),
             )
-            self.outputs.verdict(item, request, decision, shadow, result, timings)
+            if decision.overflow:
+                self.metrics.frame_overflows.labels(decision.overflow).inc()
+            self.outputs.verdict(item, request, decision, shadow, result, timings, prepared.frames)
 
-    def score_with_retry(self, pixels) -> BatchResult | None:
+    def score_with_retry(self, pixels, overflow: list[bool] | None = None) -> BatchResult | None:
         """Score a batch, retrying backend failures with backoff; None when abandoned at shutdown.
 
         Raises:
@@ -142,7 +146,7 @@ class ScoringLoop:
             log.warning("encoder failed (%s); retrying batch of %d in %.1fs", exc, len(pixels), delay)
 
         try:
-            result = retry(lambda: self.processor.score_batch(pixels), on=BackendError,
+            result = retry(lambda: self.processor.score_batch(pixels, overflow), on=BackendError,
                            backoff=Backoff.from_ms(es.retry_initial_ms, es.retry_max_ms), stop=self._abandon, on_failure=failed)
         except RetryStopped:
             return None

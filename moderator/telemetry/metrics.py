@@ -17,6 +17,7 @@ from moderator.policy.score import ACTIONS
 STAGES = ("decode", "queue", "encode", "score", "produce", "end_to_end")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+FRAME_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 
 
 class Metrics:
@@ -40,6 +41,15 @@ class Metrics:
             "timestamp to the broker's acknowledgement of its verdict.", ["stage"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram(
             "moderator_batch_size", "Images per encoder call.", buckets=BATCH_BUCKETS, registry=r)
+        self.frames_per_message = Histogram(
+            "moderator_frames_per_message", "Frames in each scored message's file (1 for a still image).",
+            buckets=FRAME_BUCKETS, registry=r)
+        self.frames = Counter(
+            "moderator_frames_total", "Frames of scored messages, by what happened to them: scored, or skipped "
+            "(a near-duplicate of a scored frame, or left out of the sample on overflow).", ["result"], registry=r)
+        self.frame_overflows = Counter(
+            "moderator_frame_overflows_total", "Messages with more distinct frames than media.max_frames, by the policy's "
+            "frames.on_overflow rule.", ["rule"], registry=r)
         self.in_flight = Gauge(
             "moderator_in_flight_messages", "Messages polled whose verdict is not yet acknowledged.", registry=r)
         self.assigned_partitions = Gauge(
@@ -90,6 +100,15 @@ class Metrics:
         self.policy_reloads.labels(role, "failed").inc()
         self.policy_stale.labels(role).set(1)
 
+    def observe_frames(self, frames) -> None:
+        """Frame counts of one scored message (``media.frames.FrameSet``; None for a still)."""
+        total = frames.total if frames is not None else 1
+        scored = len(frames.indices) if frames is not None else 1
+        self.frames_per_message.observe(total)
+        self.frames.labels("scored").inc(scored)
+        if total > scored:
+            self.frames.labels("skipped").inc(total - scored)
+
     def add_categories(self, categories: Iterable[str]) -> None:
         for c in categories:
             for a in ACTIONS[1:]:
@@ -118,3 +137,7 @@ class Metrics:
         for result in ("agree", "disagree"):
             self.shadow_agreement.labels(result)
         self.backend_errors.labels(backend)
+        for result in ("scored", "skipped"):
+            self.frames.labels(result)
+        for rule in ("review", "block", "sample"):
+            self.frame_overflows.labels(rule)

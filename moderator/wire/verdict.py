@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from moderator.encoders.base import EncoderInfo
+from moderator.media.frames import FrameSet
 from moderator.policy.compile import CompiledPolicy
 from moderator.policy.score import Decision
 from moderator.wire.input import ImageRequest
@@ -47,11 +48,21 @@ class ShadowVerdict(_Model):
 
 class CategoryVerdict(_Model):
     name: str
-    score: float = Field(description="Cosine similarity between the image and the category's prompt ensemble.")
+    score: float = Field(description="The category's score (cosine similarity, or a probability under softmax/sigmoid scoring): its highest over the scored frames.")
     review_threshold: float
     block_threshold: float
     action: Literal["allow", "review", "block"]
     fired: bool
+    frame: int | None = Field(None, description="Animated images: the frame number (from 0, in the file) that gave the score.")
+    frame_timestamp_ms: int | None = Field(None, description="Animated images: when that frame is first shown, ms from the start.")
+
+
+class FramesRef(_Model):
+    total: int = Field(description="Frames in the file.")
+    distinct: int = Field(description="Frames that differ visibly from the frames before them.")
+    scored: int = Field(description="Frames encoded and scored.")
+    overflow: Literal["review", "block", "sample"] | None = Field(
+        None, description="Set when there were more distinct frames than media.max_frames: the policy's frames.on_overflow rule applied.")
 
 
 class Timings(_Model):
@@ -75,14 +86,16 @@ class Verdict(_Model):
     categories: list[CategoryVerdict]
     metadata: dict[str, Any] = Field(description="Input headers (raw images) or envelope metadata, passed through.")
     timings: Timings
+    frames: FramesRef | None = Field(None, description="Animated and multi-image files: how many frames there were and how many were scored; null for a still image.")
     shadow: ShadowVerdict | None = Field(None, description="The shadow policy's decision, when one is configured. Never acted on.")
     processed_at: str = Field(description="RFC 3339 UTC time the verdict was made.")
 
 
 def build_verdict(
     request: ImageRequest, decision: Decision, model: EncoderInfo, policy: CompiledPolicy, timings: Timings,
-    shadow: tuple[CompiledPolicy, Decision] | None = None,
+    shadow: tuple[CompiledPolicy, Decision] | None = None, frames: FrameSet | None = None,
 ) -> Verdict:
+    animated = frames is not None and frames.animated
     src = request.source
     return Verdict(
         id=request.id,
@@ -95,11 +108,15 @@ def build_verdict(
             CategoryVerdict(
                 name=c.name, score=round(c.score, 6), review_threshold=c.review, block_threshold=c.block,
                 action=c.action, fired=c.fired,
+                frame=frames.indices[c.frame] if animated else None,
+                frame_timestamp_ms=frames.timestamps_ms[c.frame] if animated else None,
             )
             for c in decision.categories
         ],
         metadata=request.metadata,
         timings=timings,
+        frames=FramesRef(total=frames.total, distinct=frames.distinct, scored=len(frames.indices), overflow=decision.overflow)
+        if animated else None,
         shadow=None if shadow is None else ShadowVerdict(
             policy=PolicyRef(name=shadow[0].name, version=shadow[0].version, label=shadow[0].label),
             decision=shadow[1].decision, fired=[c.name for c in shadow[1].fired],

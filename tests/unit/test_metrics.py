@@ -35,7 +35,8 @@ def test_metric_names_follow_prometheus_conventions():
             assert family.samples, f"{family.name} has no pre-created series"
             assert all(s.name.endswith(("_total", "_created")) for s in family.samples), family.name
         if family.type == "histogram":
-            assert family.name.endswith("_seconds") or family.name == "moderator_batch_size", family.name
+            # durations in seconds; the two count histograms are unitless counts of images and frames
+            assert family.name.endswith("_seconds") or family.name in ("moderator_batch_size", "moderator_frames_per_message"), family.name
 
 
 def test_health_is_ready_only_when_every_check_passes():

@@ -1,0 +1,43 @@
+"""Animated images through the real broker with the default model: a benign first frame or a
+20 ms flash does not let a knife through, in any animated format; verdicts name the frame."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from tests.conftest import REPO
+from tests.integration.conftest import produce
+from tests.unit.test_frames import FORMATS, animation, picture
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_frame_is_moderated_through_the_broker(broker, topics, service, collector):
+    t = topics(1)
+    cup, knife, flower = picture("cup", 31, "brown"), picture("knife", 32), picture("flower", 33, "red")
+    messages = []
+    for fmt, kwargs in FORMATS:
+        messages.append((f"{t.input}-{fmt}-flash", animation(fmt, [cup, knife, cup.copy()], [3000, 20, 3000], **kwargs), "block"))
+        messages.append((f"{t.input}-{fmt}-benign", animation(fmt, [cup, flower], 500, **kwargs), "allow"))
+    messages.append((f"{t.input}-apng-default-image", animation("PNG", [knife, cup, flower], 500, default_image=True), "block"))
+    produce(broker.bootstrap, t.input, [(mid, mid.encode(), data, [("moderation-id", mid.encode())]) for mid, data, _ in messages])
+    out = collector(t)
+    svc = service(t, encoder={"model_dir": str(REPO / "models" / "default")}, policy={"path": str(REPO / "policies" / "default.yaml")})
+    assert out.wait_for({mid for mid, _, _ in messages}, timeout=180), svc.log_tail()
+    schema = json.loads((REPO / "docs" / "schemas" / "verdict.schema.json").read_text())
+    by_id = {o.id: o for o in out.snapshot()}
+    for mid, _, expected in messages:
+        v = by_id[mid].json()
+        jsonschema.validate(v, schema)
+        assert v["decision"] == expected, (mid, v["reasons"])
+        assert v["frames"]["total"] >= 2 and v["frames"]["scored"] >= 2, v["frames"]
+        if expected == "block":
+            weapons = next(c for c in v["categories"] if c["name"] == "weapons")
+            assert weapons["fired"] and weapons["frame"] is not None
+            if mid.endswith("-flash") and not mid.endswith("TIFF-flash"):
+                assert weapons["frame"] == 1 and weapons["frame_timestamp_ms"] == 3000, weapons
+    assert svc.metric("moderator_frames_total", {"result": "scored"}) >= 2 * len(messages)
+    assert svc.terminate() == 0

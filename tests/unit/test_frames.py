@@ -1,0 +1,158 @@
+"""Every frame a viewer sees is scored: animated GIF, APNG (default image too), animated WebP and
+multi-page TIFF; a benign first frame, a short flash, or a default image outside the animation
+no longer lets anything through (issue: every frame)."""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from moderator.errors import ImageTooLarge
+from moderator.media.decode import DecodeLimits
+from moderator.media.frames import FrameLimits, decode_frames
+from moderator.pictograms.draw import render
+from tests.conftest import REPO
+
+DEFAULT_MODEL = REPO / "models" / "default"
+DEFAULT_POLICY = REPO / "policies" / "default.yaml"
+
+
+def picture(obj: str, seed: int, colour: str = "black") -> Image.Image:
+    return render(obj, colour, 1, "beige", random.Random(seed), (160, 120))
+
+
+def animation(fmt: str, frames: list[Image.Image], durations: list[int] | int = 500, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    timing = {} if fmt == "TIFF" else {"duration": durations}  # TIFF pages have no durations
+    frames = [f.copy() for f in frames]  # fresh objects: Pillow keeps a saved image's encoder options on it
+    frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], **timing, **kwargs)
+    return buf.getvalue()
+
+
+def thumbnail(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB").resize((64, 64)), np.uint8)
+
+
+FORMATS = [("GIF", {}), ("PNG", {}), ("WEBP", {"lossless": True}), ("TIFF", {})]
+
+
+@pytest.mark.parametrize("fmt, kwargs", FORMATS, ids=[f for f, _ in FORMATS])
+def test_every_distinct_frame_is_kept_and_duplicates_are_not(fmt, kwargs):
+    cup, knife = picture("cup", 1, "brown"), picture("knife", 2)
+    data = animation(fmt, [cup, cup.copy(), knife, cup.copy()], **kwargs)
+    fs = decode_frames(data, DecodeLimits(), FrameLimits(), thumbnail)
+    assert fs.animated and not fs.overflow
+    assert len(fs.indices) == 2, f"cup and knife kept, the repeated cup skipped: {fs.indices}"
+    knife_frame = fs.pixels[1].astype(int)
+    assert np.abs(knife_frame - thumbnail(knife).astype(int)).mean() < 12, "the second kept frame is the knife"
+
+
+def test_a_frame_shown_for_20_ms_counts_like_any_other():
+    cup, knife = picture("cup", 3, "brown"), picture("knife", 4)
+    data = animation("GIF", [cup, knife, cup.copy()], durations=[5000, 20, 5000])
+    fs = decode_frames(data, DecodeLimits(), FrameLimits(), thumbnail)
+    assert fs.indices == (0, 1) and fs.timestamps_ms == (0, 5000)
+
+
+def test_an_apng_default_image_outside_the_animation_is_a_frame_too():
+    knife, cup = picture("knife", 5), picture("cup", 6, "brown")
+    data = animation("PNG", [knife, cup, cup.copy()], default_image=True)  # the knife is only the default image
+    fs = decode_frames(data, DecodeLimits(), FrameLimits(), thumbnail)
+    assert fs.total == 2 and fs.indices == (0, 1), "Pillow gives the default image as frame 0 (the repeated cup is one frame)"
+    assert np.abs(fs.pixels[0].astype(int) - thumbnail(knife).astype(int)).mean() < 12
+
+
+def test_a_thousand_tiny_frames_are_cheap_and_an_overflow_is_reported():
+    frames = [Image.new("RGB", (8, 8), ((i * 37) % 256, (i * 91) % 256, (i * 13) % 256)) for i in range(1000)]
+    start = time.perf_counter()
+    fs = decode_frames(animation("GIF", frames, 10), DecodeLimits(), FrameLimits(max_frames=32), thumbnail)
+    assert fs.total == 1000 and fs.overflow and len(fs.indices) == 32 and fs.distinct > 32
+    assert fs.indices[0] == 0 and fs.indices[-1] > 900, f"an even sample across the animation: {fs.indices}"
+    assert time.perf_counter() - start < 60  # pytest-timeout would catch a hang; this only reports the scale
+
+
+def test_frame_count_total_pixels_and_frame_size_are_bounded():
+    frames = [Image.new("RGB", (64, 64), (i, 0, 0)) for i in range(50)]
+    with pytest.raises(ImageTooLarge, match="more than 20 frames"):
+        decode_frames(animation("GIF", frames, 10), DecodeLimits(), FrameLimits(max_decoded_frames=20), thumbnail)
+    with pytest.raises(ImageTooLarge, match="add up to more than 100000 pixels"):
+        decode_frames(animation("GIF", frames, 10), DecodeLimits(), FrameLimits(max_total_pixels=100_000), thumbnail)
+    gif = bytearray(animation("GIF", frames[:2], 10))
+    gif[6:10] = (60_000).to_bytes(2, "little") * 2  # the logical screen: every frame is drawn on it
+    huge = bytes(gif)
+    with pytest.raises(ImageTooLarge, match="more than 50000000 pixels"):
+        decode_frames(huge, DecodeLimits(), FrameLimits(), thumbnail)
+
+
+@pytest.fixture(scope="module")
+def default_processor():
+    from moderator.encoders.onnx import OnnxEncoder
+    from moderator.policy import compile_policy, load_policy
+    from moderator.processing import Processor
+
+    encoder = OnnxEncoder(DEFAULT_MODEL)
+    yield Processor(encoder, compile_policy(load_policy(DEFAULT_POLICY), encoder), DecodeLimits())
+    encoder.close()
+
+
+def _decide(processor, data: bytes):
+    prepared = processor.prepare(data)
+    assert prepared.error is None, prepared.error
+    return processor.score_batch([prepared.pixels], [prepared.frames.overflow])
+
+
+EVASIONS = [
+    ("benign first frame", lambda cup, knife: [cup, knife, knife.copy()], 500),
+    ("20 ms flash", lambda cup, knife: [cup, knife, cup.copy()], [3000, 20, 3000]),
+    ("flash at the end", lambda cup, knife: [cup, cup.copy(), cup.copy(), knife], 500),
+]
+
+
+@pytest.mark.parametrize("fmt, kwargs", FORMATS, ids=[f for f, _ in FORMATS])
+@pytest.mark.parametrize("name, order, durations", EVASIONS, ids=[e[0] for e in EVASIONS])
+def test_no_evasion_pattern_is_allowed_with_the_default_model(default_processor, fmt, kwargs, name, order, durations):
+    cup, knife = picture("cup", 11, "brown"), picture("knife", 12)
+    still = io.BytesIO()
+    knife.save(still, "PNG")
+    assert _decide(default_processor, still.getvalue()).decisions[0].decision == "block", "the knife alone is blocked"
+    result = _decide(default_processor, animation(fmt, order(cup, knife), durations, **kwargs))
+    decision = result.decisions[0]
+    weapons = next(c for c in decision.categories if c.name == "weapons")
+    assert decision.decision == "block" and weapons.action == "block", (fmt, name, decision.reasons)
+    assert weapons.frame > 0, "the deciding frame is not the benign first one"
+
+
+def test_apng_default_image_evasion_is_blocked(default_processor):
+    knife, cup = picture("knife", 13), picture("cup", 14, "brown")
+    result = _decide(default_processor, animation("PNG", [knife, cup, cup.copy()], default_image=True))
+    assert result.decisions[0].decision == "block"
+
+
+def test_a_benign_animation_is_allowed(default_processor):
+    frames = [picture("cup", 20, "brown"), picture("flower", 21, "red"), picture("tree", 22, "green")]
+    assert _decide(default_processor, animation("GIF", frames)).decisions[0].decision == "allow"
+
+
+def test_scores_aggregate_by_maximum_and_overflow_rules_apply():
+    from moderator.policy.compile import CompiledPolicy
+    from moderator.policy.score import score_frames
+
+    emb = np.eye(3, dtype=np.float32)
+    policy = CompiledPolicy("p", "v", ("a", "b"), emb[:2], np.asarray([0.5, 0.5], np.float32), np.asarray([0.9, 0.9], np.float32))
+    frames = np.stack([emb[2], emb[2], emb[1] * 0.95 + emb[2] * 0.05, emb[2]])
+    frames /= np.linalg.norm(frames, axis=1, keepdims=True)
+    one, two = score_frames(frames, policy, [3, 1])
+    b = next(c for c in one.categories if c.name == "b")
+    assert one.decision == "block" and b.frame == 2 and b.score > 0.9
+    assert two.decision == "allow" and two.frames == 1
+    for rule, expected in (("review", "review"), ("block", "block"), ("sample", "allow")):
+        p = CompiledPolicy("p", "v", ("a", "b"), emb[:2], policy.review, policy.block, on_overflow=rule)
+        [d] = score_frames(frames[3:], p, [1], [True])
+        assert d.decision == expected and d.overflow == rule
+    with pytest.raises(ValueError, match="do not add up"):
+        score_frames(frames, policy, [2, 1])

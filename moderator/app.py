@@ -42,7 +42,8 @@ def decode_limits(settings: Settings) -> DecodeLimits:
 def frame_limits(settings: Settings) -> FrameLimits:
     m = settings.media
     return FrameLimits(max_frames=m.max_frames, max_decoded_frames=m.max_decoded_frames, max_total_pixels=m.max_total_pixels,
-                       max_decode_seconds=m.max_decode_seconds, change_threshold=m.frame_change_threshold)
+                       max_decode_seconds=m.max_decode_seconds, change_threshold=m.frame_change_threshold,
+                       max_video_seconds=m.max_video_seconds)
 
 
 def message_limits(settings: Settings) -> MessageLimits:

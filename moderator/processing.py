@@ -17,6 +17,7 @@ from moderator.errors import MessageError, UndecodableImage
 from moderator.media.decode import DecodeLimits
 from moderator.media.frames import FrameLimits, FrameSet, decode_frames
 from moderator.media.preprocess import Preprocessor
+from moderator.media.video import decode_video, looks_like_video
 from moderator.policy.compile import CompiledPolicy
 from moderator.policy.score import Decision, score_frames
 
@@ -76,7 +77,10 @@ class Processor:
         """Decode, select and preprocess the frames of one image; never raises (errors are returned)."""
         start = time.perf_counter()
         try:
-            frames = decode_frames(data, self.limits, self.frame_limits, self.preprocessor)
+            if looks_like_video(data):
+                frames = decode_video(data, self.limits, self.frame_limits, self.preprocessor)
+            else:
+                frames = decode_frames(data, self.limits, self.frame_limits, self.preprocessor)
             return Prepared(frames.pixels, None, (time.perf_counter() - start) * 1e3, frames)
         except MessageError as exc:
             return Prepared(None, exc, (time.perf_counter() - start) * 1e3)

@@ -79,7 +79,15 @@ def overview() -> dict:
             (f"sum(rate(moderator_delivery_retries_total{{{J}}}[{RI}]))", "delivery retries"),
             (f"sum(rate(moderator_poll_errors_total{{{J}}}[{RI}]))", "poll errors"),
             (f'sum(rate(moderator_offset_commits_total{{{J}, result="failed"}}[{RI}]))', "failed commits"),
+            (f"sum(rate(moderator_unreadable_records_total{{{J}}}[{RI}]))", "unreadable records"),
         ], "reqps", 12, 32),
+        panel("Frames", [
+            (f'sum by (result) (rate(moderator_frames_total{{{J}}}[{RI}]))', "frames {{result}}"),
+            (f"sum by (rule) (rate(moderator_frame_overflows_total{{{J}}}[{RI}]))", "overflows ({{rule}})"),
+            (f"histogram_quantile(0.99, sum by (le) (rate(moderator_frames_per_message_bucket{{{J}}}[{RI}])))", "p99 frames per message"),
+        ], "short", 0, 40, w=24,
+              description="Every frame of animated images and video is decoded; frames that repeat a scored one are skipped. "
+                          "Overflows: messages with more distinct frames than media.max_frames (the policy's frames.on_overflow decides)."),
     ])
 
 

@@ -39,8 +39,9 @@ class FrameLimits:
     max_frames: int = 32
     max_decoded_frames: int = 2_000
     max_total_pixels: int = 400_000_000
-    max_decode_seconds: float = 10.0
+    max_decode_seconds: float = 30.0
     change_threshold: float = 0.02
+    max_video_seconds: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,79 @@ class FrameSet:
     animated: bool = field(default=False)
 
 
+class FrameSelector:
+    """Keeps frames by content as they are decoded, for images and video alike (module docstring):
+    bounded memory (at most ``2 * max_frames`` prepared frames) and bounded work (the whole
+    message's frames, pixels and decode time)."""
+
+    def __init__(self, frames: FrameLimits, prepare: Callable[[Image.Image], np.ndarray], what: str) -> None:
+        self.limits = frames
+        self.prepare = prepare
+        self.what = what
+        self.deadline = time.monotonic() + frames.max_decode_seconds
+        self.kept: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (index, timestamp, thumbnail, pixels)
+        self.stride = 1  # keep every stride-th distinct frame (doubles each time the buffer is decimated)
+        self.distinct = 0
+        self.total = 0
+        self.pixels = 0
+
+    def admit(self, width: int, height: int) -> None:
+        """Count a frame about to be decoded against the message's bounds.
+
+        Raises:
+            ImageTooLarge: too many frames, pixels, or decoding time.
+        """
+        if self.total >= self.limits.max_decoded_frames:
+            raise ImageTooLarge(f"{self.what} has more than {self.limits.max_decoded_frames} frames (media.max_decoded_frames)")
+        self.pixels += width * height
+        if self.pixels > self.limits.max_total_pixels:
+            raise ImageTooLarge(f"{self.what} frames add up to more than {self.limits.max_total_pixels} pixels (media.max_total_pixels)")
+        if time.monotonic() > self.deadline:
+            raise ImageTooLarge(f"decoding {self.what} took over {self.limits.max_decode_seconds:g}s at frame {self.total} "
+                                "(media.max_decode_seconds)")
+
+    def add(self, rgb: Image.Image | Callable[[], Image.Image], timestamp_ms: int, thumbnail: np.ndarray | None = None,
+            only_frame: bool = False) -> None:
+        """Consider one decoded frame (call :meth:`admit` first): an RGB image, or, with its
+        ``THUMB x THUMB`` RGB ``thumbnail``, a function making the image only if it is kept.
+        ``only_frame`` (a still image) skips the thumbnail: there is nothing to compare it with."""
+        index = self.total
+        self.total += 1
+        image = None
+        thumb = None
+        if not only_frame:
+            if thumbnail is None:
+                image = rgb() if callable(rgb) else rgb
+                thumbnail = thumbnail_of(image)
+            thumb = _as_signal(thumbnail)
+            similar = [float(np.abs(thumb - k[2]).mean()) for k in self.kept if k[2] is not None]
+            if similar and min(similar) < self.limits.change_threshold:
+                return
+        self.distinct += 1
+        if (self.distinct - 1) % self.stride == 0:
+            if image is None:
+                image = rgb() if callable(rgb) else rgb
+            self.kept.append((index, timestamp_ms, thumb, self.prepare(image)))
+            if len(self.kept) >= 2 * self.limits.max_frames:
+                self.kept = self.kept[::2]
+                self.stride *= 2
+
+    def result(self) -> FrameSet:
+        kept = self.kept
+        if len(kept) > self.limits.max_frames:
+            step = len(kept) / self.limits.max_frames
+            kept = [kept[int(i * step)] for i in range(self.limits.max_frames)]
+        return FrameSet(
+            pixels=np.stack([k[3] for k in kept]),
+            indices=tuple(k[0] for k in kept),
+            timestamps_ms=tuple(k[1] for k in kept),
+            total=self.total,
+            distinct=self.distinct,
+            overflow=self.distinct > self.limits.max_frames,
+            animated=self.total > 1,
+        )
+
+
 def decode_frames(data: bytes, limits: DecodeLimits, frames: FrameLimits,
                   prepare: Callable[[Image.Image], np.ndarray]) -> FrameSet:
     """Decode, select and ``prepare`` (preprocess) the frames of one image file.
@@ -67,17 +141,11 @@ def decode_frames(data: bytes, limits: DecodeLimits, frames: FrameLimits,
     """
     img = open_image(data, limits)
     fmt = img.format
-    deadline = time.monotonic() + frames.max_decode_seconds
-    kept: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (index, timestamp, thumbnail, pixels)
-    stride = 1  # keep every stride-th distinct frame (doubles each time the buffer is decimated)
-    distinct = 0
-    total_pixels = 0
+    selector = FrameSelector(frames, prepare, fmt)
     clock_ms = 0
-    index = 0
     exif = None
     while True:
-        if index >= frames.max_decoded_frames:
-            raise ImageTooLarge(f"{fmt} has more than {frames.max_decoded_frames} frames (media.max_decoded_frames)")
+        index = selector.total
         try:
             if index:
                 img.seek(index)
@@ -89,42 +157,32 @@ def decode_frames(data: bytes, limits: DecodeLimits, frames: FrameLimits,
         except DECODE_ERRORS as exc:
             raise UndecodableImage(f"corrupt or truncated {fmt} data in frame {index}: {exc}") from exc
         check_size(img, limits)
-        total_pixels += img.size[0] * img.size[1]
-        if total_pixels > frames.max_total_pixels:
-            raise ImageTooLarge(f"{fmt} frames add up to more than {frames.max_total_pixels} pixels (media.max_total_pixels)")
-        if time.monotonic() > deadline:
-            raise ImageTooLarge(f"decoding {fmt} took over {frames.max_decode_seconds:g}s at frame {index} (media.max_decode_seconds)")
+        selector.admit(*img.size)
         try:
             if index == 0:
                 exif = img.getexif()
             rgb = to_rgb(_oriented(img, exif), limits.background)
         except DECODE_ERRORS as exc:
             raise UndecodableImage(f"corrupt {fmt} frame {index}: {exc}") from exc
-        thumb = np.asarray(rgb.resize((THUMB, THUMB), Image.Resampling.BILINEAR), dtype=np.float32) / 255.0
-        if not kept or min(float(np.abs(thumb - k[2]).mean()) for k in kept) >= frames.change_threshold:
-            distinct += 1
-            if (distinct - 1) % stride == 0:
-                kept.append((index, clock_ms, thumb, prepare(rgb)))
-                if len(kept) >= 2 * frames.max_frames:
-                    kept = kept[::2]
-                    stride *= 2
+        animated = getattr(img, "is_animated", False) or getattr(img, "n_frames", 1) > 1
+        selector.add(rgb, clock_ms, only_frame=not animated)
         clock_ms += _duration_ms(img)
-        index += 1
-        if not getattr(img, "is_animated", False) and getattr(img, "n_frames", 1) == 1:
+        if not animated:
             break
-    overflow = distinct > frames.max_frames
-    if len(kept) > frames.max_frames:
-        step = len(kept) / frames.max_frames
-        kept = [kept[int(i * step)] for i in range(frames.max_frames)]
-    return FrameSet(
-        pixels=np.stack([k[3] for k in kept]),
-        indices=tuple(k[0] for k in kept),
-        timestamps_ms=tuple(k[1] for k in kept),
-        total=index,
-        distinct=distinct,
-        overflow=overflow,
-        animated=index > 1,
-    )
+    return selector.result()
+
+
+def thumbnail_of(img: Image.Image) -> np.ndarray:
+    """``THUMB x THUMB`` RGB box averages of a frame: every pixel counts (a small object moves a
+    cell's mean), unlike point sampling. ``reduce`` first: 0.3 ms for 640x480, against 1.1 ms for
+    one bilinear resize."""
+    factor = (max(1, img.width // THUMB), max(1, img.height // THUMB))
+    small = img.reduce(factor) if factor != (1, 1) else img
+    return np.asarray(small.resize((THUMB, THUMB), Image.Resampling.BOX))
+
+
+def _as_signal(thumbnail: np.ndarray) -> np.ndarray:
+    return np.asarray(thumbnail, dtype=np.float32) / 255.0
 
 
 def _oriented(img: Image.Image, exif) -> Image.Image:

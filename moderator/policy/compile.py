@@ -30,6 +30,9 @@ class CompiledCategory:
     contrast: tuple[str, ...] = ()
     contrast_embeddings: np.ndarray | None = None  # [K, D]
     prototypes: np.ndarray | None = None  # [E, D]: example image embeddings
+    aggregate: str = "max"  # max | mean | k_of_n, over a message's scored frames
+    k: int = 1
+    n: int = 1
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ def compile_policy(loaded: LoadedPolicy, encoder: Encoder, cache: EmbeddingCache
             ensemble=_normalise(p_emb.mean(axis=0)), contrast=tuple(c.contrast),
             contrast_embeddings=np.stack([embeds[t] for t in c.contrast]) if c.contrast else None,
             prototypes=_prototypes(loaded.path.parent, c.examples, encoder) if c.examples else None,
+            aggregate=r.aggregate, k=r.k, n=r.n,
         ))
     return CompiledPolicy(
         name=policy.name, version=loaded.digest, label=policy.version,

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Scoring = Literal["cosine", "softmax", "sigmoid"]
+Aggregate = Literal["max", "mean", "k_of_n"]
 Action = Literal["review", "block"]
 
 
@@ -32,6 +33,9 @@ class Defaults(_Strict):
     temperature: float = Field(0.01, gt=0, le=1, description="softmax scoring: logits are cosine / temperature.")
     review: float | None = Field(None, description="Default review threshold.")
     block: float | None = Field(None, description="Default block threshold.")
+    aggregate: Aggregate = Field("max", description="How frame scores make a category's score: max (one frame is enough), mean, or k_of_n.")
+    k: int = Field(2, ge=1, description="k_of_n: frames over the threshold needed ...")
+    n: int = Field(3, ge=1, description="... among n consecutive scored frames.")
 
 
 class Decision(_Strict):
@@ -44,9 +48,9 @@ class Decision(_Strict):
 class Frames(_Strict):
     """How animated images are judged (every frame is scored; see docs/policies.md#frames)."""
 
-    on_overflow: Literal["review", "block", "sample"] = Field(
+    on_overflow: Literal["review", "reject", "sample"] = Field(
         "review", description="When a message has more distinct frames than media.max_frames: review (at least review), "
-                              "block, or sample (decide on the evenly sampled frames alone).")
+                              "reject (block), or sample (decide on the evenly sampled frames alone).")
 
 
 class InlineTest(_Strict):
@@ -74,6 +78,10 @@ class Category(_Strict):
     review: float | None = Field(None, description="Score at or above which the category asks for review.")
     block: float | None = Field(None, description="Score at or above which the category blocks (when action is block).")
     action: Action = Field("block", description="The most severe action this category may take.")
+    aggregate: Aggregate | None = Field(None, description="How frame scores make the category's score (default from defaults.aggregate): "
+                                                          "max, mean, or k_of_n (k of n consecutive scored frames over the threshold).")
+    k: int | None = Field(None, ge=1, description="k_of_n: frames over the threshold needed (default from defaults.k).")
+    n: int | None = Field(None, ge=1, description="k_of_n: the window of consecutive scored frames (default from defaults.n).")
     severity: int = Field(0, ge=0, le=100, description="Orders fired categories of equal action in reasons; higher first.")
 
     @field_validator("prompts", "contrast", "terms")
@@ -140,6 +148,8 @@ class Policy(_Strict):
                     raise ValueError(f"{where}: {label} threshold {v} is out of range [{low:g}, 1] for {r.scoring} scoring")
             if r.review > r.block:
                 raise ValueError(f"{where}: review threshold {r.review} is above block threshold {r.block}")
+            if r.aggregate == "k_of_n" and r.k > r.n:
+                raise ValueError(f"{where}: k_of_n needs k <= n (k {r.k}, n {r.n})")
             if c.examples and r.scoring != "cosine":
                 raise ValueError(f"{where}: example images are prototypes for cosine scoring; set scoring: cosine")
             if c.contrast and r.scoring != "softmax":
@@ -156,6 +166,9 @@ class Resolved(_Strict):
     temperature: float
     review: float | None
     block: float | None
+    aggregate: Aggregate = "max"
+    k: int = 1
+    n: int = 1
 
 
 def resolve(c: Category, d: Defaults) -> Resolved:
@@ -165,4 +178,7 @@ def resolve(c: Category, d: Defaults) -> Resolved:
         temperature=c.temperature if c.temperature is not None else d.temperature,
         review=c.review if c.review is not None else d.review,
         block=c.block if c.block is not None else d.block,
+        aggregate=c.aggregate or d.aggregate,
+        k=c.k if c.k is not None else d.k,
+        n=c.n if c.n is not None else d.n,
     )

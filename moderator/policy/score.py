@@ -7,11 +7,14 @@ Per category, by its scoring mode (x the image embedding, c the prompt-ensemble 
   ``softmax([x·p_1 … x·p_P, x·k_1 … x·k_K] / temperature)`` against its contrast prompts k;
 - sigmoid: ``sigmoid(logit_scale · x·c + logit_bias)`` with the model's calibration (SigLIP).
 
-A message is a sequence of frames (a still image is one): every kept frame is scored and a
-category's score is its highest over the frames (``max``), so one frame is enough to fire it; the
-result names the deciding frame. When a message had more distinct frames than were scored,
-``frames.on_overflow`` decides: ``review`` (default) makes the decision at least review, ``block``
-blocks, ``sample`` keeps the decision of the sampled frames.
+A message is a sequence of frames (a still image is one): every kept frame is scored, and a
+category's ``aggregate`` makes its score from the frame scores: ``max`` (default: one frame is
+enough to fire it), ``mean``, or ``k_of_n`` (the highest level that k of some n consecutive
+frames reach, so the category fires only when k of n consecutive frames are over its threshold;
+a message of fewer than n frames is one window, and needs min(k, frames) of them). The result
+names the deciding frame (for mean, the highest-scoring one). When a message had more distinct frames than were scored,
+``frames.on_overflow`` decides: ``review`` (default) makes the decision at least review,
+``reject`` blocks, ``sample`` keeps the decision of the sampled frames.
 
 Action: ``block`` at or above the block threshold (if the category may block), ``review`` at or
 above the review threshold, else ``allow``. Decision: the most severe action over categories; with
@@ -70,8 +73,8 @@ class Decision:
         out = [f"{c.name}: score {c.score:.3f} >= {c.action} threshold {c.threshold:.3f}" for c in self.fired]
         if self.escalated:
             out.append(f"{sum(c.action == 'review' for c in self.categories)} categories ask for review: escalated to block")
-        if self.overflow in ("review", "block"):
-            out.append(f"more distinct frames than the {self.frames} scored: {self.overflow} (frames.on_overflow)")
+        if self.overflow in ("review", "reject"):
+            out.append(f"more distinct frames than the {self.frames} scored: {self.decision} (frames.on_overflow: {self.overflow})")
         return out
 
 
@@ -114,8 +117,10 @@ def score_frames(frame_embeds: np.ndarray, policy: CompiledPolicy, frames: list[
     starts = np.concatenate([[0], np.cumsum(frames)[:-1]]).astype(int) if frames else np.zeros(0, int)
     if any(n < 1 for n in frames) or sum(frames) != len(per_frame):
         raise ValueError(f"frame counts {frames} do not add up to the {len(per_frame)} embeddings")
-    deciding = np.stack([per_frame[a:a + n].argmax(axis=0) for a, n in zip(starts, frames)]) if frames else np.zeros((0, len(policy.categories)), int)
-    scores = np.stack([per_frame[a:a + n].max(axis=0) for a, n in zip(starts, frames)]) if frames else per_frame[:0]
+    rules = [(e.aggregate, e.k, e.n) for e in policy.entries] or [("max", 1, 1)] * len(policy.categories)
+    aggregated = [_aggregate(per_frame[a:a + n], rules) for a, n in zip(starts, frames)]
+    scores = np.stack([s for s, _ in aggregated]) if frames else per_frame[:0]
+    deciding = np.stack([f for _, f in aggregated]) if frames else np.zeros((0, len(policy.categories)), int)
     may_block = np.asarray([e.action == "block" for e in policy.entries] or [True] * len(policy.categories))
     severity = np.where((scores >= policy.block) & may_block, 2, np.where(scores >= policy.review, 1, 0))
     sev = [e.severity for e in policy.entries] or [0] * len(policy.categories)
@@ -131,10 +136,33 @@ def score_frames(frame_embeds: np.ndarray, policy: CompiledPolicy, frames: list[
         escalated = top == 1 and policy.escalate_reviews is not None and row_act.count(1) >= policy.escalate_reviews
         decision = "block" if escalated else ACTIONS[top]
         rule = policy.on_overflow if overflow[i] else None
-        if rule in ("review", "block") and ACTIONS.index(rule) > ACTIONS.index(decision):
-            decision = rule
+        floor = {"review": "review", "reject": "block"}.get(rule or "")
+        if floor is not None and ACTIONS.index(floor) > ACTIONS.index(decision):
+            decision = floor
         decisions.append(Decision(decision=decision, categories=cats, escalated=escalated, frames=frames[i], overflow=rule))
     return decisions
+
+
+def _aggregate(frames: np.ndarray, rules: list[tuple[str, int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """One message's ``[F, C]`` frame scores -> ``[C]`` scores and the deciding frame of each."""
+    count = len(frames)
+    scores = np.empty(frames.shape[1], np.float32)
+    deciding = np.empty(frames.shape[1], int)
+    for j, (rule, k, n) in enumerate(rules):
+        column = frames[:, j]
+        if rule == "k_of_n" and count > 1:
+            width = min(n, count)
+            need = min(k, width)
+            windows = np.lib.stride_tricks.sliding_window_view(column, width)  # [W, width]
+            order = np.argsort(-windows, axis=1, kind="stable")[:, need - 1]  # the need-th highest of each window
+            levels = windows[np.arange(len(windows)), order]
+            best = int(levels.argmax())
+            scores[j], deciding[j] = levels[best], best + order[best]
+        elif rule == "mean":
+            scores[j], deciding[j] = column.mean(), column.argmax()
+        else:
+            scores[j], deciding[j] = column.max(), column.argmax()
+    return scores, deciding
 
 
 @dataclass(frozen=True)

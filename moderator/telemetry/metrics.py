@@ -139,5 +139,5 @@ class Metrics:
         self.backend_errors.labels(backend)
         for result in ("scored", "skipped"):
             self.frames.labels(result)
-        for rule in ("review", "block", "sample"):
+        for rule in ("review", "reject", "sample"):
             self.frame_overflows.labels(rule)

@@ -61,7 +61,7 @@ class FramesRef(_Model):
     total: int = Field(description="Frames in the file.")
     distinct: int = Field(description="Frames that differ visibly from the frames before them.")
     scored: int = Field(description="Frames encoded and scored.")
-    overflow: Literal["review", "block", "sample"] | None = Field(
+    overflow: Literal["review", "reject", "sample"] | None = Field(
         None, description="Set when there were more distinct frames than media.max_frames: the policy's frames.on_overflow rule applied.")
 
 

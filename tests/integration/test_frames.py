@@ -41,3 +41,24 @@ def test_every_frame_is_moderated_through_the_broker(broker, topics, service, co
                 assert weapons["frame"] == 1 and weapons["frame_timestamp_ms"] == 3000, weapons
     assert svc.metric("moderator_frames_total", {"result": "scored"}) >= 2 * len(messages)
     assert svc.terminate() == 0
+
+
+def test_a_flash_in_a_video_is_blocked_through_the_broker(broker, topics, service, collector):
+    pytest.importorskip("av", reason="the video extra (PyAV) is in the dev install")
+    from tests.unit.test_video import clip, scenes
+
+    t = topics(1)
+    cup, knife, flower = scenes(50)
+    messages = [(f"{t.input}-mp4-flash", clip([cup] * 30 + [knife] + [cup] * 29), "block"),
+                (f"{t.input}-webm-benign", clip([cup] * 20 + [flower] * 20, codec="libvpx-vp9", fmt="webm"), "allow")]
+    produce(broker.bootstrap, t.input, [(mid, mid.encode(), data, [("moderation-id", mid.encode())]) for mid, data, _ in messages])
+    out = collector(t)
+    svc = service(t, encoder={"model_dir": str(REPO / "models" / "default")}, policy={"path": str(REPO / "policies" / "default.yaml")})
+    assert out.wait_for({mid for mid, _, _ in messages}, timeout=180), svc.log_tail()
+    by_id = {o.id: o.json() for o in out.snapshot()}
+    flash = by_id[f"{t.input}-mp4-flash"]
+    assert flash["decision"] == "block", flash["reasons"]
+    weapons = next(c for c in flash["categories"] if c["name"] == "weapons")
+    assert weapons["frame"] == 30 and weapons["frame_timestamp_ms"] == 1000 and flash["frames"]["total"] == 60
+    assert by_id[f"{t.input}-webm-benign"]["decision"] == "allow"
+    assert svc.terminate() == 0

@@ -150,9 +150,50 @@ def test_scores_aggregate_by_maximum_and_overflow_rules_apply():
     b = next(c for c in one.categories if c.name == "b")
     assert one.decision == "block" and b.frame == 2 and b.score > 0.9
     assert two.decision == "allow" and two.frames == 1
-    for rule, expected in (("review", "review"), ("block", "block"), ("sample", "allow")):
+    for rule, expected in (("review", "review"), ("reject", "block"), ("sample", "allow")):
         p = CompiledPolicy("p", "v", ("a", "b"), emb[:2], policy.review, policy.block, on_overflow=rule)
         [d] = score_frames(frames[3:], p, [1], [True])
         assert d.decision == expected and d.overflow == rule
     with pytest.raises(ValueError, match="do not add up"):
         score_frames(frames, policy, [2, 1])
+
+
+def _policy(aggregate: str, k: int = 1, n: int = 1):
+    from moderator.policy.compile import CompiledCategory, CompiledPolicy
+
+    e = np.eye(2, dtype=np.float32)
+    entry = CompiledCategory("a", "cosine", 0.01, 0.5, 0.8, "block", 0, ("p",), e[:1], e[0], aggregate=aggregate, k=k, n=n)
+    return CompiledPolicy("p", "v", ("a",), e[:1], np.asarray([0.5], np.float32), np.asarray([0.8], np.float32), entries=(entry,))
+
+
+def _frames(scores: list[float]) -> np.ndarray:
+    """Unit embeddings whose cosine with category "a" (axis 0) is each given score."""
+    s = np.asarray(scores, np.float32)
+    return np.stack([s, np.sqrt(1 - s**2)], axis=1)
+
+
+@pytest.mark.parametrize("scores, aggregate, k, n, expected, frame", [
+    ([0.1, 0.9, 0.1, 0.1], "max", 1, 1, 0.9, 1),
+    ([0.1, 0.9, 0.1, 0.1], "mean", 1, 1, 0.3, 1),
+    ([0.9, 0.1, 0.9, 0.1, 0.1], "k_of_n", 2, 3, 0.9, 2),   # 2 of frames 0..2 reach 0.9
+    ([0.9, 0.1, 0.1, 0.9, 0.1], "k_of_n", 2, 3, 0.1, 1),   # no window of 3 has two high frames: only noise
+    ([0.2, 0.85, 0.95, 0.3], "k_of_n", 2, 2, 0.85, 1),     # the second-highest of the best pair
+    ([0.95], "k_of_n", 2, 3, 0.95, 0),                     # a still: one window of one frame
+    ([0.95, 0.1], "k_of_n", 3, 5, 0.1, 1),                 # fewer frames than n: all of them must be over
+])
+def test_aggregation_modes_on_hand_made_score_sequences(scores, aggregate, k, n, expected, frame):
+    from moderator.policy.score import score_frames
+
+    [d] = score_frames(_frames(scores), _policy(aggregate, k, n), [len(scores)])
+    [a] = d.categories
+    assert a.score == pytest.approx(expected, abs=1e-5) and a.frame == frame, (a.score, a.frame)
+    assert a.action == ("block" if expected >= 0.8 else "review" if expected >= 0.5 else "allow")
+
+
+def test_k_of_n_needs_k_at_most_n_in_the_policy(tmp_path):
+    from moderator.policy import PolicyFileError, load_policy
+
+    path = tmp_path / "p.yaml"
+    path.write_text("name: x\ncategories:\n  - {name: a, prompts: [p], review: 0.1, block: 0.2, aggregate: k_of_n, k: 4, n: 3}\n")
+    with pytest.raises(PolicyFileError, match="k_of_n needs k <= n"):
+        load_policy(path)

@@ -2,7 +2,8 @@
 # moderator: CPU image by default; CUDA image with --build-arg VARIANT=gpu.
 #   docker build -t moderator .
 #   docker build -t moderator:gpu --build-arg VARIANT=gpu .
-#   docker build -t moderator:0.1.0-ray --build-arg EXTRAS=ray,triton .   (Ray Serve; Triton client)
+#   docker build -t moderator:0.1.0-ray --build-arg EXTRAS=ray,triton,video .   (Ray Serve; Triton client; video)
+# The default extras are triton,video: the Triton client, and PyAV for MP4/MOV/WebM.
 # Not built where this project is developed (no Docker engine there); see docs/operations.md.
 ARG VARIANT=cpu
 ARG CPU_BASE=python:3.11-slim-bookworm
@@ -23,7 +24,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PATH=/opt/venv/bin:$PATH
 FROM base AS build
 ARG VARIANT
 # Optional extras: "triton" (the Triton client, small) is in by default; add "ray" for Ray Serve.
-ARG EXTRAS=triton
+ARG EXTRAS=triton,video
 WORKDIR /src
 RUN python3 -m venv /opt/venv
 COPY pyproject.toml README.md ./

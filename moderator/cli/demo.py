@@ -9,7 +9,14 @@ from collections import Counter
 
 from moderator.local.broker import REPO_ROOT, LocalKafka, create_topics
 from moderator.local.collect import OutputCollector
-from moderator.local.samples import broken_messages, example_messages, hostile_messages, load_examples, sample_messages
+from moderator.local.samples import (
+    animated_messages,
+    broken_messages,
+    example_messages,
+    hostile_messages,
+    load_examples,
+    sample_messages,
+)
 from moderator.local.service import ServiceProcess
 
 
@@ -53,11 +60,12 @@ def demo(args: argparse.Namespace) -> int:
         hostile = [s for s in hostile_messages(f"{prefix}-hostile") if s.id]
         labelled: set[str] = set()
         if (examples / "labels.csv").is_file() and "random" not in model.name:
-            samples = example_messages(load_examples(examples, limit=24), prefix)
+            samples = example_messages(load_examples(examples, limit=24), prefix) + animated_messages(f"{prefix}-animated")
             labelled = {s.id for s in samples}
             samples += broken_messages(prefix) + hostile
             print(f"4. producing {len(samples)} messages: labelled pictograms from examples/ in every image format and "
-                  f"both encodings, broken inputs, and {len(hostile)} hostile ones (docs/wire-format.md#limits)")
+                  f"both encodings, animations whose harmful frame is not the first, broken inputs, and {len(hostile)} "
+                  "hostile ones (docs/wire-format.md#limits)")
         else:
             samples = sample_messages(prefix=prefix) + hostile
             print(f"4. producing {len(samples)} messages: every image format in both encodings, broken inputs, "

@@ -262,3 +262,33 @@ def hostile_messages(prefix: str = "hostile") -> list[Sample]:
                  env(metadata={"x": "\x00\x01\x1b[31m\u2028"})),
         envelope(f"{p}-tombstone", "invalid_message", "an empty value", ""),
     ]
+
+
+def animated_messages(prefix: str = "animated") -> list[Sample]:
+    """Labelled animations for the demo: a knife shown for 20 ms between cups (GIF) and a knife
+    that is only an APNG's default image must be blocked; a benign animation allowed. The label
+    in parentheses is what must fire, as in :func:`example_messages`."""
+    from moderator.pictograms.draw import render
+
+    rng = random.Random(7)
+    cup, knife, flower = (render(obj, colour, 1, "beige", rng, (192, 144)) for obj, colour in
+                          (("cup", "brown"), ("knife", "black"), ("flower", "red")))
+
+    def save(fmt: str, frames: list[Image.Image], **kwargs) -> bytes:
+        buf = io.BytesIO()
+        frames = [f.copy() for f in frames]
+        frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], **kwargs)
+        return buf.getvalue()
+
+    def sample(name: str, data: bytes, ctype: str, desc: str) -> Sample:
+        mid = f"{prefix}-{name}"
+        return Sample(mid, data, [("content-type", ctype.encode()), ("moderation-id", mid.encode())], "verdict", desc, key=mid.encode())
+
+    return [
+        sample("gif-flash", save("GIF", [cup, knife, cup], duration=[3000, 20, 3000]), "image/gif",
+               "animated GIF: a cup, a knife for 20 ms, a cup (weapons)"),
+        sample("apng-default-image", save("PNG", [knife, cup, flower], duration=500, default_image=True), "image/png",
+               "APNG whose default image, outside the animation, is a knife (weapons)"),
+        sample("webp-benign", save("WEBP", [cup, flower], duration=500, lossless=True), "image/webp",
+               "animated WebP: a cup, then a flower (benign)"),
+    ]

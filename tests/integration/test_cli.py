@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from moderator.local.samples import hostile_messages
+from moderator.local.samples import animated_messages, hostile_messages
 from moderator.local.service import free_port
 from tests.conftest import REPO, TINY_MODEL
 
@@ -25,10 +25,14 @@ def test_demo_prints_a_verdict_or_dead_letter_for_every_sample():
     assert "UNEXPECTED" not in out and "MISSING" not in out
     hostile = [s for s in hostile_messages() if s.id]
     hostile_verdicts = sum(s.expect == "verdict" for s in hostile)
-    assert out.count(" verdict ") == 24 + hostile_verdicts and out.count(" dead letter ") == 7 + len(hostile) - hostile_verdicts, out
+    animated = len(animated_messages())
+    assert out.count(" verdict ") == 24 + animated + hostile_verdicts and out.count(" dead letter ") == 7 + len(hostile) - hostile_verdicts, out
     assert "stopping the local broker" in out
     agree, total = (int(x) for x in re.search(r"match the example's label: (\d+)/(\d+)", out).groups())
-    assert total == 24 and agree >= 22, f"the default model agrees with only {agree}/{total} labels (24 measured):\n{out}"
+    assert total == 24 + animated and agree >= 22 + animated, f"the default model agrees with only {agree}/{total} labels:\n{out}"
+    for line in out.splitlines():  # every animation is judged by its harmful frame, not its first
+        if " animated-" in line and "(weapons)" in line:
+            assert " block " in line, line
 
 
 def test_bench_json_reports_both_throughputs_side_by_side(broker):

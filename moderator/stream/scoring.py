@@ -140,14 +140,20 @@ class ScoringLoop:
         """
         es = self.settings.encoder
 
+        def attempt() -> BatchResult:
+            try:
+                return self.processor.score_batch(pixels, overflow)
+            except BackendError:  # counted and shown on every failure, the last one too
+                self.metrics.backend_errors.labels(self._backend).inc()
+                self.health.set("backend", False)
+                raise
+
         def failed(exc: BaseException, _attempt: int, delay: float) -> None:
-            self.metrics.backend_errors.labels(self._backend).inc()
-            self.health.set("backend", False)
             log.warning("encoder failed (%s); retrying batch of %d in %.1fs", exc, len(pixels), delay)
 
         try:
-            result = retry(lambda: self.processor.score_batch(pixels, overflow), on=BackendError,
-                           backoff=Backoff.from_ms(es.retry_initial_ms, es.retry_max_ms), stop=self._abandon, on_failure=failed)
+            result = retry(attempt, on=BackendError, backoff=Backoff.from_ms(es.retry_initial_ms, es.retry_max_ms),
+                           stop=self._abandon, on_failure=failed)
         except RetryStopped:
             return None
         self.health.set("backend", True)

@@ -120,6 +120,8 @@ class Worker:
         def failed(exc: BaseException, _attempt: int, delay: float) -> None:
             log.warning("cannot reach Kafka at %s (%s); retrying in %.1fs", self.settings.kafka.bootstrap_servers, exc, delay)
 
+        if self._stop.is_set():
+            return None
         try:
             return retry(factory, on=KafkaError, backoff=kafka_backoff(self.settings), stop=self._stop, on_failure=failed)
         except RetryStopped:

@@ -16,7 +16,7 @@ import numpy as np
 from moderator.encoders.base import Encoder
 from moderator.errors import PolicyError
 from moderator.policy.compile import CompiledPolicy
-from moderator.policy.score import category_scores
+from moderator.policy.score import category_scores, message_scores
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +77,7 @@ def score_labelled(csv_path: Path, processor: ImageScorer, policy: CompiledPolic
     frames = np.concatenate([p if p.ndim == 4 else p[None] for p in pixels])  # every kept frame of every image
     counts = [len(p) if p.ndim == 4 else 1 for p in pixels]
     embeds = np.concatenate([processor.encoder.encode_images(frames[i : i + batch]) for i in range(0, len(frames), batch)])
-    per_frame = category_scores(embeds, policy)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int)
-    scores = np.stack([per_frame[a:a + n].max(axis=0) for a, n in zip(starts, counts)])  # as the service: a category's best frame
+    scores, _ = message_scores(category_scores(embeds, policy), policy, counts)  # the service's aggregation
     return Labelled([paths[i] for i in keep], truth[keep], scores, skipped)
 
 

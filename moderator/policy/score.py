@@ -112,15 +112,8 @@ def score_frames(frame_embeds: np.ndarray, policy: CompiledPolicy, frames: list[
                  overflow: list[bool] | None = None) -> list[Decision]:
     """Decisions for messages of several frames: ``frame_embeds`` ``[sum(frames), D]`` holds the
     frames of message i as the next ``frames[i]`` rows; ``overflow[i]`` says it had more distinct
-    frames than were scored. A category's score is its maximum over the message's frames."""
-    per_frame = category_scores(frame_embeds, policy)
-    starts = np.concatenate([[0], np.cumsum(frames)[:-1]]).astype(int) if frames else np.zeros(0, int)
-    if any(n < 1 for n in frames) or sum(frames) != len(per_frame):
-        raise ValueError(f"frame counts {frames} do not add up to the {len(per_frame)} embeddings")
-    rules = [(e.aggregate, e.k, e.n) for e in policy.entries] or [("max", 1, 1)] * len(policy.categories)
-    aggregated = [_aggregate(per_frame[a:a + n], rules) for a, n in zip(starts, frames)]
-    scores = np.stack([s for s, _ in aggregated]) if frames else per_frame[:0]
-    deciding = np.stack([f for _, f in aggregated]) if frames else np.zeros((0, len(policy.categories)), int)
+    frames than were scored. Category scores are aggregated by :func:`message_scores`."""
+    scores, deciding = message_scores(category_scores(frame_embeds, policy), policy, frames)
     may_block = np.asarray([e.action == "block" for e in policy.entries] or [True] * len(policy.categories))
     severity = np.where((scores >= policy.block) & may_block, 2, np.where(scores >= policy.review, 1, 0))
     sev = [e.severity for e in policy.entries] or [0] * len(policy.categories)
@@ -141,6 +134,24 @@ def score_frames(frame_embeds: np.ndarray, policy: CompiledPolicy, frames: list[
             decision = floor
         decisions.append(Decision(decision=decision, categories=cats, escalated=escalated, frames=frames[i], overflow=rule))
     return decisions
+
+
+def message_scores(per_frame: np.ndarray, policy: CompiledPolicy, frames: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """``[sum(frames), C]`` frame scores -> ``[N, C]`` message scores by each category's
+    ``aggregate``, and the deciding frame of each (its position among the message's frames).
+    Used by the service and by evaluation alike, so calibration sees the service's scores.
+
+    Raises:
+        ValueError: the frame counts do not add up to the rows.
+    """
+    if any(n < 1 for n in frames) or sum(frames) != len(per_frame):
+        raise ValueError(f"frame counts {frames} do not add up to the {len(per_frame)} embeddings")
+    if all(n == 1 for n in frames):  # stills: every rule gives the frame's own score
+        return per_frame, np.zeros(per_frame.shape, int)
+    rules = [(e.aggregate, e.k, e.n) for e in policy.entries] or [("max", 1, 1)] * len(policy.categories)
+    starts = np.concatenate([[0], np.cumsum(frames)[:-1]]).astype(int)
+    aggregated = [_aggregate(per_frame[a:a + n], rules) for a, n in zip(starts, frames)]
+    return np.stack([s for s, _ in aggregated]), np.stack([f for _, f in aggregated])
 
 
 def _aggregate(frames: np.ndarray, rules: list[tuple[str, int, int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -197,3 +197,29 @@ def test_k_of_n_needs_k_at_most_n_in_the_policy(tmp_path):
     path.write_text("name: x\ncategories:\n  - {name: a, prompts: [p], review: 0.1, block: 0.2, aggregate: k_of_n, k: 4, n: 3}\n")
     with pytest.raises(PolicyFileError, match="k_of_n needs k <= n"):
         load_policy(path)
+
+
+def test_evaluation_scores_animations_as_the_service_does(tmp_path, tiny_encoder):
+    """policy eval/calibrate aggregate a labelled animation's frames by each category's rule, as the
+    service does: with mean, a one-frame flash must not score like its maximum."""
+    from moderator.policy import compile_policy, load_policy
+    from moderator.policy.evaluate import score_labelled
+    from moderator.policy.score import score_frames
+    from moderator.processing import Processor
+    from tests.conftest import TINY_POLICY
+
+    policy_path = tmp_path / "policy.yaml"
+    policy_path.write_text(TINY_POLICY.read_text().replace("categories:\n", "defaults: {aggregate: mean}\ncategories:\n", 1))
+    cup, knife = picture("cup", 71, "brown"), picture("knife", 72)
+    (tmp_path / "anim.gif").write_bytes(animation("GIF", [cup, knife, picture("flower", 73, "red")]))
+    cup.save(tmp_path / "still.png")
+    (tmp_path / "labels.csv").write_text("path,categories\nanim.gif,weapons\nstill.png,\n")
+    processor = Processor(tiny_encoder, compile_policy(load_policy(policy_path), tiny_encoder), DecodeLimits())
+    data = score_labelled(tmp_path / "labels.csv", processor, processor.policy)
+    for row, name in zip(data.scores, ("anim.gif", "still.png")):
+        prepared = processor.prepare((tmp_path / name).read_bytes())
+        embeds = tiny_encoder.encode_images(prepared.pixels)
+        [decision] = score_frames(embeds, processor.policy, [len(embeds)])
+        assert np.allclose(row, [c.score for c in decision.categories], atol=1e-5), name
+    per_frame = tiny_encoder.encode_images(processor.prepare((tmp_path / "anim.gif").read_bytes()).pixels)
+    assert len(per_frame) == 3 and not np.allclose(data.scores[0], (per_frame @ processor.policy.embeddings.T).max(axis=0))

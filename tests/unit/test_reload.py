@@ -71,7 +71,6 @@ def test_file_changes_are_noticed_by_the_watcher(tmp_path, tiny_encoder):
 def test_a_hostile_edit_is_a_failed_reload_and_a_later_good_edit_still_loads(tmp_path, tiny_encoder):
     """A YAML tag once killed the reload thread with a ConstructorError traceback; the counter
     stayed 0 and later valid edits were never loaded."""
-    import time
 
     from tests.integration.conftest import wait_until
 
@@ -79,6 +78,14 @@ def test_a_hostile_edit_is_a_failed_reload_and_a_later_good_edit_still_loads(tmp
     metrics = Metrics(reg := CollectorRegistry())
     metrics.start(topics=["t"], categories=processor.policy.categories, backend="onnx")
     reloader = PolicyReloader(path, processor, metrics, interval_s=0.02)
+    looks = {"n": 0}
+    fingerprint = reloader._fingerprint
+
+    def counted():
+        looks["n"] += 1
+        return fingerprint()
+
+    reloader._fingerprint = counted
     reloader.start()
     try:
         old = processor.policy
@@ -87,7 +94,8 @@ def test_a_hostile_edit_is_a_failed_reload_and_a_later_good_edit_still_loads(tmp
                    10, "the failed reload to be counted")
         assert processor.policy is old
         assert reg.get_sample_value("moderator_policy_stale", {"role": "primary"}) == 1
-        time.sleep(0.1)  # the watcher keeps polling the unchanged bad file without counting it again
+        seen = looks["n"]  # the watcher looks at the unchanged bad file again, without counting it again
+        wait_until(lambda: looks["n"] >= seen + 3, 10, "three more looks at the file")
         assert reg.get_sample_value("moderator_policy_reloads_total", {"role": "primary", "result": "failed"}) == 1
         path.write_text(TINY_POLICY.read_text().replace("name: fire", "name: smoke"))
         wait_until(lambda: "smoke" in processor.policy.categories, 10, "the good edit to be loaded")

@@ -14,13 +14,17 @@ from prometheus_client import CollectorRegistry
 
 from moderator.encoders import Encoder, build_encoder
 from moderator.errors import BackendError, BackendUnavailable, SettingsError
+from moderator.hashing.banks import load_banks
+from moderator.hashing.cache import ResultCache
+from moderator.hashing.reload import BankReloader
 from moderator.media.decode import DecodeLimits
 from moderator.media.frames import FrameLimits
 from moderator.policy.compile import compile_policy
 from moderator.policy.cache import EmbeddingCache
 from moderator.policy.loader import load_policy
 from moderator.policy.reload import PolicyReloader
-from moderator.processing import Processor
+from moderator.processing import KnownContentOptions, Processor
+from moderator.reloading import Reloader
 from moderator.retry import Backoff, RetryStopped, retry
 from moderator.settings import Settings
 from moderator.stream.worker import Worker
@@ -82,7 +86,7 @@ def build_processor(
     ``encoder.startup_timeout_s``; the in-process one needs no network.
 
     Raises:
-        ModelError, PolicyError, BackendUnavailable: the service cannot start.
+        ModelError, PolicyError, BankError, BackendUnavailable: the service cannot start.
     """
     encoder = (make_encoder or (lambda: build_encoder(settings.encoder)))()
     wait_for_backend(settings, encoder.connect, "connecting to the encoder", stop)
@@ -94,7 +98,11 @@ def build_processor(
         return policy, shadow
 
     policy, shadow = wait_for_backend(settings, compile_all, "encoding the policy prompts", stop)
-    return Processor(encoder, policy, decode_limits(settings), shadow, frame_limits(settings)), cache
+    hs = settings.hashing
+    banks = load_banks(hs.banks_dir, hs.max_bank_entries) if hs.banks_dir is not None else None
+    processor = Processor(encoder, policy, decode_limits(settings), shadow, frame_limits(settings), banks,
+                          KnownContentOptions(hs.pdq, hs.pdq_quality_floor), ResultCache(hs.cache_size) if hs.cache_size else None)
+    return processor, cache
 
 
 def start_exit_deadline(seconds: float) -> threading.Thread:
@@ -167,6 +175,13 @@ class Application:
             if s.policy.shadow_path:
                 reloaders.append(PolicyReloader(s.policy.shadow_path, processor, self.metrics, s.policy.reload_interval_s, "shadow", cache))
                 log.info("shadow policy %s@%s scored beside the acting one", processor.shadow.name, processor.shadow.version)
+            if processor.banks is not None:
+                banks = processor.banks
+                self.metrics.banks_loaded(banks)
+                log.info("hash banks %s: %d banks, %d hashes (%s)", banks.version, len(banks.banks), banks.entries,
+                         ", ".join(f"{b.name}: {b.kind}" for b in banks.banks) or "none yet")
+                reloaders.append(BankReloader(s.hashing.banks_dir, processor, self.metrics, s.hashing.reload_interval_s,
+                                              s.hashing.max_bank_entries))
             for r in reloaders:
                 r.start()
             worker = self._worker = Worker(s, processor, self.metrics, self.health, message_limits(s))
@@ -181,7 +196,7 @@ class Application:
         finally:
             telemetry.stop()
 
-    def _install_signals(self, worker: Worker, reloaders: list[PolicyReloader]) -> None:
+    def _install_signals(self, worker: Worker, reloaders: list[Reloader]) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         count = {"n": 0}

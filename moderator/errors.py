@@ -108,3 +108,8 @@ class ModelError(StartupError):
 
 class PolicyError(StartupError):
     """A policy file is unreadable or invalid."""
+
+
+class BankError(StartupError):
+    """A hash bank file or directory is unreadable or invalid (at start the service refuses to
+    start; on a reload the banks in service are kept)."""

@@ -1,11 +1,16 @@
-"""The decode -> encode -> score core, shared by the stream worker and ``moderator scan``.
+"""The hash -> decode -> encode -> score core, shared by the stream worker and ``moderator scan``.
 
-Nothing here knows about Kafka: it takes bytes and returns pixels, and takes pixel batches and
-returns decisions.
+Nothing here knows about Kafka: it takes bytes and returns pixels (or a decision already made:
+a cached result, a known-content match that blocks), and takes pixel batches and returns
+decisions; :meth:`Processor.outcomes` joins the two into what a verdict says.
+
+Stages in order (docs/policies.md#known-content): SHA-256 of the image bytes, the result cache,
+the SHA-256 banks, decode with a PDQ hash of every kept frame, the PDQ banks, the classifier.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -14,12 +19,17 @@ import numpy as np
 
 from moderator.encoders.base import Encoder
 from moderator.errors import MessageError, UndecodableImage
+from moderator.hashing import known as known_content
+from moderator.hashing.banks import Banks
+from moderator.hashing.cache import ResultCache
+from moderator.hashing.compute import Hashes, pdq_of, sha256_of
+from moderator.hashing.known import Known
 from moderator.media.decode import DecodeLimits
 from moderator.media.frames import FrameLimits, FrameSet, decode_frames
 from moderator.media.preprocess import Preprocessor
 from moderator.media.video import decode_video, looks_like_video
 from moderator.policy.compile import CompiledPolicy
-from moderator.policy.score import Decision, score_frames
+from moderator.policy.score import ACTIONS, Decision, score_frames
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +40,78 @@ ENCODE_CHUNK = 64
 
 
 @dataclass(frozen=True)
+class KnownContentOptions:
+    pdq: bool = True  # hash every kept frame with PDQ (the verdict carries it; PDQ banks need it)
+    quality_floor: int = 50  # PDQ hashes of lower quality never match (flat images match too easily)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a verdict says about one image's content, without pixels (so it can be cached):
+    the classifier's decision if it ran, the banks' verdict if any matched, and the result."""
+
+    policy: CompiledPolicy
+    classifier: Decision | None  # None when a deny match decided without the classifier
+    known: Known | None
+    hashes: Hashes | None
+    frames: FrameSet | None = None
+    shadow: CompiledPolicy | None = None
+    shadow_classifier: Decision | None = None
+    banks_version: str = ""  # of the banks that were looked up
+
+    @property
+    def decision(self) -> str:
+        return final_decision(self.known, self.classifier.decision if self.classifier is not None else None)
+
+    @property
+    def shadow_decision(self) -> str | None:
+        if self.shadow is None or (self.shadow_classifier is None and self.classifier is not None):
+            return None
+        return final_decision(self.known, self.shadow_classifier.decision if self.shadow_classifier is not None else None)
+
+    @property
+    def reasons(self) -> list[str]:
+        classifier = self.classifier.reasons if self.classifier is not None else []
+        if self.known is None:
+            return classifier
+        if self.known.kind == "allow":
+            said = self.classifier.decision if self.classifier is not None else "allow"
+            return [self.known.reason + (f"; the classifier's {said} is overridden" if said != "allow" else "")]
+        return [self.known.reason, *classifier]
+
+
+def final_decision(known: Known | None, classifier: str | None) -> str:
+    """The decision once known content is taken into account (docs/policies.md#known-content)."""
+    if known is None:
+        assert classifier is not None
+        return classifier
+    if known.kind == "allow":
+        return "allow"
+    if classifier is None:
+        return known.match.action
+    return max(known.match.action, classifier, key=ACTIONS.index)
+
+
+@dataclass(frozen=True)
 class Prepared:
-    """One message's image after decode and preprocess: its kept frames' pixels ``uint8
-    [F, S, S, 3]`` (one frame for a still), or the reason it cannot be scored."""
+    """One message's image after hashing, decode and preprocess: its kept frames' pixels
+    ``uint8 [F, S, S, 3]`` (one frame for a still), or the reason it cannot be scored, or an
+    outcome already known (``cached``: an identical image decided before; ``known`` deciding:
+    a deny match that blocks), in which case there is nothing to encode."""
 
     pixels: np.ndarray | None
     error: MessageError | None
     decode_ms: float
     frames: FrameSet | None = None
+    hashes: Hashes | None = None
+    known: Known | None = None
+    cached: Outcome | None = None
+    lookup_ms: float = 0.0  # bank lookups (part of decode_ms)
+    banks_version: str = ""
+
+    @property
+    def needs_encoding(self) -> bool:
+        return self.error is None and self.cached is None and not (self.known is not None and self.known.decides)
 
 
 @dataclass(frozen=True)
@@ -54,13 +128,18 @@ class Processor:
     """Holds the encoder and the compiled policy; stateless per call, safe across threads."""
 
     def __init__(self, encoder: Encoder, policy: CompiledPolicy, limits: DecodeLimits, shadow: CompiledPolicy | None = None,
-                 frame_limits: FrameLimits | None = None) -> None:
+                 frame_limits: FrameLimits | None = None, banks: Banks | None = None,
+                 known: KnownContentOptions | None = None, cache: ResultCache | None = None) -> None:
         self.encoder = encoder
         self.policy = policy
         self.shadow = shadow
+        self.banks = banks
         self.limits = limits
         self.frame_limits = frame_limits or FrameLimits()
+        self.known_options = known or KnownContentOptions()
+        self.cache = cache
         self.preprocessor = Preprocessor(encoder.info().preprocess)
+        self._checksum = encoder.info().model_checksum
 
     def policy_for(self, role: str) -> CompiledPolicy | None:
         """The policy serving ``role`` ("primary" acts, "shadow" is only reported)."""
@@ -73,21 +152,74 @@ class Processor:
         else:
             self.shadow = policy
 
+    def set_banks(self, banks: Banks) -> None:
+        """Swap the hash banks: one reference assignment, read once per message by :meth:`prepare`."""
+        self.banks = banks
+
+    def _cache_key(self, sha256: bytes, policy: CompiledPolicy, shadow: CompiledPolicy | None, banks_version: str) -> tuple:
+        return sha256, self._checksum, policy.version, shadow.version if shadow is not None else "", banks_version
+
     def prepare(self, data: bytes) -> Prepared:
-        """Decode, select and preprocess the frames of one image; never raises (errors are returned)."""
+        """Hash, look up, decode, select and preprocess the frames of one image; never raises
+        (errors are returned)."""
         start = time.perf_counter()
+        banks = self.banks  # one set of banks for the whole message, even if swapped meanwhile
+        version = banks.version if banks is not None else ""
+        sha256 = sha256_of(data)
+        if self.cache is not None:
+            hit = self.cache.get(self._cache_key(sha256, self.policy, self.shadow, version))
+            if hit is not None:
+                return Prepared(None, None, (time.perf_counter() - start) * 1e3, hit.frames, hit.hashes, hit.known, hit)
+        lookup = time.perf_counter()
+        exact = known_content.exact(banks, sha256)
+        lookup_ms = (time.perf_counter() - lookup) * 1e3
+        if exact is not None and exact.decides:  # known bad bytes: not even decoded
+            return Prepared(None, None, (time.perf_counter() - start) * 1e3, None, Hashes(sha256), exact,
+                            lookup_ms=lookup_ms, banks_version=version)
         try:
-            if looks_like_video(data):
-                frames = decode_video(data, self.limits, self.frame_limits, self.preprocessor)
-            else:
-                frames = decode_frames(data, self.limits, self.frame_limits, self.preprocessor)
-            return Prepared(frames.pixels, None, (time.perf_counter() - start) * 1e3, frames)
+            frames = decode_any(data, self.limits, self.frame_limits, self.preprocessor, pdq_of if self.known_options.pdq else None)
         except MessageError as exc:
-            return Prepared(None, exc, (time.perf_counter() - start) * 1e3)
+            return Prepared(None, exc, (time.perf_counter() - start) * 1e3, hashes=Hashes(sha256))
         except Exception as exc:  # a decoder bug on hostile input must not take the service down
             log.warning("unexpected decoder error %s: %s", type(exc).__name__, exc)
             err = UndecodableImage(f"decoder failed unexpectedly ({type(exc).__name__}): {exc}")
-            return Prepared(None, err, (time.perf_counter() - start) * 1e3)
+            return Prepared(None, err, (time.perf_counter() - start) * 1e3, hashes=Hashes(sha256))
+        hashes = Hashes(sha256, frames.hashes)
+        lookup = time.perf_counter()
+        near = known_content.near(banks, frames.hashes, self.known_options.quality_floor, frames.overflow)
+        known = known_content.combine(exact, near)
+        lookup_ms += (time.perf_counter() - lookup) * 1e3
+        pixels = None if known is not None and known.decides else frames.pixels
+        return Prepared(pixels, None, (time.perf_counter() - start) * 1e3, frames, hashes, known,
+                        lookup_ms=lookup_ms, banks_version=version)
+
+    def decided(self, prepared: Prepared) -> Outcome | None:
+        """The outcome of a message that needs no encoding (a cache hit, or a deny match that
+        blocks; the latter is cached), else None."""
+        if prepared.cached is not None:
+            return prepared.cached
+        if prepared.error is not None or prepared.needs_encoding:
+            return None
+        policy, shadow = self.policy, self.shadow
+        outcome = Outcome(policy, None, prepared.known, prepared.hashes, _without_pixels(prepared.frames), shadow,
+                          banks_version=prepared.banks_version)
+        self._remember(outcome)
+        return outcome
+
+    def outcomes(self, prepared: list[Prepared], result: BatchResult) -> list[Outcome]:
+        """The outcomes of messages scored together in ``result`` (in order), cached."""
+        shadows = result.shadow_decisions or [None] * len(prepared)
+        out = []
+        for p, decision, shadow in zip(prepared, result.decisions, shadows):
+            outcome = Outcome(result.policy, decision, p.known, p.hashes, _without_pixels(p.frames), result.shadow, shadow,
+                              p.banks_version)
+            self._remember(outcome)
+            out.append(outcome)
+        return out
+
+    def _remember(self, outcome: Outcome) -> None:
+        if self.cache is not None and outcome.hashes is not None:
+            self.cache.put(self._cache_key(outcome.hashes.sha256, outcome.policy, outcome.shadow, outcome.banks_version), outcome)
 
     def score_batch(self, pixels: list[np.ndarray], overflow: list[bool] | None = None) -> BatchResult:
         """Encode a batch of messages' frames (each ``uint8 [F, S, S, 3]``, or one ``[S, S, 3]``
@@ -107,3 +239,33 @@ class Processor:
         shadow_decisions = score_frames(embeds, shadow, counts, overflow) if shadow is not None else None
         end = time.perf_counter()
         return BatchResult(policy, decisions, (mid - start) * 1e3, (end - mid) * 1e3, shadow, shadow_decisions)
+
+
+def decode_any(data: bytes, limits: DecodeLimits, frame_limits: FrameLimits, prepare, hasher=None) -> FrameSet:
+    """Decode, select and prepare the frames of an image or video file (hashing each kept frame
+    with ``hasher``, if given).
+
+    Raises:
+        MessageError: as :func:`~moderator.media.frames.decode_frames` and :func:`~moderator.media.video.decode_video`.
+    """
+    if looks_like_video(data):
+        return decode_video(data, limits, frame_limits, prepare, hasher)
+    return decode_frames(data, limits, frame_limits, prepare, hasher)
+
+
+def hash_image(data: bytes, limits: DecodeLimits, frame_limits: FrameLimits, pdq: bool = True) -> tuple[Hashes, FrameSet]:
+    """The hashes of an image or video file, as the service computes them (``moderator hashes``).
+
+    Raises:
+        MessageError: the file cannot be decoded.
+    """
+    frames = decode_any(data, limits, frame_limits, _no_pixels, pdq_of if pdq else None)
+    return Hashes(sha256_of(data), frames.hashes), frames
+
+
+def _no_pixels(_image) -> np.ndarray:
+    return np.zeros((1, 1, 3), np.uint8)
+
+
+def _without_pixels(frames: FrameSet | None) -> FrameSet | None:
+    return None if frames is None else dataclasses.replace(frames, pixels=np.empty((0,), np.uint8))

@@ -241,6 +241,20 @@ class PolicySettings(_Section):
         return None if value == "" else value
 
 
+class HashingSettings(_Section):
+    banks_dir: Path | None = Field(None, description="Directory of hash bank files (<bank>.csv, docs/policies.md#hash-banks); empty = no banks.")
+    reload_interval_s: float = Field(5.0, ge=0, description="How often the bank directory is checked for changes; 0 = only on SIGHUP.")
+    pdq: bool = Field(True, description="Hash every scored frame with PDQ (about 5 ms per 640x480 frame); off = SHA-256 only, PDQ banks never match.")
+    pdq_quality_floor: int = Field(50, ge=0, le=100, description="PDQ hashes of lower quality (flat, featureless frames) never match a bank.")
+    cache_size: int = Field(10_000, ge=0, description="Result cache entries (an identical repost is decided without decode or encode); 0 = off.")
+    max_bank_entries: int = Field(10_000_000, ge=1, description="Most hashes over all banks (about 130 bytes each in memory).")
+
+    @field_validator("banks_dir", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+
 class TelemetrySettings(_Section):
     host: str = "0.0.0.0"
     port: int = Field(9400, ge=0, le=65535, description="HTTP port for /metrics, /healthz, /readyz; 0 picks a free one.")
@@ -265,6 +279,7 @@ class Settings(BaseSettings):
     media: MediaSettings = MediaSettings()
     encoder: EncoderSettings = EncoderSettings()
     policy: PolicySettings = PolicySettings()
+    hashing: HashingSettings = HashingSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     shutdown_timeout_s: float = Field(60.0, gt=0, description="Longest SIGTERM waits for in-flight work.")
     shutdown_grace_s: float = Field(15.0, gt=0, description="After SIGTERM, the process exits (code 1) if still running shutdown_timeout_s + this; nothing uncommitted is lost, it is redelivered.")

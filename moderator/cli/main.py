@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from moderator import __version__
-from moderator.cli import bench, demo, models, policy, run, scan, schemas
+from moderator.cli import bench, demo, hashes, models, policy, run, scan, schemas
 from moderator.errors import StartupError
 
-COMMANDS = (run, scan, demo, bench, policy, models, schemas)
+COMMANDS = (run, scan, demo, bench, policy, models, schemas, hashes)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -12,8 +12,10 @@ from pathlib import Path
 from moderator.app import build_processor
 from moderator.media.decode import silence_decoder_warnings
 from moderator.errors import StartupError
-from moderator.processing import Prepared
+from moderator.processing import Outcome, Prepared
 from moderator.settings import Settings, load_settings
+from moderator.wire.input import ImageRequest, Source
+from moderator.wire.verdict import Timings, build_verdict
 
 
 def add_parser(sub) -> None:
@@ -22,6 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--config", type=Path, help="YAML settings file (model, policy, limits)")
     p.add_argument("--model", type=Path, help="model directory (overrides settings)")
     p.add_argument("--policy", type=Path, help="policy file (overrides settings)")
+    p.add_argument("--banks", type=Path, help="directory of hash bank files (overrides hashing.banks_dir)")
     p.add_argument("--json", action="store_true", help="one JSON result per line instead of a table")
     p.set_defaults(handler=scan)
 
@@ -43,6 +46,8 @@ def scan_settings(args: argparse.Namespace) -> Settings:
         updates["encoder"] = settings.encoder.model_copy(update={"model_dir": args.model})
     if args.policy is not None:
         updates["policy"] = settings.policy.model_copy(update={"path": args.policy})
+    if getattr(args, "banks", None) is not None:
+        updates["hashing"] = settings.hashing.model_copy(update={"banks_dir": args.banks})
     return settings.model_copy(update=updates)
 
 
@@ -61,15 +66,24 @@ def scan(args: argparse.Namespace) -> int:
         for start in range(0, len(files), size):
             chunk = files[start : start + size]
             prepared: list[Prepared] = list(pool.map(lambda f: processor.prepare(f.read_bytes()), chunk))
-            good = [(f, p) for f, p in zip(chunk, prepared) if p.error is None]
-            overflow = [bool(p.frames and p.frames.overflow) for _, p in good]
-            results = processor.score_batch([p.pixels for _, p in good], overflow) if good else None
-            decisions = dict(zip([f for f, _ in good], results.decisions)) if results else {}
-            for f, p in zip(chunk, prepared):
+            outcomes: dict[int, Outcome] = {}
+            todo = []
+            for i, p in enumerate(prepared):
+                if p.error is None:
+                    decided = processor.decided(p)
+                    if decided is not None:
+                        outcomes[i] = decided
+                    else:
+                        todo.append(i)
+            if todo:
+                result = processor.score_batch([prepared[i].pixels for i in todo],
+                                               [bool(prepared[i].frames and prepared[i].frames.overflow) for i in todo])
+                outcomes.update(zip(todo, processor.outcomes([prepared[i] for i in todo], result)))
+            for i, (f, p) in enumerate(zip(chunk, prepared)):
                 if p.error is not None:
                     _print_error(out, f, p, args.json)
                 else:
-                    _print_result(out, f, decisions[f], info, results.policy, args.json, p.frames)
+                    _print_result(out, f, outcomes[i], info, args.json, p.cached is not None)
     return 0
 
 
@@ -81,27 +95,22 @@ def _print_error(out, path: Path, p: Prepared, as_json: bool) -> None:
         out.write(f"{str(path)[-48:]:<48} {'error':<8} {err.reason:<20} {'':>7}  {err}\n")
 
 
-def _print_result(out, path: Path, decision, info, policy, as_json: bool, frames=None) -> None:
+def _print_result(out, path: Path, outcome: Outcome, info, as_json: bool, cached: bool) -> None:
+    frames = outcome.frames
     animated = frames is not None and frames.animated
+    decision = outcome.classifier
     if as_json:
-        out.write(json.dumps({
-            "path": str(path),
-            "decision": decision.decision,
-            "reasons": decision.reasons,
-            "categories": [
-                {"name": c.name, "score": round(c.score, 6), "review_threshold": c.review, "block_threshold": c.block,
-                 "action": c.action, "fired": c.fired,
-                 **({"frame": frames.indices[c.frame], "frame_timestamp_ms": frames.timestamps_ms[c.frame]} if animated else {})}
-                for c in decision.categories
-            ],
-            "frames": {"total": frames.total, "distinct": frames.distinct, "scored": len(frames.indices),
-                       "overflow": decision.overflow} if animated else None,
-            "model": {"name": info.model_name, "checksum": info.model_checksum, "precision": info.precision, "backend": info.backend},
-            "policy": {"name": policy.name, "version": policy.version},
-        }) + "\n")
+        request = ImageRequest(str(path), Source("scan", 0, 0, None), b"", None, "raw")
+        verdict = build_verdict(request, outcome, info, Timings(decode_ms=0, queue_ms=0, encode_ms=0, score_ms=0, batch_size=0), cached)
+        record = verdict.model_dump(include={"decision", "reasons", "categories", "frames", "model", "policy", "hashes", "known", "cached"})
+        record["policy"] = {"name": verdict.policy.name, "version": verdict.policy.version}
+        out.write(json.dumps({"path": str(path), **record}) + "\n")
+        return
+    detail = "; ".join(outcome.reasons)
+    if decision is None or not decision.categories:
+        out.write(f"{str(path)[-48:]:<48} {outcome.decision:<8} {'(known content)':<20} {'':>7}  {detail}\n")
         return
     top = max(decision.categories, key=lambda c: c.score)
-    detail = "; ".join(decision.reasons)
     if animated:
         detail = f"frame {frames.indices[top.frame]} of {frames.total}" + (f"; {detail}" if detail else "")
-    out.write(f"{str(path)[-48:]:<48} {decision.decision:<8} {top.name:<20} {top.score:>7.3f}  {detail}\n")
+    out.write(f"{str(path)[-48:]:<48} {outcome.decision:<8} {top.name:<20} {top.score:>7.3f}  {detail}\n")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -55,6 +56,7 @@ class FrameSet:
     distinct: int  # frames that differ visibly from the ones before them
     overflow: bool  # more distinct frames than max_frames: the kept ones are an even sample
     animated: bool = field(default=False)
+    hashes: tuple = ()  # what the selector's ``hasher`` made of each kept frame (empty without one)
 
 
 class FrameSelector:
@@ -62,12 +64,14 @@ class FrameSelector:
     bounded memory (at most ``2 * max_frames`` prepared frames) and bounded work (the whole
     message's frames, pixels and decode time)."""
 
-    def __init__(self, frames: FrameLimits, prepare: Callable[[Image.Image], np.ndarray], what: str) -> None:
+    def __init__(self, frames: FrameLimits, prepare: Callable[[Image.Image], np.ndarray], what: str,
+                 hasher: Callable[[Image.Image], Any] | None = None) -> None:
         self.limits = frames
         self.prepare = prepare
+        self.hasher = hasher
         self.what = what
         self.deadline = time.monotonic() + frames.max_decode_seconds
-        self.kept: list[tuple[int, int, np.ndarray, np.ndarray]] = []  # (index, timestamp, thumbnail, pixels)
+        self.kept: list[tuple[int, int, np.ndarray, np.ndarray, Any]] = []  # (index, timestamp, thumbnail, pixels, hash)
         self.stride = 1  # keep every stride-th distinct frame (doubles each time the buffer is decimated)
         self.distinct = 0
         self.total = 0
@@ -109,7 +113,8 @@ class FrameSelector:
         if (self.distinct - 1) % self.stride == 0:
             if image is None:
                 image = rgb() if callable(rgb) else rgb
-            self.kept.append((index, timestamp_ms, thumb, self.prepare(image)))
+            digest = self.hasher(image) if self.hasher is not None else None
+            self.kept.append((index, timestamp_ms, thumb, self.prepare(image), digest))
             if len(self.kept) >= 2 * self.limits.max_frames:
                 self.kept = self.kept[::2]
                 self.stride *= 2
@@ -127,12 +132,14 @@ class FrameSelector:
             distinct=self.distinct,
             overflow=self.distinct > self.limits.max_frames,
             animated=self.total > 1,
+            hashes=tuple(k[4] for k in kept) if self.hasher is not None else (),
         )
 
 
 def decode_frames(data: bytes, limits: DecodeLimits, frames: FrameLimits,
-                  prepare: Callable[[Image.Image], np.ndarray]) -> FrameSet:
-    """Decode, select and ``prepare`` (preprocess) the frames of one image file.
+                  prepare: Callable[[Image.Image], np.ndarray], hasher: Callable[[Image.Image], Any] | None = None) -> FrameSet:
+    """Decode, select and ``prepare`` (preprocess) the frames of one image file; ``hasher``, if
+    given, is called on each kept frame's full-size RGB image (FrameSet.hashes).
 
     Raises:
         InvalidMessage, UnsupportedFormat: as :func:`~moderator.media.decode.decode_image`.
@@ -141,7 +148,7 @@ def decode_frames(data: bytes, limits: DecodeLimits, frames: FrameLimits,
     """
     img = open_image(data, limits)
     fmt = img.format
-    selector = FrameSelector(frames, prepare, fmt)
+    selector = FrameSelector(frames, prepare, fmt, hasher)
     clock_ms = 0
     exif = None
     while True:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -44,8 +45,9 @@ def looks_like_video(data: bytes) -> str | None:
 
 
 def decode_video(data: bytes, limits: DecodeLimits, frames: FrameLimits,
-                 prepare: Callable[[Image.Image], np.ndarray]) -> FrameSet:
-    """Decode, select and ``prepare`` the frames of a video file.
+                 prepare: Callable[[Image.Image], np.ndarray], hasher: Callable[[Image.Image], Any] | None = None) -> FrameSet:
+    """Decode, select and ``prepare`` the frames of a video file (``hasher``: as
+    :func:`~moderator.media.frames.decode_frames`).
 
     Raises:
         UnsupportedFormat: PyAV is not installed (with the install hint).
@@ -75,7 +77,7 @@ def decode_video(data: bytes, limits: DecodeLimits, frames: FrameLimits,
         if width > limits.max_side or height > limits.max_side or width * height > limits.max_pixels:
             raise ImageTooLarge(f"{kind} declares {width}x{height} frames, over the limits "
                                 f"(max side {limits.max_side}, max pixels {limits.max_pixels})")
-        selector = FrameSelector(frames, prepare, kind)
+        selector = FrameSelector(frames, prepare, kind, hasher)
         try:
             for frame in container.decode(stream):
                 if frame.width > limits.max_side or frame.height > limits.max_side or frame.width * frame.height > limits.max_pixels:

@@ -24,9 +24,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import itertools
-import os
 import re
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from moderator.errors import PolicyError
+from moderator.files import FileRefused, read_regular_file
 from moderator.policy.schema import Category, Decision, Defaults, Frames, InlineTest, ModelRef, Policy
 
 MAX_POLICY_BYTES = 1024 * 1024
@@ -118,33 +117,10 @@ def read_policy_bytes(path: Path) -> bytes:
     Raises:
         PolicyFileError: not readable, not a regular file, or too large.
     """
-    def refuse(message: str) -> PolicyFileError:
-        return PolicyFileError(path, [Problem(None, None, message)])
-
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as exc:
-        raise refuse(f"cannot read policy: {exc.strerror or exc}") from exc
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise refuse("not a regular file (a directory, device, FIFO or socket cannot be a policy)")
-        if info.st_size > MAX_POLICY_BYTES:
-            raise refuse(f"policy is {info.st_size} bytes, over the {MAX_POLICY_BYTES}-byte limit")
-        chunks, size = [], 0
-        while size <= MAX_POLICY_BYTES:
-            chunk = os.read(fd, MAX_POLICY_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        raise refuse(f"cannot read policy: {exc.strerror or exc}") from exc
-    finally:
-        os.close(fd)
-    if size > MAX_POLICY_BYTES:  # grew while being read
-        raise refuse(f"policy is over the {MAX_POLICY_BYTES}-byte limit")
-    return b"".join(chunks)
+        return read_regular_file(path, MAX_POLICY_BYTES, "policy")
+    except FileRefused as exc:
+        raise PolicyFileError(path, [Problem(None, None, str(exc))]) from exc
 
 
 def _compose(path: Path, text: str) -> yaml.Node | None:

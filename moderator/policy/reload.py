@@ -1,9 +1,9 @@
 """Hot reload: on a change of the policy file (polled) or on request (SIGHUP), compile the new
 policy beside the old one and swap it in atomically; a policy that fails keeps the old one serving.
 
-The reload thread cannot die: any exception in a reload is a failed reload (old policy kept,
-``moderator_policy_reloads_total{result="failed"}``, one log line), and the loop itself is
-supervised, so a later good edit is still picked up. While the file on disk differs from the
+The reload thread (:class:`~moderator.reloading.Reloader`) cannot die: any exception in a reload
+is a failed reload (old policy kept, ``moderator_policy_reloads_total{result="failed"}``, one
+log line), and the loop itself is supervised, so a later good edit is still picked up. While the file on disk differs from the
 policy being served, ``moderator_policy_stale`` is 1.
 
 The policy package stays below the pipeline: the reloader swaps through a :class:`PolicyTarget`
@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from pathlib import Path
-
 from typing import Protocol
 
 from moderator.encoders.base import Encoder
@@ -26,6 +24,7 @@ from moderator.errors import BackendError, PolicyError
 from moderator.policy.cache import EmbeddingCache
 from moderator.policy.compile import CompiledPolicy, compile_policy
 from moderator.policy.loader import load_policy
+from moderator.reloading import Reloader
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,10 @@ class ReloadReporter(Protocol):
     def policy_reload_failed(self, role: str) -> None: ...
 
 
-class PolicyReloader:
+class PolicyReloader(Reloader):
     """Reloads one policy file into the target's ``primary`` or ``shadow`` role."""
+
+    name = "policy-reload"
 
     def __init__(self, path: Path, target: PolicyTarget, reporter: ReloadReporter, interval_s: float,
                  role: str = "primary", cache: EmbeddingCache | None = None) -> None:
@@ -60,49 +61,15 @@ class PolicyReloader:
         self.path = path
         self.target = target
         self.reporter = reporter
-        self.interval_s = interval_s
         self.role = role
         self.cache = cache
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._seen = self._fingerprint()
-        self._thread = threading.Thread(target=self._loop, name="policy-reload", daemon=True)
+        super().__init__(interval_s)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def request(self) -> None:
-        """Reload now (signal-safe: only sets an event)."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(5)
-
-    def _fingerprint(self) -> str | None:
+    def fingerprint(self) -> str | None:
         try:
             return hashlib.sha256(self.path.read_bytes()).hexdigest()
         except OSError:
             return None
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._step()
-            except Exception as exc:  # supervision: a bug here must not end reloading for good
-                log.exception("%s policy reload loop error (reloading goes on): %s", self.role, exc)
-                self._stop.wait(max(self.interval_s, 1.0))
-
-    def _step(self) -> None:
-        requested = self._wake.wait(self.interval_s if self.interval_s > 0 else None)
-        self._wake.clear()
-        if self._stop.is_set():
-            return
-        current = self._fingerprint()
-        if requested or (current is not None and current != self._seen):
-            self._seen = current
-            self.reload()
 
     def reload(self) -> bool:
         """Compile and swap; returns False (old policy kept) on any error, whatever it is."""

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from moderator.boundary import contain
 from moderator.encoders.base import EncoderInfo
 from moderator.errors import MessageError, ProcessingFailed, UnreadableRecord
+from moderator.processing import Outcome
 from moderator.settings import KafkaSettings
 from moderator.stream.batching import Item
 from moderator.stream.checkpoint import PartitionOffsets
@@ -49,12 +49,10 @@ class Outputs:
 
     # --- verdicts -----------------------------------------------------------------------------
 
-    def verdict(self, item: Item, request: ImageRequest, decision: Any, shadow: Any, result: Any, timings: Timings,
-                frames: Any = None) -> None:
-        """Send the verdict of one scored message (its dead letter if the verdict cannot be built)."""
+    def verdict(self, item: Item, request: ImageRequest, outcome: Outcome, timings: Timings, cached: bool = False) -> None:
+        """Send the verdict of one decided message (its dead letter if the verdict cannot be built)."""
         payload = contain("building the verdict", lambda: build_verdict(
-            request, decision, self._info, result.policy, timings,
-            None if shadow is None else (result.shadow, shadow), frames).model_dump_json().encode())
+            request, outcome, self._info, timings, cached).model_dump_json().encode())
         if isinstance(payload, MessageError):
             self.dead_letter(item, request.id, payload)
             return
@@ -66,18 +64,22 @@ class Outputs:
         self._delivery.send(Outgoing(
             self._kafka.verdict_topic, verdict_key(item), payload,
             [("content-type", b"application/json"), ("moderation-id", request.id.encode())],
-            item.token, item.source.offset, on_acked=self._verdict_acked(item, decision, shadow), fallback=refused,
+            item.token, item.source.offset, on_acked=self._verdict_acked(item, outcome), fallback=refused,
         ))
 
-    def _verdict_acked(self, item: Item, decision, shadow):
+    def _verdict_acked(self, item: Item, outcome: Outcome):
         def acked() -> None:
-            self._metrics.verdicts.labels(decision.decision).inc()
+            decision, shadow = outcome.decision, outcome.shadow_decision
+            self._metrics.verdicts.labels(decision).inc()
             if shadow is not None:
-                self._metrics.shadow_decisions.labels(shadow.decision).inc()
-                self._metrics.shadow_agreement.labels("agree" if shadow.decision == decision.decision else "disagree").inc()
-            for c in decision.categories:
+                self._metrics.shadow_decisions.labels(shadow).inc()
+                self._metrics.shadow_agreement.labels("agree" if shadow == decision else "disagree").inc()
+            for c in outcome.classifier.categories if outcome.classifier is not None else ():
                 if c.fired:
                     self._metrics.category_actions.labels(c.name, c.action).inc()
+            if outcome.known is not None:
+                m = outcome.known.match
+                self._metrics.hash_matches.labels(m.bank, m.kind, m.hash_type).inc()
             self._observe_end_to_end(item.source)
 
         return acked

@@ -1,6 +1,9 @@
 """The encode thread: waits for a micro-batch's decodes, encodes and scores it, and hands each
 message's verdict or dead letter to :class:`~moderator.stream.outputs.Outputs`.
 
+Messages whose outcome is already known skip the encoder: a result cache hit (an identical image
+decided before with the same model, policies and banks) and a deny hash match that blocks.
+
 Failures are sorted by whose they are:
 
 - a message whose parse or decode failed is dead-lettered (its error came back from the fault
@@ -22,7 +25,7 @@ from collections.abc import Callable
 
 from moderator.boundary import unexpected
 from moderator.errors import BackendError
-from moderator.processing import BatchResult, Prepared, Processor
+from moderator.processing import BatchResult, Outcome, Prepared, Processor
 from moderator.retry import Backoff, RetryStopped, retry
 from moderator.settings import Settings
 from moderator.stream.batching import Item
@@ -90,10 +93,25 @@ class ScoringLoop:
             self.metrics.stage_seconds.labels("decode").observe(prepared.decode_ms / 1e3)
             if prepared.error is not None:
                 self.outputs.dead_letter(item, request.id if request is not None else None, prepared.error)
-            else:
+                continue
+            self._observe_known(prepared)
+            outcome = self.processor.decided(prepared)
+            if outcome is None:
                 good.append((item, request, prepared))
+                continue
+            self.metrics.encodes_saved.labels("cache" if prepared.cached is not None else "hash_match").inc()
+            timings = Timings(decode_ms=round(prepared.decode_ms, 3), queue_ms=round((time.perf_counter() - item.polled_at) * 1e3, 3),
+                              encode_ms=0.0, score_ms=0.0, batch_size=0)
+            self.outputs.verdict(item, request, outcome, timings, cached=prepared.cached is not None)
         if good:
             self._score(good)
+
+    def _observe_known(self, prepared: Prepared) -> None:
+        if self.processor.cache is not None:
+            self.metrics.result_cache.labels("hit" if prepared.cached is not None else "miss").inc()
+            self.metrics.result_cache_entries.set(len(self.processor.cache))
+        if prepared.cached is None and self.processor.banks is not None:
+            self.metrics.hash_lookup_seconds.observe(prepared.lookup_ms / 1e3)
 
     def _score(self, good: list[Scorable]) -> None:
         encode_start = time.perf_counter()
@@ -117,20 +135,19 @@ class ScoringLoop:
             self.metrics.observe_frames(p.frames)
         self.metrics.stage_seconds.labels("encode").observe(result.encode_ms / 1e3)
         self.metrics.stage_seconds.labels("score").observe(result.score_ms / 1e3)
-        self._send(good, result, encode_start)
+        self._send(good, result, self.processor.outcomes([p for _, _, p in good], result), encode_start)
 
-    def _send(self, good: list[Scorable], result: BatchResult, encode_start: float) -> None:
-        shadows = result.shadow_decisions or [None] * len(good)
-        for (item, request, prepared), decision, shadow in zip(good, result.decisions, shadows):
+    def _send(self, good: list[Scorable], result: BatchResult, outcomes: list[Outcome], encode_start: float) -> None:
+        for (item, request, prepared), outcome in zip(good, outcomes):
             queue_ms = (encode_start - item.polled_at) * 1e3
             self.metrics.stage_seconds.labels("queue").observe(queue_ms / 1e3)
             timings = Timings(
                 decode_ms=round(prepared.decode_ms, 3), queue_ms=round(queue_ms, 3), encode_ms=round(result.encode_ms, 3),
                 score_ms=round(result.score_ms, 3), batch_size=len(good),
             )
-            if decision.overflow:
-                self.metrics.frame_overflows.labels(decision.overflow).inc()
-            self.outputs.verdict(item, request, decision, shadow, result, timings, prepared.frames)
+            if outcome.classifier is not None and outcome.classifier.overflow:
+                self.metrics.frame_overflows.labels(outcome.classifier.overflow).inc()
+            self.outputs.verdict(item, request, outcome, timings)
 
     def score_with_retry(self, pixels, overflow: list[bool] | None = None) -> BatchResult | None:
         """Score a batch, retrying backend failures with backoff; None when abandoned at shutdown.

@@ -15,6 +15,9 @@ from moderator.errors import DEAD_LETTER_REASONS
 from moderator.policy.score import ACTIONS
 
 STAGES = ("decode", "queue", "encode", "score", "produce", "end_to_end")
+LOOKUP_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
+HASH_TYPES = ("sha256", "pdq")
+ENCODES_SAVED = ("cache", "hash_match")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 FRAME_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
@@ -87,6 +90,47 @@ class Metrics:
             "moderator_policy_stale", "1 while the policy file on disk differs from the policy being served "
             "(its last reload failed; the old policy keeps serving), by policy role.", ["role"], registry=r)
 
+        self.hash_matches = Counter(
+            "moderator_hash_matches_total", "Acknowledged verdicts decided or overridden by a hash bank, by bank, bank kind "
+            "(deny, allow) and hash type of the deciding match.", ["bank", "kind", "hash_type"], registry=r)
+        self.hash_lookup_seconds = Histogram(
+            "moderator_hash_lookup_seconds", "Time to look one message's hashes up in every bank.",
+            buckets=LOOKUP_BUCKETS, registry=r)
+        self.result_cache = Counter(
+            "moderator_result_cache_total", "Result cache lookups, by result (hit, miss).", ["result"], registry=r)
+        self.result_cache_entries = Gauge(
+            "moderator_result_cache_entries", "Entries in the result cache.", registry=r)
+        self.encodes_saved = Counter(
+            "moderator_encodes_saved_total", "Messages decided without the encoder, by why: a result cache hit, "
+            "or a deny hash match that blocks.", ["reason"], registry=r)
+        self.bank_entries = Gauge(
+            "moderator_bank_entries", "Hashes in the banks being served, by bank, kind and hash type.",
+            ["bank", "kind", "hash_type"], registry=r)
+        self.bank_reloads = Counter(
+            "moderator_bank_reloads_total", "Hash bank directory reloads (a file changed, or SIGHUP), by result.",
+            ["result"], registry=r)
+        self.banks_stale = Gauge(
+            "moderator_banks_stale", "1 while the bank files on disk differ from the banks being served "
+            "(the last reload failed; the old banks keep serving).", registry=r)
+
+    def banks_loaded(self, banks) -> None:
+        """Banks (``hashing.banks.Banks``) went into service: at start, or a reload succeeded."""
+        self.bank_entries.clear()
+        for b in banks.banks:
+            self.bank_entries.labels(b.name, b.kind, "sha256").set(b.sha256)
+            self.bank_entries.labels(b.name, b.kind, "pdq").set(b.pdq)
+            for hash_type in HASH_TYPES:
+                self.hash_matches.labels(b.name, b.kind, hash_type)
+        self.banks_stale.set(0)
+
+    def banks_reloaded(self, banks) -> None:
+        self.banks_loaded(banks)
+        self.bank_reloads.labels("ok").inc()
+
+    def banks_reload_failed(self) -> None:
+        self.bank_reloads.labels("failed").inc()
+        self.banks_stale.set(1)
+
     def policy_reloaded(self, role: str, policy) -> None:
         """A reload of the ``role`` policy succeeded (``ReloadReporter`` for policy.reload)."""
         if role == "primary":
@@ -141,3 +185,9 @@ class Metrics:
             self.frames.labels(result)
         for rule in ("review", "reject", "sample"):
             self.frame_overflows.labels(rule)
+        for result in ("hit", "miss"):
+            self.result_cache.labels(result)
+        for reason in ENCODES_SAVED:
+            self.encodes_saved.labels(reason)
+        for result in ("ok", "failed"):
+            self.bank_reloads.labels(result)

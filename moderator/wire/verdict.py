@@ -8,12 +8,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from moderator.encoders.base import EncoderInfo
-from moderator.media.frames import FrameSet
+from moderator.hashing.banks import Match
 from moderator.policy.compile import CompiledPolicy
-from moderator.policy.score import Decision
+from moderator.processing import Outcome
 from moderator.wire.input import ImageRequest
 
-SCHEMA_VERSION = 1
+# 2 (compatible with 1: fields only added): hashes, known, cached; categories empty when a
+# known-content match decided without the classifier.
+SCHEMA_VERSION = 2
+MAX_MATCHES_SHOWN = 16
 
 
 class _Model(BaseModel):
@@ -65,6 +68,40 @@ class FramesRef(_Model):
         None, description="Set when there were more distinct frames than media.max_frames: the policy's frames.on_overflow rule applied.")
 
 
+class PdqRef(_Model):
+    hash: str = Field(description="PDQ hash, 64 hex digits.")
+    quality: int = Field(description="PDQ quality, 0..100; under hashing.pdq_quality_floor the hash never matches a bank.")
+    frame: int | None = Field(None, description="Animated images: the frame number (from 0, in the file).")
+
+
+class HashesRef(_Model):
+    sha256: str = Field(description="SHA-256 of the image bytes (the raw value, or the envelope's decoded image), hex.")
+    pdq: list[PdqRef] = Field(description="PDQ of each scored frame; empty when PDQ is off or the image was not decoded.")
+
+
+class MatchRef(_Model):
+    bank: str
+    kind: Literal["deny", "allow"]
+    hash_type: Literal["sha256", "pdq"]
+    hash: str = Field(description="The bank entry's hash.")
+    distance: int = Field(description="Hamming distance from the image's hash (0 for sha256).")
+    category: str
+    action: Literal["allow", "review", "block"]
+    note: str
+    added: str
+    line: int = Field(description="The entry's line in its bank file.")
+    frame: int | None = Field(None, description="PDQ matches of animated images: the frame number that matched.")
+
+
+class KnownRef(_Model):
+    kind: Literal["deny", "allow"] = Field(description="deny: known bad content; allow: known good content, the classifier overridden.")
+    reason: Literal["hash_match", "hash_allow"]
+    match: MatchRef = Field(description="The deciding match.")
+    matches: list[MatchRef] = Field(description="Every match found (at most 16), the deciding one first.")
+    classifier_decision: Literal["allow", "review", "block"] | None = Field(
+        description="What the classifier decided on its own; null when the deny match decided without it.")
+
+
 class Timings(_Model):
     decode_ms: float = Field(description="Decode and preprocess of this image.")
     queue_ms: float = Field(description="From poll to the start of its batch's encoder call.")
@@ -76,34 +113,37 @@ class Timings(_Model):
 class Verdict(_Model):
     model_config = ConfigDict(frozen=True, extra="forbid", title="ModeratorVerdict")
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     id: str
     source: SourceRef
     model: ModelRef
     policy: PolicyRef
     decision: Literal["allow", "review", "block"]
-    reasons: list[str] = Field(description="Fired categories, most severe first, in words.")
-    categories: list[CategoryVerdict]
+    reasons: list[str] = Field(description="Known-content match first, then fired categories, most severe first, in words.")
+    categories: list[CategoryVerdict] = Field(description="The classifier's categories; empty when a deny match decided without it.")
     metadata: dict[str, Any] = Field(description="Input headers (raw images) or envelope metadata, passed through.")
     timings: Timings
     frames: FramesRef | None = Field(None, description="Animated and multi-image files: how many frames there were and how many were scored; null for a still image.")
     shadow: ShadowVerdict | None = Field(None, description="The shadow policy's decision, when one is configured. Never acted on.")
+    hashes: HashesRef | None = Field(None, description="The image's hashes (schema 2).")
+    known: KnownRef | None = Field(None, description="Known content: the hash bank match that decided or overrode (schema 2).")
+    cached: bool = Field(False, description="Decided from the result cache: an identical image was decided before with the same model, policies and banks (schema 2).")
     processed_at: str = Field(description="RFC 3339 UTC time the verdict was made.")
 
 
-def build_verdict(
-    request: ImageRequest, decision: Decision, model: EncoderInfo, policy: CompiledPolicy, timings: Timings,
-    shadow: tuple[CompiledPolicy, Decision] | None = None, frames: FrameSet | None = None,
-) -> Verdict:
+def build_verdict(request: ImageRequest, outcome: Outcome, model: EncoderInfo, timings: Timings, cached: bool = False) -> Verdict:
+    frames = outcome.frames
     animated = frames is not None and frames.animated
+    decision = outcome.classifier
     src = request.source
+    indices = frames.indices if animated else None
     return Verdict(
         id=request.id,
         source=SourceRef(topic=src.topic, partition=src.partition, offset=src.offset, timestamp=src.timestamp_ms),
         model=ModelRef(name=model.model_name, checksum=model.model_checksum, precision=model.precision, backend=model.backend),
-        policy=PolicyRef(name=policy.name, version=policy.version, label=policy.label),
-        decision=decision.decision,
-        reasons=decision.reasons,
+        policy=_policy_ref(outcome.policy),
+        decision=outcome.decision,
+        reasons=outcome.reasons,
         categories=[
             CategoryVerdict(
                 name=c.name, score=round(c.score, 6), review_threshold=c.review, block_threshold=c.block,
@@ -111,15 +151,37 @@ def build_verdict(
                 frame=frames.indices[c.frame] if animated else None,
                 frame_timestamp_ms=frames.timestamps_ms[c.frame] if animated else None,
             )
-            for c in decision.categories
+            for c in (decision.categories if decision is not None else ())
         ],
         metadata=request.metadata,
         timings=timings,
-        frames=FramesRef(total=frames.total, distinct=frames.distinct, scored=len(frames.indices), overflow=decision.overflow)
+        frames=FramesRef(total=frames.total, distinct=frames.distinct, scored=len(frames.indices),
+                         overflow=decision.overflow if decision is not None else None)
         if animated else None,
-        shadow=None if shadow is None else ShadowVerdict(
-            policy=PolicyRef(name=shadow[0].name, version=shadow[0].version, label=shadow[0].label),
-            decision=shadow[1].decision, fired=[c.name for c in shadow[1].fired],
+        shadow=None if outcome.shadow is None else ShadowVerdict(
+            policy=_policy_ref(outcome.shadow), decision=outcome.shadow_decision or outcome.decision,
+            fired=[c.name for c in outcome.shadow_classifier.fired] if outcome.shadow_classifier is not None else [],
         ),
+        hashes=None if outcome.hashes is None else HashesRef(
+            sha256=outcome.hashes.sha256.hex(),
+            pdq=[PdqRef(hash=h.hex, quality=h.quality, frame=indices[i] if indices else None) for i, h in enumerate(outcome.hashes.pdq)],
+        ),
+        known=None if outcome.known is None else KnownRef(
+            kind=outcome.known.kind, reason="hash_match" if outcome.known.kind == "deny" else "hash_allow",
+            match=_match_ref(outcome.known.match, indices),
+            matches=[_match_ref(m, indices) for m in outcome.known.matches[:MAX_MATCHES_SHOWN]],
+            classifier_decision=decision.decision if decision is not None else None,
+        ),
+        cached=cached,
         processed_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
     )
+
+
+def _policy_ref(policy: CompiledPolicy) -> PolicyRef:
+    return PolicyRef(name=policy.name, version=policy.version, label=policy.label)
+
+
+def _match_ref(m: Match, indices: tuple[int, ...] | None) -> MatchRef:
+    frame = None if m.frame is None else (indices[m.frame] if indices else None)
+    return MatchRef(bank=m.bank, kind=m.kind, hash_type=m.hash_type, hash=m.hash, distance=m.distance, category=m.category,
+                    action=m.action, note=m.note, added=m.added, line=m.line, frame=frame)

@@ -79,13 +79,13 @@ def test_a_hostile_edit_is_a_failed_reload_and_a_later_good_edit_still_loads(tmp
     metrics.start(topics=["t"], categories=processor.policy.categories, backend="onnx")
     reloader = PolicyReloader(path, processor, metrics, interval_s=0.02)
     looks = {"n": 0}
-    fingerprint = reloader._fingerprint
+    fingerprint = reloader.fingerprint
 
     def counted():
         looks["n"] += 1
         return fingerprint()
 
-    reloader._fingerprint = counted
+    reloader.fingerprint = counted
     reloader.start()
     try:
         old = processor.policy
@@ -128,7 +128,7 @@ def test_the_watch_loop_survives_an_error_of_its_own(tmp_path, tiny_encoder):
     path, processor, _, reg = _setup(tmp_path, tiny_encoder)
     reloader = PolicyReloader(path, processor, Metrics(CollectorRegistry()), interval_s=0.02)
     calls = {"n": 0}
-    original = reloader._fingerprint
+    original = reloader.fingerprint
 
     def flaky():
         calls["n"] += 1
@@ -136,7 +136,7 @@ def test_the_watch_loop_survives_an_error_of_its_own(tmp_path, tiny_encoder):
             raise MemoryError("while hashing the file")
         return original()
 
-    reloader._fingerprint = flaky
+    reloader.fingerprint = flaky
     reloader.start()
     try:
         path.write_text(path.read_text().replace("name: fire", "name: smoke"))

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 
 import jsonschema
 import pytest
 
 from moderator.errors import InvalidMessage, UndecodableImage
+from moderator.hashing.compute import Hashes, PdqHash
+from moderator.processing import Outcome
 from moderator.policy.score import CategoryResult, Decision
 from moderator.policy.compile import CompiledPolicy
 from moderator.wire import Source, build_verdict, dead_letter_headers, parse_message
@@ -59,14 +62,18 @@ def _verdict():
     pol = CompiledPolicy("p", "feedfacefeedface", ("weapons",), np.eye(2, dtype=np.float32)[:1], np.asarray([0.2], np.float32), np.asarray([0.3], np.float32))
     dec = Decision("review", (CategoryResult("weapons", 0.25, 0.2, 0.3, "review", True),))
     req = parse_message(SRC, b"img", [("moderation-id", b"m1"), ("tenant", b"t")])
-    return build_verdict(req, dec, info, pol, Timings(decode_ms=1, queue_ms=2, encode_ms=3, score_ms=0.1, batch_size=4))
+    outcome = Outcome(pol, dec, None, Hashes(hashlib.sha256(b"img").digest(), (PdqHash(bytes(range(32)), 87),)))
+    return build_verdict(req, outcome, info, Timings(decode_ms=1, queue_ms=2, encode_ms=3, score_ms=0.1, batch_size=4))
 
 
 def test_verdict_json_validates_against_the_published_schema():
     schema = json.loads((REPO / "docs" / "schemas" / "verdict.schema.json").read_text())
     doc = json.loads(_verdict().model_dump_json())
     jsonschema.validate(doc, schema)
-    assert doc["schema_version"] == 1
+    assert doc["schema_version"] == 2
+    assert doc["hashes"] == {"sha256": hashlib.sha256(b"img").hexdigest(),
+                             "pdq": [{"hash": bytes(range(32)).hex(), "quality": 87, "frame": None}]}
+    assert doc["known"] is None and doc["cached"] is False
     assert doc["source"] == {"topic": "images", "partition": 2, "offset": 41, "timestamp": 1_700_000_000_000}
     assert doc["decision"] == "review" and doc["reasons"] == ["weapons: score 0.250 >= review threshold 0.200"]
     assert doc["metadata"] == {"tenant": "t"}

@@ -1,0 +1,311 @@
+"""Hash bank files: one bank a file, CSV with a header row, properties in leading comments.
+
+::
+
+    # moderator hash bank
+    # kind: deny
+    # pdq_threshold: 31
+    # category: weapons
+    # action: block
+    hash_type,hash,category,action,note,added
+    pdq,f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22,,,case 1234,2026-11-30
+    sha256,9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08,,review,,2026-11-30
+
+Properties (``# name: value`` lines before the header row; other comments are free text, but a
+name that looks like a misspelt property is an error): ``kind`` (required: ``deny`` or
+``allow``), ``pdq_threshold`` (Hamming distance at or under which a PDQ hash matches, 0..64,
+default 31), ``category`` and ``action`` (defaults for rows that leave them empty; ``action``
+``block`` or ``review`` in a deny bank, ``allow`` in an allow bank), ``description``.
+
+Columns: ``hash_type`` (``pdq`` or ``sha256``) and ``hash`` (64 hex digits) are required;
+``category``, ``action``, ``note`` and ``added`` (ISO 8601 date or time) may be absent or empty.
+Lines starting with ``#`` are comments anywhere. Every problem is reported as ``FILE:LINE:``
+(up to :data:`MAX_PROBLEMS` a file).
+
+Bounds and why: a file of at most :data:`MAX_BANK_BYTES` (a million PDQ rows with notes is about
+100 MB), a field of at most :data:`MAX_FIELD_CHARS` (a note is a sentence; csv's own limit would
+be 128 KiB), categories named like policy categories (they are shown in verdicts and dashboards).
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import io
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+from moderator.errors import BankError
+from moderator.files import FileRefused, read_regular_file
+from moderator.hashing.compute import parse_hex
+
+SUFFIX = ".csv"
+MAX_BANK_BYTES = 512 * 1024 * 1024
+MAX_FIELD_CHARS = 1000
+MAX_PROBLEMS = 50
+COLUMNS = ("hash_type", "hash", "category", "action", "note", "added")
+REQUIRED = ("hash_type", "hash")
+HASH_TYPES = ("sha256", "pdq")
+KINDS = ("deny", "allow")
+DENY_ACTIONS = ("review", "block")
+PROPERTIES = ("kind", "pdq_threshold", "category", "action", "description")
+DEFAULT_PDQ_THRESHOLD = 31
+MAX_PDQ_THRESHOLD = 64
+DEFAULT_CATEGORY = "known_content"
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # file stems: bank names, a metric label
+CATEGORY = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_PROPERTY_LINE = re.compile(r"^#\s*([A-Za-z_][A-Za-z0-9_ -]{0,40}?)\s*:\s*(.*?)\s*$")
+
+
+class BankFileError(BankError):
+    """One or more bank files with located problems."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass
+class BankRows:
+    """The parsed rows of one bank file, column by column."""
+
+    name: str
+    path: Path
+    kind: str
+    pdq_threshold: int
+    description: str
+    digest: str  # first 16 hex digits of the file's SHA-256
+    default_category: str = DEFAULT_CATEGORY
+    default_action: str = "block"
+    hash_types: list[str] = field(default_factory=list)
+    hashes: list[bytes] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+def bank_name(path: Path) -> str | None:
+    """The bank's name (the file name without ``.csv``) if the file is a bank file, else None."""
+    if path.suffix != SUFFIX or path.name.startswith("."):
+        return None
+    return path.stem
+
+
+def read_bank(path: Path) -> BankRows:
+    """Parse and validate one bank file.
+
+    Raises:
+        BankFileError: every problem found (up to MAX_PROBLEMS), each as ``FILE:LINE: message``.
+    """
+    problems: list[str] = []
+
+    def problem(line: int | None, message: str) -> None:
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(f"{path}:{line}: {message}" if line else f"{path}: {message}")
+        elif len(problems) == MAX_PROBLEMS:
+            problems.append(f"{path}: ... and more problems")
+
+    name = path.stem
+    if not NAME.match(name):
+        raise BankFileError([f"{path}: a bank file is named <bank>.csv, the bank name of lower-case letters, digits, "
+                             f"'-' and '_' (at most 63), not {name!r}"])
+    try:
+        raw = read_regular_file(path, MAX_BANK_BYTES, "bank")
+        text = raw.decode("utf-8-sig")
+    except FileRefused as exc:
+        raise BankFileError([f"{path}: {exc}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise BankFileError([f"{path}: not UTF-8 text: {exc}"]) from exc
+    props: dict[str, tuple[str, int]] = {}
+    header: dict[str, int] | None = None
+    rows = None
+    reader = csv.reader(text.splitlines())
+    try:
+        for record in reader:
+            line = reader.line_num
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue
+            if record[0].lstrip().startswith("#"):
+                if header is None:
+                    _property(",".join(record), line, props, problem)
+                continue
+            if header is None:
+                header = _header(record, line, problem)
+                if header is None:
+                    break
+                rows = _start(path, name, raw, props, problem)
+                continue
+            if rows is not None:
+                _row(record, line, header, rows, problem)
+    except csv.Error as exc:
+        problem(reader.line_num, f"not CSV: {exc}")
+    if header is None and not problems:
+        problem(None, "no header row: a bank needs a 'hash_type,hash,...' line after its '# kind:' property")
+    if problems:
+        raise BankFileError(problems)
+    assert rows is not None
+    return rows
+
+
+def _property(text: str, line: int, props: dict, problem) -> None:
+    m = _PROPERTY_LINE.match(text.strip())
+    if not m:
+        return  # free comment
+    key = m.group(1).strip().lower().replace(" ", "_").replace("-", "_")
+    if key in PROPERTIES:
+        if key in props:
+            problem(line, f"property {key!r} set twice (first on line {props[key][1]})")
+        props[key] = (m.group(2), line)
+        return
+    close = difflib.get_close_matches(key, PROPERTIES, n=1, cutoff=0.75)
+    if close:
+        problem(line, f"unknown property {key!r}: did you mean {close[0]!r}?")
+
+
+def _header(record: list[str], line: int, problem) -> dict[str, int] | None:
+    names = [c.strip().lower() for c in record]
+    unknown = [n for n in names if n not in COLUMNS]
+    missing = [c for c in REQUIRED if c not in names]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if unknown or missing or duplicates:
+        parts = []
+        if unknown:
+            parts.append("unknown columns " + ", ".join(repr(u[:40]) for u in unknown[:5]))
+        if missing:
+            parts.append("missing " + ", ".join(missing))
+        if duplicates:
+            parts.append("repeated " + ", ".join(duplicates))
+        problem(line, f"the header row must name the columns {', '.join(COLUMNS)} (hash_type and hash required): "
+                      + "; ".join(parts))
+        return None
+    return {n: i for i, n in enumerate(names)}
+
+
+def _start(path: Path, name: str, raw: bytes, props: dict, problem) -> BankRows | None:
+    kind, kind_line = props.get("kind", ("", None))
+    if kind not in KINDS:
+        problem(kind_line, f"the bank needs '# kind: deny' or '# kind: allow' before its header row"
+                           + (f", not {kind[:40]!r}" if kind_line else ""))
+    threshold = DEFAULT_PDQ_THRESHOLD
+    if "pdq_threshold" in props:
+        value, line = props["pdq_threshold"]
+        if not value.isdigit() or not 0 <= int(value[:4]) <= MAX_PDQ_THRESHOLD:
+            problem(line, f"pdq_threshold is a whole number of bits from 0 to {MAX_PDQ_THRESHOLD}, not {value[:40]!r}")
+        else:
+            threshold = int(value)
+    category, line = props.get("category", (DEFAULT_CATEGORY, None))
+    if not CATEGORY.match(category):
+        problem(line, f"category must be lower-case letters, digits and underscores (at most 63), not {category[:40]!r}")
+    action, line = props.get("action", ("block" if kind == "deny" else "allow", None))
+    if not _action_ok(kind, action):
+        problem(line, _action_message(kind, action))
+    description = props.get("description", ("", None))[0][:MAX_FIELD_CHARS]
+    return BankRows(name, path, kind, threshold, description, hashlib.sha256(raw).hexdigest()[:16], category, action)
+
+
+def _action_ok(kind: str, action: str) -> bool:
+    return action in DENY_ACTIONS if kind == "deny" else action == "allow" if kind == "allow" else True
+
+
+def _action_message(kind: str, action: str) -> str:
+    allowed = "block or review" if kind == "deny" else "allow"
+    return f"a {kind} bank's action is {allowed}, not {action[:40]!r}"
+
+
+def _row(record: list[str], line: int, header: dict[str, int], rows: BankRows, problem) -> None:
+    def col(name: str) -> str:
+        i = header.get(name)
+        return record[i].strip() if i is not None and i < len(record) else ""
+
+    if len(record) > len(header):
+        problem(line, f"{len(record)} fields, the header names {len(header)}")
+        return
+    if any(len(v) > MAX_FIELD_CHARS for v in record):
+        problem(line, f"a field is over {MAX_FIELD_CHARS} characters")
+        return
+    hash_type = col("hash_type").lower()
+    if hash_type not in HASH_TYPES:
+        problem(line, f"hash_type is sha256 or pdq, not {hash_type[:40]!r}")
+        return
+    value = parse_hex(col("hash"))
+    if value is None:
+        problem(line, f"hash is 64 hexadecimal digits (256 bits), not {col('hash')[:80]!r}")
+        return
+    category = col("category") or rows.default_category
+    if not CATEGORY.match(category):
+        problem(line, f"category must be lower-case letters, digits and underscores (at most 63), not {category[:40]!r}")
+        return
+    action = col("action").lower() or rows.default_action
+    if not _action_ok(rows.kind, action):
+        problem(line, _action_message(rows.kind, action))
+        return
+    added = col("added")
+    if added and not _is_time(added):
+        problem(line, f"added is an ISO 8601 date or time (2026-11-30, 2026-11-30T12:00:00Z), not {added[:40]!r}")
+        return
+    rows.hash_types.append(hash_type)
+    rows.hashes.append(value)
+    rows.categories.append(category)
+    rows.actions.append(action)
+    rows.notes.append(col("note"))
+    rows.added.append(added)
+    rows.lines.append(line)
+
+
+def _is_time(text: str) -> bool:
+    try:
+        (date if len(text) == 10 else datetime).fromisoformat(text)
+        return True
+    except ValueError:
+        return False
+
+
+def write_bank(path: Path, kind: str, rows: list[dict[str, str]], *, pdq_threshold: int | None = None,
+               category: str | None = None, action: str | None = None, description: str = "") -> None:
+    """Write a new bank file atomically (a temporary file renamed over it)."""
+    buf = io.StringIO()
+    buf.write("# moderator hash bank (format: docs/policies.md#hash-banks)\n")
+    buf.write(f"# kind: {kind}\n")
+    for key, value in (("pdq_threshold", pdq_threshold), ("category", category), ("action", action),
+                       ("description", " ".join(description.split()))):
+        if value not in (None, ""):
+            buf.write(f"# {key}: {value}\n")
+    writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _replace(path, buf.getvalue())
+
+
+def append_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    """Add rows to an existing, valid bank file (rewritten atomically).
+
+    Raises:
+        BankFileError: the file is not a valid bank (it is left as it is).
+    """
+    read_bank(path)
+    text = read_regular_file(path, MAX_BANK_BYTES, "bank").decode("utf-8-sig")
+    header = next(r for r in csv.reader(text.splitlines()) if r and not r[0].lstrip().startswith("#"))
+    buf = io.StringIO()
+    csv.DictWriter(buf, [c.strip().lower() for c in header], lineterminator="\n", extrasaction="ignore").writerows(rows)
+    _replace(path, (text if text.endswith("\n") else text + "\n") + buf.getvalue())
+
+
+def _replace(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

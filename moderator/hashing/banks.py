@@ -1,0 +1,154 @@
+"""The banks in service: every bank file of a directory, indexed for lookup by SHA-256 (a dict)
+and by PDQ (:class:`~moderator.hashing.index.PdqIndex`, one over all banks, each hash checked
+against its own bank's threshold).
+
+A :class:`Banks` is immutable once built: a reload builds a new one beside it and the pipeline
+swaps one reference, so a lookup never sees half a reload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from moderator.errors import BankError
+from moderator.hashing.bankfile import BankFileError, BankRows, bank_name, read_bank
+from moderator.hashing.compute import PDQ_BYTES, PdqHash
+from moderator.hashing.index import PdqIndex
+
+log = logging.getLogger(__name__)
+
+MAX_BANKS = 64  # bank names are metric labels
+MAX_MATCHES = 8  # per hash, reported in a verdict (nearest first)
+
+
+@dataclass(frozen=True)
+class BankInfo:
+    name: str
+    kind: str
+    pdq_threshold: int
+    description: str
+    digest: str
+    sha256: int  # entries of each hash type
+    pdq: int
+
+
+@dataclass(frozen=True)
+class Match:
+    """One bank entry matching one hash of a message."""
+
+    bank: str
+    kind: str  # deny | allow
+    hash_type: str  # sha256 | pdq
+    hash: str  # the bank entry's hash, hex
+    distance: int  # Hamming distance (0 for sha256)
+    category: str
+    action: str  # block | review (deny banks), allow (allow banks)
+    note: str
+    added: str
+    line: int  # the entry's line in its bank file
+    frame: int | None = None  # PDQ: position of the matching frame among the message's scored frames
+
+
+class Banks:
+    """All banks of one directory (or none), ready for lookups from any thread."""
+
+    def __init__(self, files: list[BankRows], directory: Path | None = None) -> None:
+        self.directory = directory
+        self.banks = tuple(BankInfo(f.name, f.kind, f.pdq_threshold, f.description, f.digest,
+                                    f.hash_types.count("sha256"), f.hash_types.count("pdq")) for f in files)
+        self.version = hashlib.sha256("".join(f"{f.name}:{f.digest};" for f in files).encode()).hexdigest()[:16]
+        self._strings: dict[str, int] = {}
+        self._table: list[str] = []
+        sha: dict[bytes, list[tuple]] = {}
+        pdq_hashes: list[bytes] = []
+        pdq_meta: list[list[int]] = []
+        for b, f in enumerate(files):
+            for i, hash_type in enumerate(f.hash_types):
+                meta = (b, self._code(f.categories[i]), self._code(f.actions[i]), self._code(f.notes[i]),
+                        self._code(f.added[i]), f.lines[i])
+                if hash_type == "sha256":
+                    sha.setdefault(f.hashes[i], []).append(meta)
+                else:
+                    pdq_hashes.append(f.hashes[i])
+                    pdq_meta.append(list(meta))
+        self._sha = sha
+        self._pdq_meta = np.array(pdq_meta, dtype=np.int64).reshape(-1, 6)
+        self._pdq_hashes = np.frombuffer(b"".join(pdq_hashes), dtype=np.uint8).reshape(-1, PDQ_BYTES)
+        self._pdq = PdqIndex(self._pdq_hashes)
+        self._thresholds = np.array([f.pdq_threshold for f in files] or [0], dtype=np.int64)
+        self._radius = int(max((f.pdq_threshold for f in files if "pdq" in f.hash_types), default=0))
+
+    def _code(self, text: str) -> int:
+        code = self._strings.get(text)
+        if code is None:
+            code = self._strings[text] = len(self._table)
+            self._table.append(text)
+        return code
+
+    @property
+    def entries(self) -> int:
+        return sum(b.sha256 + b.pdq for b in self.banks)
+
+    @property
+    def pdq_entries(self) -> int:
+        return len(self._pdq_hashes)
+
+    def index_bytes(self) -> int:
+        return self._pdq.nbytes + self._pdq_meta.nbytes
+
+    def match_sha256(self, digest: bytes) -> list[Match]:
+        return [self._match(meta, "sha256", digest.hex(), 0) for meta in self._sha.get(digest, ())][:MAX_MATCHES]
+
+    def match_pdq(self, pdq: PdqHash, frame: int | None = None) -> list[Match]:
+        """Bank PDQ hashes within their bank's threshold of ``pdq``, nearest first (the caller
+        applies the quality floor)."""
+        if not len(self._pdq_hashes):
+            return []
+        rows, distances = self._pdq.search(pdq.bits, self._radius)
+        if not len(rows):
+            return []
+        meta = self._pdq_meta[rows]
+        keep = distances <= self._thresholds[meta[:, 0]]
+        return [self._match(m, "pdq", self._pdq_hashes[r].tobytes().hex(), int(d), frame)
+                for r, m, d in zip(rows[keep][:MAX_MATCHES], meta[keep][:MAX_MATCHES], distances[keep][:MAX_MATCHES])]
+
+    def _match(self, meta, hash_type: str, hex_hash: str, distance: int, frame: int | None = None) -> Match:
+        bank, category, action, note, added, line = (int(v) for v in meta)
+        info = self.banks[bank]
+        t = self._table
+        return Match(info.name, info.kind, hash_type, hex_hash, distance, t[category], t[action], t[note], t[added], line, frame)
+
+
+def load_banks(directory: Path, max_entries: int) -> Banks:
+    """Every ``*.csv`` bank file of ``directory`` (hidden files and other names are not banks).
+
+    Raises:
+        BankError: the directory cannot be listed, has too many banks or entries, or a file has
+            problems (all of them listed, ``FILE:LINE: message``).
+    """
+    directory = Path(directory)
+    try:
+        paths = sorted(p for p in directory.iterdir() if bank_name(p) is not None)
+    except OSError as exc:
+        raise BankError(f"hash banks: cannot list {directory}: {exc.strerror or exc}") from exc
+    if len(paths) > MAX_BANKS:
+        raise BankError(f"hash banks: {directory} has {len(paths)} bank files, over the limit of {MAX_BANKS}")
+    files, problems, total = [], [], 0
+    for path in paths:
+        try:
+            rows = read_bank(path)
+        except BankFileError as exc:
+            problems.extend(exc.problems)
+            continue
+        total += len(rows)
+        if total > max_entries:
+            raise BankError(f"hash banks: more than {max_entries} entries in {directory} (hashing.max_bank_entries)")
+        files.append(rows)
+    if problems:
+        raise BankFileError(problems)
+    return Banks(files, directory)

@@ -1,0 +1,98 @@
+"""What the banks say about one message, in the documented order (docs/policies.md#known-content):
+
+1. **SHA-256, deny**: these exact bytes are known bad: the bank's action and category.
+2. **SHA-256, allow**: these exact bytes were reviewed and allowed: allowed, whatever a near
+   (PDQ) deny match or the classifier says. Exact beats near.
+3. **PDQ, deny**: any scored frame within a deny bank's threshold (and of PDQ quality at or over
+   the floor): the bank's action and category.
+4. **PDQ, allow**: *every* scored frame matches an allow bank, no frame is under the quality
+   floor, and no frame went unscored (``frames.overflow``): allowed. A known-good first frame
+   cannot carry an animation through, nor can a known-good picture with flat frames added.
+5. Otherwise the classifier decides alone.
+
+At the same strength deny beats allow; among deny matches ``block`` beats ``review``, then the
+smaller distance. A deny match whose action is ``block`` decides without the classifier (no
+encoder time is spent); a ``review`` one still runs it, and the decision is the more severe of the
+two, so a review bank can never lower what the classifier would have blocked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from moderator.hashing.banks import Banks, Match
+from moderator.hashing.compute import PdqHash
+
+_ACTION_RANK = {"block": 0, "review": 1, "allow": 2}
+
+
+@dataclass(frozen=True)
+class Known:
+    kind: str  # deny | allow
+    match: Match  # the deciding match
+    matches: tuple[Match, ...]  # every match found (per hash at most banks.MAX_MATCHES), the deciding one first
+
+    @property
+    def decides(self) -> bool:
+        """True when no classifier is needed: a deny match that blocks."""
+        return self.kind == "deny" and self.match.action == "block"
+
+    @property
+    def reason(self) -> str:
+        m = self.match
+        how = "exact sha256" if m.hash_type == "sha256" else f"pdq distance {m.distance}"
+        if self.kind == "deny":
+            return f"hash_match: {m.category} in bank {m.bank!r} ({how}): {m.action}"
+        return f"hash_allow: allowed by bank {m.bank!r} ({how})"
+
+
+def _best(matches: list[Match]) -> list[Match]:
+    return sorted(matches, key=lambda m: (_ACTION_RANK[m.action], m.distance, m.bank, m.line))
+
+
+def exact(banks: Banks | None, sha256: bytes) -> Known | None:
+    """Steps 1 and 2: what the banks say about these exact bytes."""
+    if banks is None:
+        return None
+    matches = banks.match_sha256(sha256)
+    deny = _best([m for m in matches if m.kind == "deny"])
+    if deny:
+        return Known("deny", deny[0], tuple(deny + [m for m in matches if m.kind == "allow"]))
+    if matches:
+        return Known("allow", matches[0], tuple(matches))
+    return None
+
+
+def near(banks: Banks | None, frames: tuple[PdqHash, ...], quality_floor: int, overflow: bool) -> Known | None:
+    """Steps 3 and 4: what the banks say about the scored frames' PDQ hashes."""
+    if banks is None or not banks.pdq_entries or not frames:
+        return None
+    deny: list[Match] = []
+    allowed_frames = 0
+    allow: list[Match] = []
+    for i, pdq in enumerate(frames):
+        if pdq.quality < quality_floor:
+            continue
+        matches = banks.match_pdq(pdq, i)
+        deny.extend(m for m in matches if m.kind == "deny")
+        frame_allow = [m for m in matches if m.kind == "allow"]
+        if frame_allow:
+            allowed_frames += 1
+            allow.extend(frame_allow)
+    if deny:
+        ranked = _best(deny)
+        return Known("deny", ranked[0], tuple(ranked))
+    if allow and allowed_frames == len(frames) and not overflow:
+        ranked = sorted(allow, key=lambda m: (m.distance, m.bank, m.line))
+        return Known("allow", ranked[0], tuple(ranked))
+    return None
+
+
+def combine(exact_known: Known | None, near_known: Known | None) -> Known | None:
+    """The exact result before the near one (the order above), except that a near deny match
+    that blocks outranks an exact one that only asks for review."""
+    if exact_known is None:
+        return near_known
+    if exact_known.kind == "deny" and not exact_known.decides and near_known is not None and near_known.decides:
+        return Known("deny", near_known.match, near_known.matches + exact_known.matches)
+    return exact_known

@@ -212,7 +212,7 @@ def add(args: argparse.Namespace) -> int:
     if bank.exists():
         existing = read_bank(bank)
         if existing.kind != args.kind:
-            raise BankError(f"{bank} is a {existing.kind} bank; --kind {args.kind} does not match")
+            raise BankError(f"{bank} is a bank of kind {existing.kind}; --kind {args.kind} does not match")
         append_rows(bank, rows)
         print(f"{bank}: {len(rows)} hashes added, {len(read_bank(bank))} in all", file=sys.stderr)
     else:

@@ -143,7 +143,7 @@ def read_bank(path: Path) -> BankRows:
                 header = _header(record, line, problem)
                 if header is None:
                     break
-                rows = _start(path, name, raw, props, problem)
+                rows = _start(path, name, raw, props, problem, line)
                 continue
             if rows is not None:
                 _row(record, line, header, rows, problem)
@@ -191,11 +191,11 @@ def _header(record: list[str], line: int, problem) -> dict[str, int] | None:
     return {n: i for i, n in enumerate(names)}
 
 
-def _start(path: Path, name: str, raw: bytes, props: dict, problem) -> BankRows | None:
+def _start(path: Path, name: str, raw: bytes, props: dict, problem, header_line: int) -> BankRows | None:
     kind, kind_line = props.get("kind", ("", None))
     if kind not in KINDS:
-        problem(kind_line, f"the bank needs '# kind: deny' or '# kind: allow' before its header row"
-                           + (f", not {kind[:40]!r}" if kind_line else ""))
+        problem(kind_line or header_line, f"the bank needs '# kind: deny' or '# kind: allow' before its header row"
+                                          + (f", not {kind[:40]!r}" if kind_line else ""))
     threshold = DEFAULT_PDQ_THRESHOLD
     if "pdq_threshold" in props:
         value, line = props["pdq_threshold"]

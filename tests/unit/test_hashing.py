@@ -1,0 +1,352 @@
+"""Known content (issue: known content first): SHA-256 and PDQ hashes, deny and allow banks, the
+order of the stages, the result cache, bank files and their errors, the PDQ index."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+from PIL import Image
+
+from moderator.errors import BankError
+from moderator.hashing.bankfile import BankFileError, read_bank, write_bank
+from moderator.hashing.banks import load_banks
+from moderator.hashing.cache import ResultCache
+from moderator.hashing.compute import PdqHash, hamming, pdq_of
+from moderator.hashing.index import MAX_RADIUS, PdqIndex
+from moderator.media.decode import DecodeLimits
+from moderator.pictograms.draw import render
+from moderator.processing import KnownContentOptions, Processor
+from tests.conftest import REPO
+from tests.scenes import encode, scene, variants
+
+DEFAULT_MODEL = REPO / "models" / "default"
+DEFAULT_POLICY = REPO / "policies" / "default.yaml"
+
+
+def picture(obj: str, seed: int, colour: str = "black") -> Image.Image:
+    return render(obj, colour, 1, "beige", random.Random(seed), (320, 240))
+
+
+def bank(directory, name: str, kind: str, images: dict[str, Image.Image | bytes], hash_type: str = "pdq", **props) -> None:
+    """A bank of the images' hashes (PDQ of the pixels, or SHA-256 of the encoded bytes)."""
+    import hashlib
+
+    rows = []
+    for note, img in images.items():
+        if hash_type == "pdq":
+            value = pdq_of(img if isinstance(img, Image.Image) else Image.open(io.BytesIO(img)).convert("RGB")).hex
+        else:
+            value = hashlib.sha256(img).hexdigest()
+        rows.append({"hash_type": hash_type, "hash": value, "note": note})
+    write_bank(directory / f"{name}.csv", kind, rows, **props)
+
+
+# --- near-duplicates and false matches ------------------------------------------------------------
+
+
+def test_near_duplicates_of_a_banked_image_match_and_report_their_distance():
+    distances: dict[str, list[int]] = {}
+    for seed in range(12):
+        original = scene(seed)
+        h = pdq_of(original)
+        assert h.quality >= 50, "photo-like scenes have PDQ quality"
+        for name, variant in variants(original).items():
+            distances.setdefault(name, []).append(hamming(h.bits, pdq_of(variant).bits))
+    print("\n[hashing] PDQ distance of near-duplicates, max over 12 scenes (threshold 31):")
+    for name, ds in distances.items():
+        print(f"  {name}: max {max(ds)}, mean {np.mean(ds):.1f}")
+        assert max(ds) <= 31, f"{name} must match at the default threshold: {ds}"
+
+
+def test_unrelated_generated_images_do_not_match(tmp_path):
+    banked = [pdq_of(scene(100_000 + i, (160, 120))) for i in range(500)]
+    write_bank(tmp_path / "scenes.csv", "deny", [{"hash_type": "pdq", "hash": h.hex} for h in banked])
+    banks = load_banks(tmp_path, 10_000)
+    probes = [pdq_of(scene(200_000 + i, (160, 120))) for i in range(2500)]
+    matched = sum(bool(banks.match_pdq(p)) for p in probes)
+    nearest = min(min(hamming(p.bits, b.bits) for b in banked[:100]) for p in probes[:500])
+    print(f"\n[hashing] false matches: {matched} of {len(probes)} unrelated images against a bank of {len(banked)} "
+          f"({len(probes) * len(banked)} pairs); nearest unrelated pair seen: {nearest} bits")
+    assert matched == 0
+
+
+def test_flat_images_never_match_by_pdq(tmp_path, default_processor):
+    flats = {f"solid {c}": Image.new("RGB", (320, 240), c) for c in ("white", "black", (128, 128, 128), (200, 30, 30))}
+    rng = np.random.default_rng(0)
+    flats["faint noise"] = Image.fromarray((128 + rng.normal(0, 2, (240, 320, 3))).clip(0, 255).astype(np.uint8))
+    flats["gradient"] = Image.fromarray(np.tile(np.linspace(0, 255, 320, dtype=np.uint8)[None, :, None], (240, 1, 3)))
+    for img in flats.values():
+        assert pdq_of(img).quality < 50
+    bank(tmp_path, "flat", "deny", flats)  # someone banked flat images: their hashes match each other's easily
+    processor = default_processor(load_banks(tmp_path, 100))
+    for name, img in flats.items():
+        prepared = processor.prepare(encode(img, "PNG"))
+        assert prepared.known is None, f"{name}: a low-quality PDQ hash must never match"
+
+
+# --- the order of stages: docs/policies.md#known-content --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_processor():
+    from moderator.encoders.onnx import OnnxEncoder
+    from moderator.policy import compile_policy, load_policy
+
+    encoder = OnnxEncoder(DEFAULT_MODEL)
+    policy = compile_policy(load_policy(DEFAULT_POLICY), encoder)
+
+    def make(banks=None, cache=None, **options):
+        return Processor(encoder, policy, DecodeLimits(), banks=banks, cache=cache, known=KnownContentOptions(**options))
+
+    yield make
+    encoder.close()
+
+
+def decide(processor, data: bytes):
+    """The outcome of one image, as the stream's scoring loop makes it; and whether it was encoded."""
+    prepared = processor.prepare(data)
+    assert prepared.error is None, prepared.error
+    outcome = processor.decided(prepared)
+    if outcome is not None:
+        return outcome, False
+    result = processor.score_batch([prepared.pixels], [prepared.frames.overflow])
+    return processor.outcomes([prepared], result)[0], True
+
+
+def test_an_allow_bank_overrides_a_classifier_block(tmp_path, default_processor):
+    knife = picture("knife", 1)
+    plain = default_processor()
+    outcome, _ = decide(plain, encode(knife, "PNG"))
+    assert outcome.decision == "block" and outcome.known is None
+    bank(tmp_path, "reviewed-ok", "allow", {"knife drawing cleared by review": knife})
+    outcome, encoded = decide(default_processor(load_banks(tmp_path, 100)), encode(knife, "JPEG", quality=70))
+    assert encoded, "an allow match still runs the classifier, so the verdict records what it said"
+    assert outcome.decision == "allow" and outcome.known.kind == "allow"
+    assert outcome.classifier.decision == "block"
+    assert outcome.reasons[0].startswith("hash_allow: allowed by bank 'reviewed-ok' (pdq distance")
+    assert "the classifier's block is overridden" in outcome.reasons[0]
+
+
+def test_a_deny_bank_blocks_a_classifier_allow_without_encoding(tmp_path, default_processor):
+    cup = picture("cup", 2, "brown")
+    outcome, _ = decide(default_processor(), encode(cup, "PNG"))
+    assert outcome.decision == "allow"
+    bank(tmp_path, "known-bad", "deny", {"case 17": cup}, category="weapons")
+    resized = cup.resize((160, 120))
+    outcome, encoded = decide(default_processor(load_banks(tmp_path, 100)), encode(resized, "JPEG", quality=40))
+    assert not encoded, "a deny match that blocks decides without the encoder"
+    assert outcome.decision == "block" and outcome.classifier is None
+    m = outcome.known.match
+    assert (m.bank, m.kind, m.hash_type, m.category, m.action, m.note) == ("known-bad", "deny", "pdq", "weapons", "block", "case 17")
+    assert 0 < m.distance <= 31 and m.line == 5, "line 5 of the bank file: header comment, kind, category, columns, row"
+
+
+def test_a_review_deny_match_never_lowers_a_classifier_block(tmp_path, default_processor):
+    knife = picture("knife", 3)
+    bank(tmp_path, "suspect", "deny", {"k": knife}, action="review")
+    outcome, encoded = decide(default_processor(load_banks(tmp_path, 100)), encode(knife, "PNG"))
+    assert encoded and outcome.classifier.decision == "block" and outcome.decision == "block"
+    assert outcome.reasons[0].startswith("hash_match: known_content in bank 'suspect'")
+    cup = picture("cup", 4, "brown")
+    bank(tmp_path, "suspect", "deny", {"c": cup}, action="review")
+    outcome, _ = decide(default_processor(load_banks(tmp_path, 100)), encode(cup, "PNG"))
+    assert outcome.classifier.decision == "allow" and outcome.decision == "review"
+
+
+def test_exact_beats_near_and_deny_beats_allow(tmp_path, default_processor):
+    cup = picture("cup", 5, "brown")
+    data = encode(cup, "PNG")
+    bank(tmp_path, "near-bad", "deny", {"c": cup})
+    bank(tmp_path, "exact-ok", "allow", {"c": data}, hash_type="sha256")
+    outcome, _ = decide(default_processor(load_banks(tmp_path, 100)), data)
+    assert outcome.decision == "allow" and outcome.known.match.bank == "exact-ok", "exact allow beats a near deny"
+    other, _ = decide(default_processor(load_banks(tmp_path, 100)), encode(cup, "JPEG", quality=80))
+    assert other.decision == "block" and other.known.match.bank == "near-bad", "other bytes of the picture: near deny"
+    bank(tmp_path, "exact-bad", "deny", {"c": data}, hash_type="sha256")
+    outcome, encoded = decide(default_processor(load_banks(tmp_path, 100)), data)
+    assert outcome.decision == "block" and outcome.known.match.bank == "exact-bad" and not encoded
+    assert outcome.hashes.pdq == (), "exact deny: the bytes are not even decoded"
+    bank(tmp_path, "near-ok", "allow", {"c": cup})
+    (tmp_path / "exact-bad.csv").unlink()
+    (tmp_path / "exact-ok.csv").unlink()
+    outcome, _ = decide(default_processor(load_banks(tmp_path, 100)), data)
+    assert outcome.decision == "block" and outcome.known.kind == "deny", "near deny beats near allow"
+
+
+def test_an_allowed_first_frame_does_not_carry_an_animation(tmp_path, default_processor):
+    cup, knife = picture("cup", 6, "brown"), picture("knife", 7)
+    bank(tmp_path, "ok", "allow", {"cup": cup})
+    processor = default_processor(load_banks(tmp_path, 100))
+    buf = io.BytesIO()
+    cup.save(buf, "GIF", save_all=True, append_images=[knife, cup.copy()], duration=500)
+    outcome, encoded = decide(processor, buf.getvalue())
+    assert encoded and outcome.known is None and outcome.decision == "block", outcome.reasons
+    buf = io.BytesIO()
+    cup.save(buf, "GIF", save_all=True, append_images=[cup.transpose(Image.Transpose.FLIP_LEFT_RIGHT)], duration=500)
+    outcome, _ = decide(processor, buf.getvalue())
+    assert outcome.known is None, "a frame that is not in the allow bank keeps the classifier in charge"
+
+
+def test_a_denied_frame_anywhere_blocks_an_animation(tmp_path, default_processor):
+    cup, bad = picture("cup", 8, "brown"), scene(9, (320, 240))
+    bank(tmp_path, "bad", "deny", {"bad": bad})
+    buf = io.BytesIO()
+    cup.save(buf, "GIF", save_all=True, append_images=[cup.copy(), bad, cup.copy()], duration=[1000, 1000, 20, 1000])
+    outcome, encoded = decide(default_processor(load_banks(tmp_path, 100)), buf.getvalue())
+    assert not encoded and outcome.decision == "block"
+    assert outcome.known.match.frame == 1, "the second kept frame matched"
+    assert outcome.frames.indices[outcome.known.match.frame] == 1, "Pillow wrote cup, bad, cup (repeats merged): file frame 1"
+
+
+# --- the result cache ----------------------------------------------------------------------------
+
+
+def test_a_repost_is_decided_from_the_cache_and_a_reload_invalidates_it(tmp_path, default_processor):
+    from moderator.policy import compile_policy, load_policy
+
+    processor = default_processor(cache=ResultCache(100))
+    data = encode(picture("knife", 10), "PNG")
+    first, encoded = decide(processor, data)
+    assert encoded and processor.prepare(data).cached is first
+    second, encoded = decide(processor, data)
+    assert not encoded and second is first
+    edited = tmp_path / "policy.yaml"
+    edited.write_text(DEFAULT_POLICY.read_text() + "\n# edited\n")
+    processor.set_policy("primary", compile_policy(load_policy(edited), processor.encoder))
+    assert processor.prepare(data).cached is None, "another policy version: not the cached result"
+    bank(tmp_path, "b", "deny", {"x": picture("cup", 11)})
+    decide(processor, data)
+    processor.set_banks(load_banks(tmp_path, 100))
+    assert processor.prepare(data).cached is None, "other banks: not the cached result"
+
+
+def test_the_cache_is_bounded():
+    cache = ResultCache(3)
+    for i in range(10):
+        cache.put(i, str(i))
+    cache.get(7)
+    cache.put(10, "10")
+    assert len(cache) == 3 and cache.get(7) == "7" and cache.get(8) is None and cache.get(9) == "9"
+    off = ResultCache(0)
+    off.put(1, "x")
+    assert off.get(1) is None
+
+
+# --- bank files ----------------------------------------------------------------------------------
+
+GOOD = "ab" * 32
+
+
+def write(tmp_path, text: str, name: str = "b.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ("hash_type,hash\npdq," + GOOD + "\n", ":1:", "needs '# kind: deny' or '# kind: allow'"),
+    ("# kind: maybe\nhash_type,hash\n", ":1:", "not 'maybe'"),
+    ("# kind: deny\n# pdq_treshold: 20\nhash_type,hash\n", ":2:", "did you mean 'pdq_threshold'"),
+    ("# kind: deny\n# pdq_threshold: 300\nhash_type,hash\n", ":2:", "0 to 64"),
+    ("# kind: deny\nhash_type,digest\n", ":2:", "unknown columns 'digest'"),
+    ("# kind: deny\nhash_type,hash\npdq,xyz\n", ":3:", "64 hexadecimal digits"),
+    ("# kind: deny\nhash_type,hash\nmd5," + GOOD + "\n", ":3:", "sha256 or pdq"),
+    ("# kind: deny\nhash_type,hash,action\n\npdq," + GOOD + ",allow\n", ":4:", "deny bank's action is block or review"),
+    ("# kind: allow\nhash_type,hash,action\npdq," + GOOD + ",block\n", ":3:", "allow bank's action is allow"),
+    ("# kind: deny\nhash_type,hash,category\npdq," + GOOD + ",Weapons!\n", ":3:", "lower-case letters"),
+    ("# kind: deny\nhash_type,hash,added\npdq," + GOOD + ",yesterday\n", ":3:", "ISO 8601"),
+    ("# kind: deny\nhash_type,hash\npdq," + GOOD + ",extra\n", ":3:", "3 fields, the header names 2"),
+    ("# kind: deny\nhash_type,hash,note\npdq," + GOOD + "," + "n" * 2000 + "\n", ":3:", "over 1000 characters"),
+    ("# kind: deny\n# description: all good\n", "b.csv:", "no header row"),
+])
+def test_bank_file_problems_are_located(tmp_path, text, where, message):
+    with pytest.raises(BankFileError) as err:
+        read_bank(write(tmp_path, text))
+    assert where in str(err.value) and message in str(err.value), str(err.value)
+
+
+def test_every_problem_of_a_bank_is_listed_with_its_line(tmp_path):
+    rows = "\n".join(["pdq,zz"] * 3 + [f"pdq,{GOOD}"] + ["sha256,00"] * 2)
+    with pytest.raises(BankFileError) as err:
+        read_bank(write(tmp_path, f"# kind: deny\nhash_type,hash\n{rows}\n"))
+    assert [p.split(":")[1] for p in err.value.problems] == ["3", "4", "5", "7", "8"]
+
+
+def test_a_good_bank_reads_with_defaults_comments_and_quoted_notes(tmp_path):
+    path = write(tmp_path, f"""# moderator hash bank
+# kind: deny
+# a free comment: with a colon
+# category: weapons
+# pdq_threshold: 20
+hash_type,hash,category,action,note,added
+pdq,{GOOD.upper()},,,"case 1, reviewed",2026-11-30
+# a comment between rows
+sha256,{"cd" * 32},drugs,review,,2026-11-30T12:00:00Z
+""")
+    rows = read_bank(path)
+    assert (rows.kind, rows.pdq_threshold, len(rows)) == ("deny", 20, 2)
+    assert rows.categories == ["weapons", "drugs"] and rows.actions == ["block", "review"]
+    assert rows.notes[0] == "case 1, reviewed" and rows.lines == [7, 9] and rows.hashes[0] == bytes.fromhex(GOOD)
+
+
+def test_bank_files_that_are_not_regular_files_are_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "fifo.csv")
+    with pytest.raises(BankError, match="not a regular file"):
+        load_banks(tmp_path, 100)
+
+
+def test_a_bank_directory_is_bounded(tmp_path):
+    write_bank(tmp_path / "a.csv", "deny", [{"hash_type": "pdq", "hash": f"{i:064x}"} for i in range(20)])
+    with pytest.raises(BankError, match="more than 10 entries"):
+        load_banks(tmp_path, 10)
+    with pytest.raises(BankError, match="cannot list"):
+        load_banks(tmp_path / "missing", 10)
+    write(tmp_path, "# kind: deny\nhash_type,hash\n", name="Bad Name.csv")
+    with pytest.raises(BankError, match="named <bank>.csv"):
+        load_banks(tmp_path, 100)
+
+
+def test_per_bank_thresholds_apply_to_their_own_hashes(tmp_path):
+    base = bytes(32)
+    near = bytearray(base)
+    near[0] = 0xFF  # 8 bits away
+    write_bank(tmp_path / "strict.csv", "deny", [{"hash_type": "pdq", "hash": base.hex()}], pdq_threshold=4)
+    write_bank(tmp_path / "loose.csv", "deny", [{"hash_type": "pdq", "hash": base.hex()}], pdq_threshold=10)
+    matches = load_banks(tmp_path, 100).match_pdq(PdqHash(bytes(near), 100))
+    assert [(m.bank, m.distance) for m in matches] == [("loose", 8)]
+
+
+# --- the PDQ index ---------------------------------------------------------------------------------
+
+
+def _brute(hashes: np.ndarray, q: bytes, radius: int) -> set[int]:
+    return {i for i, h in enumerate(hashes) if hamming(h.tobytes(), q) <= radius}
+
+
+@settings(max_examples=int(os.environ.get("MODERATOR_FUZZ_EXAMPLES", "60")), deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), size=st.sampled_from([0, 1, 50, 3000, 20_000]),
+       radius=st.integers(0, MAX_RADIUS), clustered=st.booleans())
+def test_the_index_finds_exactly_what_a_linear_scan_finds(seed, size, radius, clustered):
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 256, (size, 32), dtype=np.uint8)
+    if clustered and size:  # many near copies of a few hashes: crowded buckets
+        centres = hashes[: max(1, size // 100)]
+        hashes = centres[rng.integers(0, len(centres), size)].copy()
+        flips = rng.integers(0, 256, (size, 4))
+        for j in range(4):
+            hashes[np.arange(size), flips[:, j] // 8] ^= (1 << (flips[:, j] % 8)).astype(np.uint8)
+    index = PdqIndex(hashes)
+    for _ in range(3):
+        q = hashes[rng.integers(0, size)].copy() if size and rng.random() < 0.7 else rng.integers(0, 256, 32, dtype=np.uint8)
+        bits = rng.choice(256, int(rng.integers(0, radius + 1)), replace=False)
+        for b in bits:
+            q[b // 8] ^= 1 << (7 - b % 8)
+        rows, distances = index.search(q.tobytes(), radius)
+        assert set(rows.tolist()) == _brute(hashes, q.tobytes(), radius)
+        assert list(distances) == sorted(distances)
+        assert all(hamming(hashes[r].tobytes(), q.tobytes()) == d for r, d in zip(rows, distances))

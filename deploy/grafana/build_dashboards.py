@@ -113,7 +113,31 @@ def policy() -> dict:
         panel("Shadow policy agreement", [(f"sum by (result) (rate(moderator_shadow_agreement_total{{{J}}}[{RI}]))", "{{result}}")], "reqps", 0, 24,
               description="How often the candidate (shadow) policy would decide as the acting one does. Empty unless MODERATOR_POLICY__SHADOW_PATH is set."),
         panel("Shadow policy decisions", [(f"sum by (decision) (rate(moderator_shadow_decisions_total{{{J}}}[{RI}]))", "{{decision}}")], "reqps", 12, 24),
+        *known_content(32),
     ], extra_vars=[category])
+
+
+def known_content(y: int) -> list[dict]:
+    """Hash banks and the result cache (docs/policies.md#known-content)."""
+    return [
+        panel("Known content: hash matches by bank", [(f"sum by (bank, kind) (rate(moderator_hash_matches_total{{{J}}}[{RI}]))", "{{bank}} ({{kind}})")],
+              "reqps", 0, y, description="Verdicts decided by a deny bank or overridden by an allow bank, by bank. "
+                                         "A deny bank that suddenly matches a lot may hold a hash of something common."),
+        panel("Known content: result cache hit rate",
+              [(f'sum(rate(moderator_result_cache_total{{{J}, result="hit"}}[{RI}])) / sum(rate(moderator_result_cache_total{{{J}}}[{RI}]))', "hit rate")],
+              "percentunit", 12, y, w=6, kind="stat", description="Share of images decided from the cache: identical reposts, no decode or encode."),
+        panel("Known content: encodes saved", [(f"sum by (reason) (rate(moderator_encodes_saved_total{{{J}}}[{RI}]))", "{{reason}}")],
+              "reqps", 18, y, w=6, description="Images decided without the encoder: cache hits and deny matches that block."),
+        panel("Known content: bank lookup latency",
+              [(f"histogram_quantile({q}, sum by (le) (rate(moderator_hash_lookup_seconds_bucket{{{J}}}[{RI}])))", f"p{int(q * 100)}") for q in (0.5, 0.99)],
+              "s", 0, y + 8, description="All banks, one message: SHA-256 and every frame's PDQ."),
+        panel("Known content: banks in service",
+              [(f"sum by (bank, kind, hash_type) (moderator_bank_entries{{{J}}})", "{{bank}} {{kind}} {{hash_type}}")], "short", 12, y + 8, w=6, kind="table",
+              description="Hashes per bank. A bank missing here did not load: see the bank reloads and the log."),
+        panel("Known content: bank reloads",
+              [(f"sum by (result) (increase(moderator_bank_reloads_total{{{J}}}[{RI}]))", "{{result}}"), (f"max(moderator_banks_stale{{{J}}})", "stale")],
+              "short", 18, y + 8, w=6, description="stale = 1: a bank file on disk does not load; the previous banks keep serving."),
+    ]
 
 
 def serving() -> dict:

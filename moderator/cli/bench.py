@@ -9,7 +9,10 @@ server started here), and the ratios between the two are printed.
 2. End to end: the service as a child process over a real broker; a backlog of photo-sized
    JPEGs is produced and verdicts are timed as they arrive (steady state: the first batch's
    arrival starts the clock).
-3. Latency: images produced at a steady rate (half the encoder's throughput), each timed from
+3. Reposts (``--repeats``, default 0.3): a second backlog of the same size in which that fraction
+   are images already decided in step 2 (the rest new), through the same service: the result
+   cache decides them without decode or encode. Printed beside step 2's rate, with the ratio.
+4. Latency: images produced at a steady rate (half the encoder's throughput), each timed from
    its send to its verdict's arrival; p50 and p99.
 """
 
@@ -44,6 +47,8 @@ def add_parser(sub) -> None:
     p.add_argument("--batch", type=int, default=16, help="encoder batch size (both measurements)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = one per core)")
     p.add_argument("--latency-images", type=int, default=64, help="images sent at a steady rate to measure latency")
+    p.add_argument("--repeats", type=float, default=0.3,
+                   help="fraction of reposts (images decided before) in a second backlog measured beside the first; 0 = skip")
     p.add_argument("--bootstrap", help="use this broker instead of starting the local one")
     p.add_argument("--port", type=int, default=29192, help="port of the local broker to start (default 29192)")
     p.set_defaults(handler=bench)
@@ -206,8 +211,9 @@ def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict,
         }, REPO_ROOT / ".cache" / "bench" / f"service-{run_id}.log").start()
         service.wait_ready()
         producer = _producer(bootstrap)
-        # Warm-up: one batch through the whole path (group join, first inference).
-        _send(producer, topic, images[: args.batch], "warm")
+        # Warm-up: one batch through the whole path (group join, first inference), of images not
+        # measured later (the result cache would decide them).
+        _send(producer, topic, jpeg_stream(args.batch, seed=2), "warm")
         if not collector.wait_count(args.batch, timeout=300):
             raise RuntimeError(f"warm-up verdicts did not arrive:\n{service.log_tail()}")
 
@@ -215,9 +221,22 @@ def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict,
         _send(producer, topic, images, "tput")
         if not collector.wait_count(args.batch + len(images), timeout=600):
             raise RuntimeError(f"throughput verdicts did not all arrive:\n{service.log_tail()}")
-        arrivals = sorted(o.received_at for o in collector.snapshot() if o.id.startswith("tput-"))
-        skip = min(args.batch, len(arrivals) - 1)
-        e2e_rate = (len(arrivals) - skip) / (arrivals[-1] - arrivals[skip - 1]) if skip else float("nan")
+        e2e_rate = _steady_rate(collector, "tput-", args.batch)
+        repeats = {}
+        if args.repeats > 0:
+            import random
+
+            n_old = int(round(len(images) * min(args.repeats, 1.0)))
+            mixed = jpeg_stream(len(images) - n_old, seed=3) + random.Random(4).sample(images, n_old)
+            random.Random(5).shuffle(mixed)
+            _say(args, f"end to end with {args.repeats:.0%} reposts ({name}): {len(mixed)} images")
+            _send(producer, topic, mixed, "repost")
+            if not collector.wait_count(args.batch + len(images) + len(mixed), timeout=600):
+                raise RuntimeError(f"repost verdicts did not all arrive:\n{service.log_tail()}")
+            rate = _steady_rate(collector, "repost-", args.batch)
+            hits = sum(o.json().get("cached", False) for o in collector.snapshot() if o.id.startswith("repost-"))
+            repeats = {"repeats": args.repeats, "e2e_images_per_s_with_repeats": round(rate, 2), "cache_hits": hits,
+                       "repeats_ratio": float(f"{rate / e2e_rate:.4g}")}
 
         _say(args, f"latency ({name}): {args.latency_images} images at {latency_rate:.1f}/s")
         sent_at = {}
@@ -237,6 +256,7 @@ def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict,
         code = service.terminate()
         return {
             "e2e_images_per_s": round(e2e_rate, 2),
+            **repeats,
             "p50_ms": round(statistics.median(lat_ms), 1),
             "p99_ms": round(float(np.percentile(lat_ms, 99)), 1),
             "latency_rate_per_s": round(latency_rate, 1),
@@ -263,6 +283,14 @@ def _bench_policy(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(BENCH_POLICY)
     return path
+
+
+def _steady_rate(collector: OutputCollector, prefix: str, batch: int) -> float:
+    """Verdicts per second of the outputs whose id starts with ``prefix``, from the first batch's
+    arrival (steady state)."""
+    arrivals = sorted(o.received_at for o in collector.snapshot() if o.id.startswith(prefix))
+    skip = min(batch, len(arrivals) - 1)
+    return (len(arrivals) - skip) / (arrivals[-1] - arrivals[skip - 1]) if skip else float("nan")
 
 
 def _producer(bootstrap: str):

@@ -127,8 +127,9 @@ def read_bank(path: Path) -> BankRows:
     except UnicodeDecodeError as exc:
         raise BankFileError([f"{path}: not UTF-8 text: {exc}"]) from exc
     props: dict[str, tuple[str, int]] = {}
-    header: dict[str, int] | None = None
+    header: list[str] | None = None
     rows = None
+    valid: set[str] = set()
     reader = csv.reader(text.splitlines())
     try:
         for record in reader:
@@ -146,7 +147,7 @@ def read_bank(path: Path) -> BankRows:
                 rows = _start(path, name, raw, props, problem, line)
                 continue
             if rows is not None:
-                _row(record, line, header, rows, problem)
+                _row(record, line, header, rows, problem, valid)
     except csv.Error as exc:
         problem(reader.line_num, f"not CSV: {exc}")
     if header is None and not problems:
@@ -172,7 +173,7 @@ def _property(text: str, line: int, props: dict, problem) -> None:
         problem(line, f"unknown property {key!r}: did you mean {close[0]!r}?")
 
 
-def _header(record: list[str], line: int, problem) -> dict[str, int] | None:
+def _header(record: list[str], line: int, problem) -> list[str] | None:
     names = [c.strip().lower() for c in record]
     unknown = [n for n in names if n not in COLUMNS]
     missing = [c for c in REQUIRED if c not in names]
@@ -188,7 +189,7 @@ def _header(record: list[str], line: int, problem) -> dict[str, int] | None:
         problem(line, f"the header row must name the columns {', '.join(COLUMNS)} (hash_type and hash required): "
                       + "; ".join(parts))
         return None
-    return {n: i for i, n in enumerate(names)}
+    return names
 
 
 def _start(path: Path, name: str, raw: bytes, props: dict, problem, header_line: int) -> BankRows | None:
@@ -222,42 +223,44 @@ def _action_message(kind: str, action: str) -> str:
     return f"a {kind} bank's action is {allowed}, not {action[:40]!r}"
 
 
-def _row(record: list[str], line: int, header: dict[str, int], rows: BankRows, problem) -> None:
-    def col(name: str) -> str:
-        i = header.get(name)
-        return record[i].strip() if i is not None and i < len(record) else ""
-
+def _row(record: list[str], line: int, header: dict[str, int], rows: BankRows, problem, valid: set[str]) -> None:
+    """Validate one row and add it to ``rows``; ``valid`` remembers category, action and added
+    values already checked (a million rows repeat a handful of them)."""
     if len(record) > len(header):
         problem(line, f"{len(record)} fields, the header names {len(header)}")
         return
-    if any(len(v) > MAX_FIELD_CHARS for v in record):
+    if max(map(len, record)) > MAX_FIELD_CHARS:
         problem(line, f"a field is over {MAX_FIELD_CHARS} characters")
         return
-    hash_type = col("hash_type").lower()
+    values = dict(zip(header, record))
+    hash_type = values.get("hash_type", "").strip().lower()
     if hash_type not in HASH_TYPES:
         problem(line, f"hash_type is sha256 or pdq, not {hash_type[:40]!r}")
         return
-    value = parse_hex(col("hash"))
+    text = values.get("hash", "").strip()
+    value = parse_hex(text)
     if value is None:
-        problem(line, f"hash is 64 hexadecimal digits (256 bits), not {col('hash')[:80]!r}")
+        problem(line, f"hash is 64 hexadecimal digits (256 bits), not {text[:80]!r}")
         return
-    category = col("category") or rows.default_category
-    if not CATEGORY.match(category):
+    category = values.get("category", "").strip() or rows.default_category
+    action = values.get("action", "").strip().lower() or rows.default_action
+    added = values.get("added", "").strip()
+    if category not in valid and not CATEGORY.match(category):
         problem(line, f"category must be lower-case letters, digits and underscores (at most 63), not {category[:40]!r}")
         return
-    action = col("action").lower() or rows.default_action
-    if not _action_ok(rows.kind, action):
+    if ("action:" + action) not in valid and not _action_ok(rows.kind, action):
         problem(line, _action_message(rows.kind, action))
         return
-    added = col("added")
-    if added and not _is_time(added):
+    if added and ("added:" + added) not in valid and not _is_time(added):
         problem(line, f"added is an ISO 8601 date or time (2026-11-30, 2026-11-30T12:00:00Z), not {added[:40]!r}")
         return
+    if len(valid) < 10_000:
+        valid.update((category, "action:" + action, "added:" + added))
     rows.hash_types.append(hash_type)
     rows.hashes.append(value)
     rows.categories.append(category)
     rows.actions.append(action)
-    rows.notes.append(col("note"))
+    rows.notes.append(values.get("note", "").strip())
     rows.added.append(added)
     rows.lines.append(line)
 

@@ -66,22 +66,24 @@ class Banks:
         self._table: list[str] = []
         sha: dict[bytes, list[tuple]] = {}
         pdq_hashes: list[bytes] = []
-        pdq_meta: list[list[int]] = []
+        pdq_meta: list[np.ndarray] = []
         for b, f in enumerate(files):
-            for i, hash_type in enumerate(f.hash_types):
-                meta = (b, self._code(f.categories[i]), self._code(f.actions[i]), self._code(f.notes[i]),
-                        self._code(f.added[i]), f.lines[i])
-                if hash_type == "sha256":
-                    sha.setdefault(f.hashes[i], []).append(meta)
-                else:
-                    pdq_hashes.append(f.hashes[i])
-                    pdq_meta.append(list(meta))
+            meta = np.stack([np.full(len(f), b, np.int64), self._codes(f.categories), self._codes(f.actions),
+                             self._codes(f.notes), self._codes(f.added), np.asarray(f.lines, np.int64)], axis=1).reshape(-1, 6)
+            is_pdq = np.fromiter((t == "pdq" for t in f.hash_types), bool, len(f))
+            pdq_meta.append(meta[is_pdq])
+            pdq_hashes.extend(h for h, p in zip(f.hashes, is_pdq) if p)
+            for i in np.flatnonzero(~is_pdq):
+                sha.setdefault(f.hashes[i], []).append(tuple(meta[i]))
         self._sha = sha
-        self._pdq_meta = np.array(pdq_meta, dtype=np.int64).reshape(-1, 6)
+        self._pdq_meta = np.concatenate(pdq_meta) if pdq_meta else np.empty((0, 6), np.int64)
         self._pdq_hashes = np.frombuffer(b"".join(pdq_hashes), dtype=np.uint8).reshape(-1, PDQ_BYTES)
         self._pdq = PdqIndex(self._pdq_hashes)
         self._thresholds = np.array([f.pdq_threshold for f in files] or [0], dtype=np.int64)
         self._radius = int(max((f.pdq_threshold for f in files if "pdq" in f.hash_types), default=0))
+
+    def _codes(self, texts: list[str]) -> np.ndarray:
+        return np.fromiter((self._code(t) for t in texts), np.int64, len(texts))
 
     def _code(self, text: str) -> int:
         code = self._strings.get(text)

@@ -50,3 +50,6 @@ def test_bench_json_reports_both_throughputs_side_by_side(broker):
     assert result["ratio"] == pytest.approx(result["e2e_images_per_s"] / result["encoder_images_per_s"], rel=0.01, abs=1e-4)
     assert 0 < result["p50_ms"] <= result["p99_ms"]
     assert result["service_exit_code"] == 0
+    assert result["repeats"] == 0.3 and result["e2e_images_per_s_with_repeats"] > 0
+    assert result["cache_hits"] == round(48 * 0.3), "every repost (an image decided in the first backlog) was a cache hit"
+    assert result["repeats_ratio"] == pytest.approx(result["e2e_images_per_s_with_repeats"] / result["e2e_images_per_s"], rel=0.01)

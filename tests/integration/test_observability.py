@@ -87,7 +87,18 @@ def assert_all_return_data(prom: Prometheus, queries: list[tuple[str, str]]) -> 
 
 def test_every_dashboard_panel_returns_data_and_every_rule_evaluates(broker, topics, service, tmp_path):
     t = topics(2)
-    svc = service(t, kafka={"lag_interval_ms": 1000}, batch={"micro_batch_size": 4})
+    # Banks matching two of the 25 sample images (one deny, one allow), so the known-content
+    # panels have matches; the samples repeat, so the result cache hits.
+    import hashlib
+
+    from moderator.hashing.bankfile import write_bank
+
+    samples = [value for _, _, value, _ in small_jpegs("bank", 2)]
+    banks = tmp_path / "banks"
+    banks.mkdir()
+    write_bank(banks / "known-bad.csv", "deny", [{"hash_type": "sha256", "hash": hashlib.sha256(samples[0]).hexdigest()}])
+    write_bank(banks / "cleared.csv", "allow", [{"hash_type": "sha256", "hash": hashlib.sha256(samples[1]).hexdigest()}])
+    svc = service(t, kafka={"lag_interval_ms": 1000}, batch={"micro_batch_size": 4}, hashing={"banks_dir": str(banks)})
     stop = threading.Event()
 
     def load() -> None:
@@ -109,7 +120,7 @@ def test_every_dashboard_panel_returns_data_and_every_rule_evaluates(broker, top
         wait_until(lambda: prom.api("/api/v1/query", query=f'count_over_time(moderator_verdicts_total{{job="{JOB}",decision="allow"}}[2m]) >= 20')["data"]["result"],
                    120, "twenty scrapes with traffic")
         queries = list(panel_queries())
-        assert len(queries) >= 25
+        assert len(queries) >= 32
         assert_all_return_data(prom, queries)
 
         groups = prom.api("/api/v1/rules")["data"]["groups"]
@@ -117,7 +128,7 @@ def test_every_dashboard_panel_returns_data_and_every_rule_evaluates(broker, top
         import yaml
 
         declared = yaml.safe_load((REPO / "deploy" / "prometheus" / "rules" / "moderator.rules.yml").read_text())
-        assert len(rules) == sum(len(g["rules"]) for g in declared["groups"]) == 9
+        assert len(rules) == sum(len(g["rules"]) for g in declared["groups"]) == 10
         bad = [f"{r['name']}: {r.get('lastError')}" for r in rules if r["health"] != "ok"]
         assert not bad, bad
         firing = [r["name"] for r in rules if r["state"] == "firing"]

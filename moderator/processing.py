@@ -76,6 +76,8 @@ class Outcome:
             return classifier
         if self.known.kind == "allow":
             said = self.classifier.decision if self.classifier is not None else "allow"
+            if self.decision != "allow":
+                return [*classifier, f"{self.known.reason} does not override a {said} (the bank's overrides: {self.known.overrides})"]
             return [self.known.reason + (f"; the classifier's {said} is overridden" if said != "allow" else "")]
         return [self.known.reason, *classifier]
 
@@ -86,6 +88,8 @@ def final_decision(known: Known | None, classifier: str | None) -> str:
         assert classifier is not None
         return classifier
     if known.kind == "allow":
+        if classifier is not None and ACTIONS.index(classifier) > ACTIONS.index(known.overrides):
+            return classifier
         return "allow"
     if classifier is None:
         return known.match.action

@@ -73,6 +73,8 @@ def _bank_options(p) -> None:
     p.add_argument("--category", help="category of the rows (deny banks; default: the bank's, else known_content)")
     p.add_argument("--action", choices=("block", "review", "allow"), help="action of the rows (deny: block or review; allow: allow)")
     p.add_argument("--pdq-threshold", type=int, help=f"the bank's PDQ match threshold (0..{MAX_PDQ_THRESHOLD}; default 31)")
+    p.add_argument("--overrides", choices=("review", "block"),
+                   help="allow banks: the most severe classifier decision a PDQ match may override (default review)")
 
 
 def _check_bank_options(args) -> None:
@@ -82,6 +84,8 @@ def _check_bank_options(args) -> None:
         raise BankError(f"--action {args.action} does not fit a {args.kind} bank (deny: block or review; allow: allow)")
     if args.pdq_threshold is not None and not 0 <= args.pdq_threshold <= MAX_PDQ_THRESHOLD:
         raise BankError(f"--pdq-threshold is 0..{MAX_PDQ_THRESHOLD}")
+    if args.overrides is not None and args.kind != "allow":
+        raise BankError("--overrides applies to allow banks")
 
 
 def _out_path(path: Path) -> Path:
@@ -176,7 +180,7 @@ def _write(path: Path, args, rows: list[dict[str, str]]) -> None:
     for r in rows:
         r.setdefault("category", args.category or "")
         r.setdefault("action", args.action or "")
-    write_bank(path, args.kind, rows, pdq_threshold=args.pdq_threshold)
+    write_bank(path, args.kind, rows, pdq_threshold=args.pdq_threshold, overrides=args.overrides)
     rows_read = read_bank(path)
     print(f"{path}: {args.kind} bank, {len(rows_read)} hashes", file=sys.stderr)
 

@@ -15,7 +15,9 @@ Properties (``# name: value`` lines before the header row; other comments are fr
 name that looks like a misspelt property is an error): ``kind`` (required: ``deny`` or
 ``allow``), ``pdq_threshold`` (Hamming distance at or under which a PDQ hash matches, 0..64,
 default 31), ``category`` and ``action`` (defaults for rows that leave them empty; ``action``
-``block`` or ``review`` in a deny bank, ``allow`` in an allow bank), ``description``.
+``block`` or ``review`` in a deny bank, ``allow`` in an allow bank), ``overrides`` (allow banks:
+the most severe classifier decision a *PDQ* match may override, ``review`` by default or
+``block``; an exact SHA-256 match overrides any), ``description``.
 
 Columns: ``hash_type`` (``pdq`` or ``sha256``) and ``hash`` (64 hex digits) are required;
 ``category``, ``action``, ``note`` and ``added`` (ISO 8601 date or time) may be absent or empty.
@@ -53,7 +55,8 @@ REQUIRED = ("hash_type", "hash")
 HASH_TYPES = ("sha256", "pdq")
 KINDS = ("deny", "allow")
 DENY_ACTIONS = ("review", "block")
-PROPERTIES = ("kind", "pdq_threshold", "category", "action", "description")
+PROPERTIES = ("kind", "pdq_threshold", "category", "action", "overrides", "description")
+OVERRIDES = ("review", "block")
 DEFAULT_PDQ_THRESHOLD = 31
 MAX_PDQ_THRESHOLD = 64
 DEFAULT_CATEGORY = "known_content"
@@ -82,6 +85,7 @@ class BankRows:
     digest: str  # first 16 hex digits of the file's SHA-256
     default_category: str = DEFAULT_CATEGORY
     default_action: str = "block"
+    overrides: str = "review"
     hash_types: list[str] = field(default_factory=list)
     hashes: list[bytes] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
@@ -210,8 +214,13 @@ def _start(path: Path, name: str, raw: bytes, props: dict, problem, header_line:
     action, line = props.get("action", ("block" if kind == "deny" else "allow", None))
     if not _action_ok(kind, action):
         problem(line, _action_message(kind, action))
+    overrides, line = props.get("overrides", ("review", None))
+    if line is not None and kind != "allow":
+        problem(line, "overrides is a property of allow banks")
+    elif overrides not in OVERRIDES:
+        problem(line, f"overrides is review or block (the most severe classifier decision a PDQ match may override), not {overrides[:40]!r}")
     description = props.get("description", ("", None))[0][:MAX_FIELD_CHARS]
-    return BankRows(name, path, kind, threshold, description, hashlib.sha256(raw).hexdigest()[:16], category, action)
+    return BankRows(name, path, kind, threshold, description, hashlib.sha256(raw).hexdigest()[:16], category, action, overrides)
 
 
 def _action_ok(kind: str, action: str) -> bool:
@@ -274,13 +283,14 @@ def _is_time(text: str) -> bool:
 
 
 def write_bank(path: Path, kind: str, rows: list[dict[str, str]], *, pdq_threshold: int | None = None,
-               category: str | None = None, action: str | None = None, description: str = "") -> None:
+               category: str | None = None, action: str | None = None, overrides: str | None = None,
+               description: str = "") -> None:
     """Write a new bank file atomically (a temporary file renamed over it)."""
     buf = io.StringIO()
     buf.write("# moderator hash bank (format: docs/policies.md#hash-banks)\n")
     buf.write(f"# kind: {kind}\n")
     for key, value in (("pdq_threshold", pdq_threshold), ("category", category), ("action", action),
-                       ("description", " ".join(description.split()))):
+                       ("overrides", overrides), ("description", " ".join(description.split()))):
         if value not in (None, ""):
             buf.write(f"# {key}: {value}\n")
     writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")

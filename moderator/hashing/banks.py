@@ -33,6 +33,7 @@ class BankInfo:
     pdq_threshold: int
     description: str
     digest: str
+    overrides: str  # allow banks: the most severe classifier decision a PDQ match may override
     sha256: int  # entries of each hash type
     pdq: int
 
@@ -52,6 +53,7 @@ class Match:
     added: str
     line: int  # the entry's line in its bank file
     frame: int | None = None  # PDQ: position of the matching frame among the message's scored frames
+    overrides: str = "block"  # allow matches: the most severe classifier decision this match may override
 
 
 class Banks:
@@ -59,7 +61,7 @@ class Banks:
 
     def __init__(self, files: list[BankRows], directory: Path | None = None) -> None:
         self.directory = directory
-        self.banks = tuple(BankInfo(f.name, f.kind, f.pdq_threshold, f.description, f.digest,
+        self.banks = tuple(BankInfo(f.name, f.kind, f.pdq_threshold, f.description, f.digest, f.overrides,
                                     f.hash_types.count("sha256"), f.hash_types.count("pdq")) for f in files)
         self.version = hashlib.sha256("".join(f"{f.name}:{f.digest};" for f in files).encode()).hexdigest()[:16]
         self._strings: dict[str, int] = {}
@@ -123,7 +125,9 @@ class Banks:
         bank, category, action, note, added, line = (int(v) for v in meta)
         info = self.banks[bank]
         t = self._table
-        return Match(info.name, info.kind, hash_type, hex_hash, distance, t[category], t[action], t[note], t[added], line, frame)
+        overrides = "block" if hash_type == "sha256" or info.kind == "deny" else info.overrides
+        return Match(info.name, info.kind, hash_type, hex_hash, distance, t[category], t[action], t[note], t[added], line, frame,
+                     overrides)
 
 
 def load_banks(directory: Path, max_entries: int) -> Banks:

@@ -14,6 +14,12 @@ At the same strength deny beats allow; among deny matches ``block`` beats ``revi
 smaller distance. A deny match whose action is ``block`` decides without the classifier (no
 encoder time is spent); a ``review`` one still runs it, and the decision is the more severe of the
 two, so a review bank can never lower what the classifier would have blocked.
+
+An allow match still runs the classifier. An exact (SHA-256) allow overrides whatever it says; a
+PDQ allow overrides at most what its bank's ``overrides`` says (``review`` by default, ``block``
+when the operator opts in): a known-good picture with something small pasted in can stay within
+distance 31 of it (measured: a pictogram over 10–15 % of a photo moved PDQ by as little as 8
+bits), so by default a near copy can clear a review but not a block.
 """
 
 from __future__ import annotations
@@ -31,6 +37,15 @@ class Known:
     kind: str  # deny | allow
     match: Match  # the deciding match
     matches: tuple[Match, ...]  # every match found (per hash at most banks.MAX_MATCHES), the deciding one first
+
+    @property
+    def overrides(self) -> str:
+        """Allow: the most severe classifier decision it may override (every match it rests on must agree)."""
+        if self.kind != "allow":
+            return "allow"
+        if self.match.hash_type == "sha256":
+            return "block"
+        return "block" if all(m.overrides == "block" for m in self.matches) else "review"
 
     @property
     def decides(self) -> bool:

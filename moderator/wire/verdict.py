@@ -94,7 +94,7 @@ class MatchRef(_Model):
 
 
 class KnownRef(_Model):
-    kind: Literal["deny", "allow"] = Field(description="deny: known bad content; allow: known good content, the classifier overridden.")
+    kind: Literal["deny", "allow"] = Field(description="deny: known bad content; allow: known good content: the classifier overridden, up to what the match may override (decision says what stood).")
     reason: Literal["hash_match", "hash_allow"]
     match: MatchRef = Field(description="The deciding match.")
     matches: list[MatchRef] = Field(description="Every match found (at most 16), the deciding one first.")

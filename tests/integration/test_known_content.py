@@ -35,7 +35,8 @@ def test_reposts_banks_and_overrides_through_the_broker(broker, topics, service,
     denied = [scene(1000 + i, (320, 240)) for i in range(5)]  # scene-0..4 are known bad (banked by PDQ)
     write_bank(banks / "known-bad.csv", "deny", [{"hash_type": "pdq", "hash": pdq_of(img).hex, "note": f"case {i}"}
                                                   for i, img in enumerate(denied)], category="weapons")
-    write_bank(banks / "cleared.csv", "allow", [{"hash_type": "pdq", "hash": pdq_of(knife).hex, "note": "prop knife"}])
+    write_bank(banks / "cleared.csv", "allow", [{"hash_type": "pdq", "hash": pdq_of(knife).hex, "note": "prop knife"}],
+               overrides="block")
     messages = []
     for name, data in originals.items():
         messages.append((f"{t.input}-{name}", data))

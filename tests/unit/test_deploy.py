@@ -34,7 +34,7 @@ def test_alert_rules_are_valid_and_their_unit_tests_pass():
     promtool = tool("promtool")
     check = run(promtool, "check", "rules", str(DEPLOY / "prometheus/rules/moderator.rules.yml"))
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "9 rules found" in check.stdout
+    assert "10 rules found" in check.stdout
     test = run(promtool, "test", "rules", str(DEPLOY / "prometheus/tests/moderator.rules.test.yml"))
     assert test.returncode == 0, test.stdout + test.stderr
 

@@ -120,16 +120,42 @@ def decide(processor, data: bytes):
 
 def test_an_allow_bank_overrides_a_classifier_block(tmp_path, default_processor):
     knife = picture("knife", 1)
+    data = encode(knife, "PNG")
     plain = default_processor()
-    outcome, _ = decide(plain, encode(knife, "PNG"))
+    outcome, _ = decide(plain, data)
     assert outcome.decision == "block" and outcome.known is None
-    bank(tmp_path, "reviewed-ok", "allow", {"knife drawing cleared by review": knife})
+    bank(tmp_path, "reviewed-ok", "allow", {"knife drawing cleared by review": knife}, overrides="block")
     outcome, encoded = decide(default_processor(load_banks(tmp_path, 100)), encode(knife, "JPEG", quality=70))
     assert encoded, "an allow match still runs the classifier, so the verdict records what it said"
     assert outcome.decision == "allow" and outcome.known.kind == "allow"
     assert outcome.classifier.decision == "block"
     assert outcome.reasons[0].startswith("hash_allow: allowed by bank 'reviewed-ok' (pdq distance")
     assert "the classifier's block is overridden" in outcome.reasons[0]
+    (tmp_path / "reviewed-ok.csv").unlink()
+    bank(tmp_path, "exact-ok", "allow", {"these bytes": data}, hash_type="sha256")
+    outcome, _ = decide(default_processor(load_banks(tmp_path, 100)), data)
+    assert outcome.decision == "allow" and outcome.known.match.hash_type == "sha256", "an exact allow overrides a block"
+
+
+def test_a_near_copy_of_an_allowed_picture_cannot_clear_a_block_by_default(tmp_path, default_processor):
+    """The attack: take a picture the allow bank knows, paste what should be blocked into it. PDQ
+    can stay within its threshold (a pasted pictogram moved it by as little as 8 bits), so by
+    default a PDQ allow match overrides at most a review."""
+    allowed = scene(21)
+    bank(tmp_path, "fp", "allow", {"reviewed": allowed, "knife drawing": picture("knife", 22)})
+    processor = default_processor(load_banks(tmp_path, 100))
+    outcome, _ = decide(processor, encode(picture("knife", 22), "JPEG", quality=70))
+    assert outcome.known is not None and outcome.known.kind == "allow" and outcome.known.overrides == "review"
+    assert outcome.classifier.decision == "block" and outcome.decision == "block"
+    assert outcome.reasons[-1].startswith("hash_allow: allowed by bank 'fp' (pdq distance")
+    assert outcome.reasons[-1].endswith("does not override a block (the bank's overrides: review)")
+    # A picture the classifier only sends to review (white on beige: faint, so PDQ quality 41,
+    # under the default floor; the floor is lowered here to show what an allow may override).
+    faint = picture("tree", 2, "white")
+    assert decide(default_processor(), encode(faint, "PNG"))[0].decision == "review"
+    bank(tmp_path, "fp2", "allow", {"reviewed": faint})
+    outcome, _ = decide(default_processor(load_banks(tmp_path, 100), quality_floor=30), encode(faint, "JPEG", quality=80))
+    assert outcome.classifier.decision == "review" and outcome.decision == "allow", "a near copy clears a review"
 
 
 def test_a_deny_bank_blocks_a_classifier_allow_without_encoding(tmp_path, default_processor):
@@ -263,6 +289,8 @@ def write(tmp_path, text: str, name: str = "b.csv"):
     ("# kind: deny\nhash_type,hash\npdq," + GOOD + ",extra\n", ":3:", "3 fields, the header names 2"),
     ("# kind: deny\nhash_type,hash,note\npdq," + GOOD + "," + "n" * 2000 + "\n", ":3:", "over 1000 characters"),
     ("# kind: deny\n# description: all good\n", "b.csv:", "no header row"),
+    ("# kind: deny\n# overrides: block\nhash_type,hash\n", ":2:", "overrides is a property of allow banks"),
+    ("# kind: allow\n# overrides: everything\nhash_type,hash\n", ":2:", "overrides is review or block"),
 ])
 def test_bank_file_problems_are_located(tmp_path, text, where, message):
     with pytest.raises(BankFileError) as err:

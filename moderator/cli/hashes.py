@@ -101,7 +101,9 @@ def _hash_types(text: str) -> set[str]:
     return types
 
 
-def _hash_files(args, paths: list[Path]):
+def _hash_files(args, paths: list[Path], failed: list[Path], out=None, as_json: bool = False):
+    """(path, hashes, frames) of each file that decodes; the others are reported on ``out`` (or
+    stderr) and appended to ``failed``."""
     settings = load_settings(getattr(args, "config", None))
     silence_decoder_warnings()
     limits, frames = decode_limits(settings), frame_limits(settings)
@@ -109,9 +111,10 @@ def _hash_files(args, paths: list[Path]):
         try:
             hashes, frame_set = hash_image(f.read_bytes(), limits, frames, settings.hashing.pdq)
         except MessageError as exc:
-            yield f, None, None, exc
+            failed.append(f)
+            _print_error(out or sys.stderr, f, exc, as_json)
             continue
-        yield f, hashes, frame_set, None
+        yield f, hashes, frame_set
 
 
 def _pdq_records(hashes, frames) -> list[dict]:
@@ -120,12 +123,8 @@ def _pdq_records(hashes, frames) -> list[dict]:
 
 
 def compute(args: argparse.Namespace) -> int:
-    out, failed = sys.stdout, 0
-    for f, hashes, frames, error in _hash_files(args, args.paths):
-        if error is not None:
-            failed += 1
-            _print_error(out, f, error, args.json)
-            continue
+    out, failed = sys.stdout, []
+    for f, hashes, frames in _hash_files(args, args.paths, failed, out, args.json):
         pdq = _pdq_records(hashes, frames)
         if args.json:
             out.write(json.dumps({"path": str(f), "sha256": hashes.sha256.hex(), "pdq": pdq}) + "\n")
@@ -141,12 +140,8 @@ def match(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     banks = load_banks(args.banks, settings.hashing.max_bank_entries)
     floor = settings.hashing.pdq_quality_floor
-    out, failed = sys.stdout, 0
-    for f, hashes, frames, error in _hash_files(args, args.paths):
-        if error is not None:
-            failed += 1
-            _print_error(out, f, error, args.json)
-            continue
+    out, failed = sys.stdout, []
+    for f, hashes, frames in _hash_files(args, args.paths, failed, out, args.json):
         found = known_content.combine(known_content.exact(banks, hashes.sha256),
                                       known_content.near(banks, hashes.pdq, floor, frames.overflow))
         if args.json:
@@ -200,19 +195,15 @@ def add(args: argparse.Namespace) -> int:
     bank = _out_path(args.bank)
     types = _hash_types(args.hash_types)
     today = datetime.now(UTC).date().isoformat()
-    rows, failed = [], 0
-    for f, hashes, frames, error in _hash_files(args, args.paths):
-        if error is not None:
-            failed += 1
-            _print_error(sys.stderr, f, error, False)
-            continue
+    rows, failed = [], []
+    for f, hashes, _frames in _hash_files(args, args.paths, failed):
         base = {"category": args.category or "", "action": args.action or "", "note": args.note or f.name, "added": today}
         if "sha256" in types:
             rows.append({"hash_type": "sha256", "hash": hashes.sha256.hex(), **base})
         if "pdq" in types:
             rows.extend({"hash_type": "pdq", "hash": h.hex, **base} for h in hashes.pdq)
     if failed:
-        raise BankError(f"{failed} files could not be hashed; the bank was not changed")
+        raise BankError(f"{len(failed)} files could not be hashed; the bank was not changed")
     if bank.exists():
         existing = read_bank(bank)
         if existing.kind != args.kind:

@@ -199,7 +199,7 @@ def _header(record: list[str], line: int, problem) -> list[str] | None:
 def _start(path: Path, name: str, raw: bytes, props: dict, problem, header_line: int) -> BankRows | None:
     kind, kind_line = props.get("kind", ("", None))
     if kind not in KINDS:
-        problem(kind_line or header_line, f"the bank needs '# kind: deny' or '# kind: allow' before its header row"
+        problem(kind_line or header_line, "the bank needs '# kind: deny' or '# kind: allow' before its header row"
                                           + (f", not {kind[:40]!r}" if kind_line else ""))
     threshold = DEFAULT_PDQ_THRESHOLD
     if "pdq_threshold" in props:

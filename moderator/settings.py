@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -89,11 +89,34 @@ class KafkaSettings(_Section):
     lag_interval_ms: int = Field(10_000, ge=0, description="How often consumer lag is measured; 0 disables.")
     retry_initial_ms: int = Field(500, ge=1, description="First backoff cap when reconnecting to the broker or re-sending an output; doubles per attempt, waits drawn with full jitter.")
     retry_max_ms: int = Field(10_000, ge=1, description="Largest backoff cap for broker reconnects and output re-sends.")
+    # --- output, rebalancing, fetching ---
+    compression_type: Literal["zstd", "lz4", "gzip", "snappy", "none"] = Field(
+        "lz4", description="Producer compression of verdicts and dead letters (docs/benchmarks.md#producer-compression).")
+    partition_assignment: Literal["cooperative-sticky", "range", "roundrobin"] = Field(
+        "cooperative-sticky", description="cooperative-sticky: a rebalance moves only the partitions that change owner; the others keep flowing.")
+    group_instance_id: str | None = Field(
+        None, description="Static membership (e.g. the pod name): a worker restarted within session_timeout_ms gets its partitions back without a rebalance.")
+    client_rack: str | None = Field(None, description="The worker's rack or zone: fetches from the nearest replica where the broker allows it.")
+    fetch_min_bytes: int = Field(1, ge=1, description="Smallest fetch answer the broker waits for (up to fetch_max_wait_ms).")
+    fetch_max_wait_ms: int = Field(500, ge=0, description="Longest the broker waits to fill fetch_min_bytes.")
+    isolation_level: Literal["read_uncommitted", "read_committed"] = Field(
+        "read_uncommitted", description="read_committed when the upstream producer is transactional: aborted images are never read.")
+
+    # --- security (docs/operations.md#production-checklist) ---
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_plain_username: str | None = None
-    sasl_plain_password: str | None = Field(None, repr=False)
-    ssl_cafile: Path | None = None
+    ssl_cafile: Path | None = Field(None, description="CA bundle (PEM) that signed the brokers' certificates; default: the system's.")
+    ssl_certfile: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    ssl_keyfile: Path | None = Field(None, description="Client private key (PEM) for mutual TLS.")
+    ssl_password: SecretStr | None = Field(None, description="Password of the client key, if it is encrypted.")
+    ssl_password_file: Path | None = Field(None, description="File holding ssl_password (e.g. a mounted Kubernetes secret).")
+    ssl_check_hostname: bool = Field(True, description="Check that the broker's certificate names the host connected to.")
+    ssl_crlfile: Path | None = Field(None, description="Certificate revocation list (PEM) to check broker certificates against.")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_plain_username: str | None = Field(None, description="SASL PLAIN and SCRAM user name.")
+    sasl_plain_password: SecretStr | None = Field(None, description="SASL PLAIN and SCRAM password.")
+    sasl_plain_password_file: Path | None = Field(None, description="File holding sasl_plain_password (e.g. a mounted Kubernetes secret).")
+    sasl_oauth_token_file: Path | None = Field(None, description="OAUTHBEARER: a file holding the token, read again at every (re)authentication (a sidecar keeps it fresh).")
+    sasl_oauth_token_command: str | None = Field(None, description="OAUTHBEARER: a command printing the token, run at every (re)authentication (shell-free: split like a shell would).")
 
     _split_topics = field_validator("input_topics", mode="before")(_split_list)
 
@@ -108,17 +131,42 @@ class KafkaSettings(_Section):
             raise ValueError("verdict_topic and dead_letter_topic must differ")
         if self.heartbeat_interval_ms * 3 > self.session_timeout_ms:
             raise ValueError("heartbeat_interval_ms must be at most a third of session_timeout_ms")
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)")
+        if not sasl and self.sasl_mechanism is not None:
+            raise ValueError(f"sasl_mechanism needs security_protocol SASL_SSL or SASL_PLAINTEXT, not {self.security_protocol}")
+        if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+            if not self.sasl_plain_username or (self.sasl_plain_password is None and self.sasl_plain_password_file is None):
+                raise ValueError(f"sasl_mechanism {self.sasl_mechanism} needs sasl_plain_username and sasl_plain_password (or sasl_plain_password_file)")
+        if self.sasl_mechanism == "OAUTHBEARER" and (self.sasl_oauth_token_file is None) == (self.sasl_oauth_token_command is None):
+            raise ValueError("sasl_mechanism OAUTHBEARER needs exactly one of sasl_oauth_token_file and sasl_oauth_token_command")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("mutual TLS needs both ssl_certfile and ssl_keyfile")
+        for a, b in (("ssl_password", "ssl_password_file"), ("sasl_plain_password", "sasl_plain_password_file")):
+            if getattr(self, a) is not None and getattr(self, b) is not None:
+                raise ValueError(f"set {a} or {b}, not both")
+        if self.group_instance_id is not None and not self.group_instance_id.strip():
+            raise ValueError("group_instance_id must not be blank")
         return self
 
-    def security(self) -> dict[str, Any]:
-        """Client keyword arguments for TLS/SASL, shared by consumer, producer and admin."""
-        out: dict[str, Any] = {"security_protocol": self.security_protocol}
-        for key in ("sasl_mechanism", "sasl_plain_username", "sasl_plain_password"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        if self.ssl_cafile is not None:
-            out["ssl_cafile"] = str(self.ssl_cafile)
-        return out
+    def secret(self, name: str) -> str | None:
+        """A secret's value: from its setting, else read from its ``_file`` (stripped of one
+        trailing newline), at the moment it is needed.
+
+        Raises:
+            SettingsError: the file cannot be read (the message names the setting, never the value).
+        """
+        value = getattr(self, name)
+        if value is not None:
+            return value.get_secret_value()
+        path = getattr(self, f"{name}_file")
+        if path is None:
+            return None
+        try:
+            return Path(path).read_text().removesuffix("\n")
+        except OSError as exc:
+            raise SettingsError(f"kafka.{name}_file: cannot read {path}: {exc.strerror or exc}") from exc
 
 
 class BatchSettings(_Section):
@@ -260,6 +308,7 @@ class TelemetrySettings(_Section):
     port: int = Field(9400, ge=0, le=65535, description="HTTP port for /metrics, /healthz, /readyz; 0 picks a free one.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
+    liveness_timeout_s: float = Field(120.0, ge=0, description="/healthz fails when the poll loop or the encode thread has made no progress for this long while it has work; 0 = never.")
 
 
 class Settings(BaseSettings):

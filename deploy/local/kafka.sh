@@ -16,6 +16,11 @@
 #   KAFKA_CACHE_DIR        where the jars go (default .cache/kafka)
 #   KAFKA_HEAP             JVM heap (default 512m)
 #   KAFKA_START_TIMEOUT    seconds to wait for the broker to answer (default 90)
+#   KAFKA_AUTO_CREATE      true: the broker creates topics on first use, as a default-configured one does
+#   KAFKA_TLS_DIR          a directory with ca.pem (the CA) and broker.pem (the broker's key and certificate
+#                          chain, PEM): adds an SSL listener on KAFKA_PORT+2 that requires client
+#                          certificates, and a SASL_SSL listener on KAFKA_PORT+3 with SCRAM-SHA-256/512
+#                          (create users with: kafka.sh scram-user NAME PASSWORD)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -69,18 +74,23 @@ answers() {
 
 write_config() {
   mkdir -p "$data/logs" "$data/kraft"
+  local listeners="PLAINTEXT://127.0.0.1:$port" protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  if [ -n "${KAFKA_TLS_DIR:-}" ]; then
+    listeners="$listeners,SSL://127.0.0.1:$((port + 2)),SASL_SSL://127.0.0.1:$((port + 3))"
+    protocols="$protocols,SSL:SSL,SASL_SSL:SASL_SSL"
+  fi
   cat >"$data/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=$listeners,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=$listeners
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$data/kraft
 num.partitions=1
-auto.create.topics.enable=false
+auto.create.topics.enable=${KAFKA_AUTO_CREATE:-false}
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=4
 transaction.state.log.replication.factor=1
@@ -90,6 +100,18 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 message.max.bytes=20971520
 PROPS
+  if [ -n "${KAFKA_TLS_DIR:-}" ]; then
+    cat >>"$data/server.properties" <<PROPS
+ssl.keystore.type=PEM
+ssl.keystore.location=$KAFKA_TLS_DIR/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$KAFKA_TLS_DIR/ca.pem
+listener.name.ssl.ssl.client.auth=required
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+PROPS
+  fi
   cat >"$data/log4j2.properties" <<L4J
 status = warn
 appender.file.type = File
@@ -143,12 +165,22 @@ stop() {
   log "broker on 127.0.0.1:$port stopped"
 }
 
+scram_user() {
+  # The broker's own tool (kafka-configs.sh): a SCRAM-SHA-256 and -512 credential for a user.
+  local name=$1 password=$2 mechanism
+  for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do  # one credential per request
+    java -cp "$(classpath)" kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$port" --alter \
+      --add-config "$mechanism=[iterations=4096,password=$password]" --entity-type users --entity-name "$name" >&2
+  done
+}
+
 case "${1:-}" in
+  scram-user) scram_user "$2" "$3" ;;
   fetch) fetch ;;
   start) start ;;
   stop) stop ;;
   restart) stop; start ;;
   status) running ;;
   reset) stop; rm -rf "$data" ;;
-  *) echo "usage: $0 {fetch|start|stop|restart|status|reset}" >&2; exit 2 ;;
+  *) echo "usage: $0 {fetch|start|stop|restart|status|reset|scram-user NAME PASSWORD}" >&2; exit 2 ;;
 esac

@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from moderator import __version__
-from moderator.cli import bench, demo, hashes, models, policy, run, scan, schemas
+from moderator.cli import bench, demo, hashes, models, policy, run, scan, schemas, topics
 from moderator.errors import StartupError
 
-COMMANDS = (run, scan, demo, bench, policy, models, schemas, hashes)
+COMMANDS = (run, scan, demo, bench, policy, models, schemas, hashes, topics)
 
 
 def _parser() -> argparse.ArgumentParser:

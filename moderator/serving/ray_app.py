@@ -27,9 +27,18 @@ from ray import serve  # after encoders.ray_server, which says how to install Ra
 log = logging.getLogger(__name__)
 
 
+SECRETS = ("ssl_password", "sasl_plain_password")
+
+
 def _portable_settings(settings: Settings) -> dict[str, Any]:
-    """Service settings for a consumer replica, every relative path made absolute."""
+    """Service settings for a consumer replica, every relative path made absolute, and no secret:
+    a replica reads them itself, from their ``*_file`` settings (files on every node) or from its
+    environment (the application's ``runtime_env``)."""
     data = settings.model_dump(mode="json")
+    for key in SECRETS:
+        if data["kafka"].pop(key, None) is not None and getattr(settings.kafka, f"{key}_file") is None:
+            log.warning("kafka.%s is not shipped to the consumer replicas: give it to them as kafka.%s_file or as "
+                        "MODERATOR_KAFKA__%s in the application's runtime_env", key, key, key.upper())
     data["encoder"] = portable_encoder_settings(settings.encoder) | {"backend": "ray"}
     for key in ("path", "shadow_path", "cache_dir"):
         value = getattr(settings.policy, key)
@@ -44,7 +53,8 @@ class ModeratorServer:
     through the encoder deployment's handle. Serve restarts a replica whose worker died."""
 
     def __init__(self, settings: dict[str, Any], encoder_handle: Any) -> None:
-        self.settings = Settings.model_validate(settings)  # already validated by the builder
+        # Validated by the builder; secrets come from this replica's own files and environment.
+        self.settings = load_settings(None, **settings)
         # Serve owns the replica's log handlers (its replica log files); only set our level.
         logging.getLogger("moderator").setLevel(self.settings.telemetry.log_level)
         # The encoder client is made on the worker thread: handle calls block, and this

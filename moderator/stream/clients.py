@@ -6,11 +6,44 @@ import logging
 from typing import Any
 
 from moderator.settings import KafkaSettings
+from moderator.stream.oauth import token_provider
 
 log = logging.getLogger(__name__)
 
 
+def security_config(s: KafkaSettings) -> dict[str, Any]:
+    """Client keyword arguments for TLS and SASL, shared by consumer, producer and admin. Secrets
+    are read here (from their setting or their file) and go only to the client.
+
+    Raises:
+        SettingsError: a secret file cannot be read.
+    """
+    out: dict[str, Any] = {"security_protocol": s.security_protocol}
+    if s.security_protocol in ("SSL", "SASL_SSL"):
+        out["ssl_check_hostname"] = s.ssl_check_hostname
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_crlfile"):
+            if getattr(s, key) is not None:
+                out[key] = str(getattr(s, key))
+        password = s.secret("ssl_password")
+        if password is not None:
+            out["ssl_password"] = password
+    if s.sasl_mechanism is not None:
+        out["sasl_mechanism"] = s.sasl_mechanism
+        if s.sasl_mechanism == "OAUTHBEARER":
+            out["sasl_oauth_token_provider"] = token_provider(s.sasl_oauth_token_file, s.sasl_oauth_token_command)
+        else:
+            out["sasl_plain_username"] = s.sasl_plain_username
+            out["sasl_plain_password"] = s.secret("sasl_plain_password")
+    return out
+
+
 def consumer_config(s: KafkaSettings, max_poll_records: int) -> dict[str, Any]:
+    from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+    from kafka.coordinator.assignors.range import RangePartitionAssignor
+    from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+
+    assignor = {"cooperative-sticky": CooperativeStickyAssignor, "range": RangePartitionAssignor,
+                "roundrobin": RoundRobinPartitionAssignor}[s.partition_assignment]
     return {
         "bootstrap_servers": s.bootstrap_servers.split(","),
         "client_id": s.client_id,
@@ -24,7 +57,15 @@ def consumer_config(s: KafkaSettings, max_poll_records: int) -> dict[str, Any]:
         "max_partition_fetch_bytes": s.max_partition_fetch_bytes,
         "fetch_max_bytes": s.fetch_max_bytes,
         "request_timeout_ms": max(s.request_timeout_ms, s.session_timeout_ms + 5_000),
-        **s.security(),
+        "fetch_min_bytes": s.fetch_min_bytes,
+        "fetch_max_wait_ms": s.fetch_max_wait_ms,
+        "isolation_level": s.isolation_level,
+        "client_rack": s.client_rack or "",
+        "group_instance_id": s.group_instance_id,
+        "partition_assignment_strategy": (assignor,),
+        # Never create a topic by reading it: a misspelt input topic must be an error, not an empty topic.
+        "allow_auto_create_topics": False,
+        **security_config(s),
     }
 
 
@@ -39,7 +80,9 @@ def producer_config(s: KafkaSettings) -> dict[str, Any]:
         "request_timeout_ms": s.request_timeout_ms,
         "max_request_size": s.max_request_size,
         "max_block_ms": 60_000,
-        **s.security(),
+        "compression_type": None if s.compression_type == "none" else s.compression_type,
+        "allow_auto_create_topics": False,
+        **security_config(s),
     }
 
 
@@ -139,4 +182,4 @@ def topic_message_limits(s: KafkaSettings, topics: list[str]) -> dict[str, int]:
 def make_admin(s: KafkaSettings):
     from kafka import KafkaAdminClient
 
-    return KafkaAdminClient(bootstrap_servers=s.bootstrap_servers.split(","), client_id=f"{s.client_id}-admin", **s.security())
+    return KafkaAdminClient(bootstrap_servers=s.bootstrap_servers.split(","), client_id=f"{s.client_id}-admin", **security_config(s))

@@ -46,6 +46,7 @@ class Outgoing:
     offset: int
     on_acked: Callable[[], None] | None = None
     fallback: Callable[[BaseException], Outgoing] | None = None
+    partition: int | None = None  # None: the producer's partitioner, by key
     too_large: int = 0  # refusals for size so far
     attempts: int = 0
     sent_at: float = field(default=0.0)
@@ -73,7 +74,7 @@ class Delivery:
         msg.attempts += 1
         msg.sent_at = time.perf_counter()
         try:
-            future = self._producer.send(msg.topic, key=msg.key, value=msg.value, headers=msg.headers)
+            future = self._producer.send(msg.topic, key=msg.key, value=msg.value, headers=msg.headers, partition=msg.partition)
         except Exception as exc:  # KafkaTimeoutError (no metadata), BufferError, closed producer, ...
             self._failed(msg, exc)
             return

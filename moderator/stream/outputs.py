@@ -10,6 +10,11 @@ them is always written.
   (a verdict falls back to a dead letter, a dead letter to one without its value). A message
   that is too large never stalls its partition in retries.
 - Records the client could not read get a dead letter naming the unreadable offsets, no value.
+
+Partitioning (balanced output): when an output topic has as many partitions as the input topic,
+each output goes to its input's partition number (per-partition order, and the input's balance);
+otherwise verdicts are keyed by the input key or, for keyless input, by the message id, and
+keyless dead letters (their key stays the input's: none) are placed by the message id's hash.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ REQUEST_OVERHEAD_BYTES = 1024
 
 class Outputs:
     def __init__(self, kafka: KafkaSettings, delivery: Delivery, metrics: Metrics, info: EncoderInfo,
-                 limits: MessageLimits, topic_limits: dict[str, int] | None = None) -> None:
+                 limits: MessageLimits, topic_limits: dict[str, int] | None = None, partitions: dict[str, int] | None = None) -> None:
+        self._partitions = partitions or {}
         self._kafka = kafka
         self._max_dead_letter = min(kafka.max_request_size, (topic_limits or {}).get(kafka.dead_letter_topic, kafka.max_request_size))
         self._delivery = delivery
@@ -62,10 +68,23 @@ class Outputs:
             return self._dead_letter_message(item, request.id, error)
 
         self._delivery.send(Outgoing(
-            self._kafka.verdict_topic, verdict_key(item), payload,
+            self._kafka.verdict_topic, verdict_key(item, request.id), payload,
             [("content-type", b"application/json"), ("moderation-id", request.id.encode())],
             item.token, item.source.offset, on_acked=self._verdict_acked(item, outcome), fallback=refused,
+            partition=self.partition_for(item, self._kafka.verdict_topic),
         ))
+
+    def partition_for(self, item: Item, topic: str, mid: str | None = None) -> int | None:
+        """The input's partition number when ``topic`` has as many partitions as the input topic;
+        else, given ``mid`` (a keyless dead letter), the message id's hash; else None (by key)."""
+        outputs = self._partitions.get(topic)
+        if outputs and self._partitions.get(item.source.topic) == outputs:
+            return item.source.partition
+        if outputs and mid is not None and item.key is None:
+            from kafka.partitioner.default import murmur2
+
+            return (murmur2(mid.encode("utf-8", "surrogatepass")) & 0x7FFFFFFF) % outputs
+        return None
 
     def _verdict_acked(self, item: Item, outcome: Outcome):
         def acked() -> None:
@@ -109,14 +128,16 @@ class Outputs:
             return self._without_value(item, mid, error, f"the broker refused the dead letter with its value ({len(value)} bytes): {type(exc).__name__}")
 
         return Outgoing(self._kafka.dead_letter_topic, item.key, value, headers, item.token, src.offset,
-                        on_acked=self._dead_letter_acked(error, src), fallback=refused)
+                        on_acked=self._dead_letter_acked(error, src), fallback=refused,
+                        partition=self.partition_for(item, self._kafka.dead_letter_topic, mid))
 
     def _without_value(self, item: Item, mid: str, error: MessageError, why: str) -> Outgoing:
         headers = dead_letter_headers(item.headers, item.source, mid, error, {VALUE_OMITTED_HEADER[len(PREFIX):]: why})
         if sum(len(k) + len(v or b"") for k, v in headers) + REQUEST_OVERHEAD_BYTES > self._max_dead_letter:
             headers = dead_letter_headers(None, item.source, mid, error, {VALUE_OMITTED_HEADER[len(PREFIX):]: why + "; original headers omitted too"})
         return Outgoing(self._kafka.dead_letter_topic, None, b"", headers, item.token, item.source.offset,
-                        on_acked=self._dead_letter_acked(error, item.source))
+                        on_acked=self._dead_letter_acked(error, item.source),
+                        partition=self.partition_for(item, self._kafka.dead_letter_topic, mid))
 
     def unreadable(self, token: PartitionOffsets, skipped: UnreadableRange) -> None:
         """One dead letter for offsets the client could not read; it completes the range's last offset."""
@@ -128,8 +149,10 @@ class Outputs:
         headers = dead_letter_headers(None, source, source.coordinates, error, {
             "source-offset-last": str(skipped.last), VALUE_OMITTED_HEADER[len(PREFIX):]: "the record could not be read",
         })
+        outputs = self._partitions.get(self._kafka.dead_letter_topic)
+        same = outputs is not None and self._partitions.get(skipped.topic) == outputs
         self._delivery.send(Outgoing(self._kafka.dead_letter_topic, None, b"", headers, token, skipped.last,
-                                     on_acked=self._dead_letter_acked(error, source)))
+                                     on_acked=self._dead_letter_acked(error, source), partition=skipped.partition if same else None))
 
     def _dead_letter_acked(self, error: MessageError, source: Source):
         def acked() -> None:
@@ -143,9 +166,10 @@ class Outputs:
             self._metrics.stage_seconds.labels("end_to_end").observe(max(0.0, time.time() - source.timestamp_ms / 1e3))
 
 
-def verdict_key(item: Item) -> bytes:
+def verdict_key(item: Item, mid: str) -> bytes:
     """The input key, so verdicts keep the input's per-key order; keyless input is keyed by its
-    source partition, so its verdicts keep that partition's order."""
+    message id (so keyless verdicts spread over the partitions: keying them by source partition
+    put half of them on one verdict partition)."""
     if item.key is not None:
         return item.key
-    return f"{item.source.topic}/{item.source.partition}".encode()
+    return mid.encode("utf-8", "surrogatepass")

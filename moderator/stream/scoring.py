@@ -54,7 +54,9 @@ class ScoringLoop:
         self._backend = processor.encoder.info().backend
         self._batches: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="encode", daemon=True)
+        self._busy = False
         self.outputs: Outputs | None = None
+        health.watch("encode", settings.telemetry.liveness_timeout_s, pending=lambda: self._busy or not self._batches.empty())
 
     def start(self, outputs: Outputs) -> None:
         self.outputs = outputs
@@ -73,15 +75,20 @@ class ScoringLoop:
 
     def _loop(self) -> None:
         while True:
+            self.health.beat("encode")
             batch = self._batches.get()
             if batch is _STOP:
                 return
+            self._busy = True
+            self.health.beat("encode")
             try:
                 self.process(batch)
             except Exception as exc:  # a bug outside every message's boundary: stop loudly, never hang
                 log.exception("encode thread failed: %s", exc)
                 self._on_fatal(exc)
                 return
+            finally:
+                self._busy = False
 
     def process(self, batch: list[Item]) -> None:
         assert self.outputs is not None
@@ -158,6 +165,7 @@ class ScoringLoop:
         es = self.settings.encoder
 
         def attempt() -> BatchResult:
+            self.health.beat("encode")  # waiting out a failing backend is progress; a call that never returns is not
             try:
                 return self.processor.score_batch(pixels, overflow)
             except BackendError:  # counted and shown on every failure, the last one too

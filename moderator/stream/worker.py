@@ -30,6 +30,8 @@ from moderator.settings import Settings
 from moderator.stream.batching import Batcher, Item
 from moderator.stream.checkpoint import Checkpoint, Committer
 from moderator.stream.clients import kafka_offsets, make_consumer, make_producer, topic_message_limits
+from moderator.stream.connect import quiet_connection_errors
+from moderator.stream.topics import wait_for_topics
 from moderator.stream.delivery import Delivery
 from moderator.stream.lag import LagMeter
 from moderator.stream.outputs import Outputs
@@ -67,6 +69,7 @@ class Worker:
         self._broker_errors = {"poll": False, "commit": False}
         self.health.set("broker", False)
         self.health.set("backend", processor.encoder.ready())
+        self.health.watch("poll", settings.telemetry.liveness_timeout_s, pending=lambda: not self._stop.is_set())
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -94,9 +97,14 @@ class Worker:
         if producer is None:
             self._consumer.close(autocommit=False)
             return 0
+        partitions = wait_for_topics(ks, self.health, self._stop, kafka_backoff(self.settings))
+        if partitions is None:
+            producer.close()
+            self._consumer.close(autocommit=False)
+            return 0
         self._delivery = Delivery(producer, self._checkpoint, self.metrics, kafka_backoff(self.settings), renew=lambda: make_producer(ks))
         sizes = topic_message_limits(ks, [ks.verdict_topic, ks.dead_letter_topic])
-        self._outputs = Outputs(ks, self._delivery, self.metrics, self._info, self.limits, sizes)
+        self._outputs = Outputs(ks, self._delivery, self.metrics, self._info, self.limits, sizes, partitions)
         self._consumer.subscribe(list(ks.input_topics), listener=make_listener(
             self.on_revoked, lambda tps: self.on_revoked(tps, lost=True), self.on_assigned, self.fail))
         # "broker" stays false until a poll has found the group coordinator (see _broker_ok):
@@ -117,19 +125,27 @@ class Worker:
         """Create a client, retrying while the broker is unreachable (the service waits, not exits)."""
         from kafka.errors import KafkaError
 
-        def failed(exc: BaseException, _attempt: int, delay: float) -> None:
-            log.warning("cannot reach Kafka at %s (%s); retrying in %.1fs", self.settings.kafka.bootstrap_servers, exc, delay)
+        ks = self.settings.kafka
+        with quiet_connection_errors() as cause:
+            def failed(exc: BaseException, _attempt: int, delay: float) -> None:
+                why = cause() or f"{type(exc).__name__}: {exc}"
+                self.health.note("broker", f"cannot connect: {why}")
+                log.error("cannot connect to Kafka at %s (%s): %s; retrying in %.1fs", ks.bootstrap_servers,
+                          ks.security_protocol, why, delay)
 
-        if self._stop.is_set():
-            return None
-        try:
-            return retry(factory, on=KafkaError, backoff=kafka_backoff(self.settings), stop=self._stop, on_failure=failed)
-        except RetryStopped:
-            return None
+            if self._stop.is_set():
+                return None
+            try:
+                client = retry(factory, on=KafkaError, backoff=kafka_backoff(self.settings), stop=self._stop, on_failure=failed)
+            except RetryStopped:
+                return None
+        self.health.note("broker", None)
+        return client
 
     # --- main loop --------------------------------------------------------------------------
 
     def _poll_once(self) -> None:
+        self.health.beat("poll")
         due = self._batcher.due_in()
         timeout_ms = 100 if due is None else int(min(100.0, due * 1e3))
         try:

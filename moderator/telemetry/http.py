@@ -24,11 +24,14 @@ class TelemetryServer:
                 if path == "/metrics":
                     self._send(200, generate_latest(registry_), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
-                    self._send(200, b'{"status":"ok"}\n', "application/json")
+                    stale = {name: age for name, age in health_.liveness().items() if age is not None}
+                    body = json.dumps({"status": "stalled" if stale else "ok", "stalled_seconds": stale}).encode() + b"\n"
+                    self._send(503 if stale else 200, body, "application/json")
                 elif path == "/readyz":
                     checks = health_.checks()
                     ok = bool(checks) and all(checks.values())
-                    body = json.dumps({"ready": ok, "checks": checks}).encode() + b"\n"
+                    notes = {k: v for k, v in health_.notes().items() if not checks.get(k, True)}
+                    body = json.dumps({"ready": ok, "checks": checks, **({"notes": notes} if notes else {})}).encode() + b"\n"
                     self._send(200 if ok else 503, body, "application/json")
                 else:
                     self._send(404, b'{"error":"not found"}\n', "application/json")

@@ -130,7 +130,9 @@ def test_triton_killed_mid_stream_then_restarted_loses_nothing(broker, topics, s
         out = collector(t)
         svc = service(t, encoder={"backend": "triton", "model_dir": str(TINY_MODEL), "retry_max_ms": 1000,
                                   "triton": {"url": server.grpc_url, "timeout_s": 2, "retries": 1}},
-                      batch={"micro_batch_size": 8, "max_wait_ms": 20, "max_in_flight": 32})
+                      batch={"micro_batch_size": 8, "max_wait_ms": 20, "max_in_flight": 32},
+                      # The samples repeat 25 images: with the result cache, reposts need no backend.
+                      hashing={"cache_size": 0})
         first = list(small_jpegs(f"{t.input}-a", 60))
         produce(broker.bootstrap, t.input, first)
         wait_until(lambda: len(out.snapshot()) >= 10, 60, "the first verdicts")
@@ -191,7 +193,8 @@ def test_ray_replica_killed_mid_stream_loses_nothing(broker, topics, service, co
     out = collector(t)
     svc = service(t, encoder={"backend": "ray", "model_dir": str(TINY_MODEL), "retry_max_ms": 1000,
                               "ray": {**app, "request_timeout_s": 5}},
-                  batch={"micro_batch_size": 8, "max_wait_ms": 20, "max_in_flight": 32})
+                  batch={"micro_batch_size": 8, "max_wait_ms": 20, "max_in_flight": 32},
+                  hashing={"cache_size": 0})  # every repeated sample goes to the replicas, as the test means
     ray_connect(local_ray)
     (replica,) = wait_until(lambda: _replicas(app["app_name"]), 60, "the encoder replica")
     first = list(small_jpegs(f"{t.input}-a", 60))

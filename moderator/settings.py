@@ -91,7 +91,7 @@ class KafkaSettings(_Section):
     retry_max_ms: int = Field(10_000, ge=1, description="Largest backoff cap for broker reconnects and output re-sends.")
     # --- output, rebalancing, fetching ---
     compression_type: Literal["zstd", "lz4", "gzip", "snappy", "none"] = Field(
-        "lz4", description="Producer compression of verdicts and dead letters (docs/benchmarks.md#producer-compression).")
+        "zstd", description="Producer compression of verdicts and dead letters (docs/benchmarks.md#producer-compression).")
     partition_assignment: Literal["cooperative-sticky", "range", "roundrobin"] = Field(
         "cooperative-sticky", description="cooperative-sticky: a rebalance moves only the partitions that change owner; the others keep flowing.")
     group_instance_id: str | None = Field(

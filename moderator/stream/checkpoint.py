@@ -78,6 +78,11 @@ class Checkpoint:
                 if tp not in self._parts:
                     self._parts[tp] = PartitionOffsets(*tp)
 
+    def assigned(self) -> int:
+        """How many partitions are tracked (assigned and not revoked)."""
+        with self._lock:
+            return len(self._parts)
+
     def revoke(self, partitions: Iterable[tuple[str, int]]) -> None:
         """Forget partitions; acknowledgements still in flight for them are ignored from now on."""
         with self._lock:

@@ -250,7 +250,11 @@ class Worker:
             if left:
                 log.warning("partitions revoked with %d messages in flight; they will be redelivered", left)
         self._lag.forget(tps)
+        self._count_assigned()
         log.info("partitions %s: %s", "lost" if lost else "revoked", ", ".join(f"{t}[{p}]" for t, p in tps) or "none")
+
+    def _count_assigned(self) -> None:
+        self.metrics.assigned_partitions.set(self._checkpoint.assigned())
 
     def _revoke_commit_done(self, error: BaseException | None) -> None:
         if error is not None:
@@ -262,8 +266,8 @@ class Worker:
     def on_assigned(self, tps: list[tuple[str, int]]) -> None:
         from kafka.structs import TopicPartition
 
-        self._checkpoint.assign(tps)
-        self.metrics.assigned_partitions.set(len(tps))
+        self._checkpoint.assign(tps)  # cooperative rebalancing assigns incrementally: only the new ones
+        self._count_assigned()
         if self._paused and tps:
             self._consumer.pause(*[TopicPartition(t, p) for t, p in tps])
         log.info("partitions assigned: %s", ", ".join(f"{t}[{p}]" for t, p in tps) or "none")

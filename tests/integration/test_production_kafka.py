@@ -243,3 +243,30 @@ def test_restarting_one_of_three_workers_does_not_stop_the_others(broker, topics
     assert not (dup_partitions & set(flowing)), "duplicates only on the restarted worker's partitions"
     for w in workers:
         assert w.terminate() == 0
+
+
+def test_topics_create_and_check(secure_broker, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {"MODERATOR_KAFKA__BOOTSTRAP_SERVERS": secure_broker.bootstrap, "MODERATOR_KAFKA__INPUT_TOPICS": "cli-images",
+           "MODERATOR_KAFKA__VERDICT_TOPIC": "cli-verdicts", "MODERATOR_KAFKA__DEAD_LETTER_TOPIC": "cli-dlq"}
+
+    def moderator(*args):
+        import os
+
+        return subprocess.run([sys.executable, "-m", "moderator", "topics", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=120, env={**os.environ, **env})
+
+    check = moderator("check")
+    assert check.returncode == 1 and "cli-images (input): MISSING" in check.stdout
+    create = moderator("create", "--partitions", "4")
+    assert create.returncode == 0, create.stderr
+    assert "cli-dlq: creating (dead letters): 4 partitions, replication 1" in create.stdout
+    assert "max.message.bytes=20971520" in create.stdout and "retention.ms=2592000000" in create.stdout
+    check = moderator("check", "--partitions", "4")
+    assert check.returncode == 0 and check.stdout.count(": ok:") == 3, check.stdout
+    again = moderator("create")
+    assert again.stdout.count("left alone") == 3

@@ -110,7 +110,7 @@ def test_a_wrong_password_or_an_untrusted_broker_keeps_the_service_waiting_not_c
         svc = service(t, wait_ready=False, kafka={**security, **FAST_FAIL, "input_topics": [t.input], "verdict_topic": t.verdicts,
                                                    "dead_letter_topic": t.dead_letters, "group_id": t.group,
                                                    "retry_initial_ms": 200, "retry_max_ms": 1000})
-        wait_until(lambda: svc.log_path.read_text().count("cannot connect to Kafka") >= 2, 90, f"{name}: two failed attempts logged")
+        wait_until(lambda: svc.log_path.read_text().count("cannot connect to Kafka") >= 1, 90, f"{name}: a failed attempt logged")
         assert svc.proc.poll() is None, "the service waits; it does not exit into a crash loop"
         status, body = svc.get("/readyz")
         assert status == 503 and expected in svc.readiness().get("notes", {}).get("broker", ""), body
@@ -153,9 +153,19 @@ def test_missing_topics_keep_the_service_not_ready_and_are_never_created(secure_
     assert svc.terminate() == 0
 
 
-def _keyless(prefix: str, n: int):
-    for mid, _key, value, headers in small_jpegs(prefix, n):
-        yield mid, None, value, headers
+def _produce_keyless(bootstrap: str, topic: str, prefix: str, n: int, partitions: int) -> list[str]:
+    """Keyless images spread evenly over the input's partitions (the input's balance is not what
+    is measured)."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    ids = []
+    for i, (mid, _key, value, headers) in enumerate(small_jpegs(prefix, n)):
+        producer.send(topic, value=value, headers=headers, partition=i % partitions)
+        ids.append(mid)
+    producer.flush()
+    producer.close()
+    return ids
 
 
 def test_keyless_output_is_balanced(broker, service, collector):
@@ -170,9 +180,8 @@ def test_keyless_output_is_balanced(broker, service, collector):
         create_topics(broker.bootstrap, {t.input: 6, t.verdicts: verdict_partitions, t.dead_letters: 1})
         out = collector(t)
         svc = service(t)
-        batch = list(_keyless(f"bal{verdict_partitions}-", 600))
-        produce(broker.bootstrap, t.input, batch)
-        assert out.wait_for({mid for mid, *_ in batch}, timeout=180), svc.log_tail()
+        ids = _produce_keyless(broker.bootstrap, t.input, f"bal{verdict_partitions}-", 600, 6)
+        assert out.wait_for(set(ids), timeout=180), svc.log_tail()
         verdicts = [o for o in out.snapshot() if o.kind == "verdict"]
         counts = Counter(o.partition for o in verdicts)
         share = max(counts.values()) / statistics.mean(counts.values())
@@ -183,8 +192,8 @@ def test_keyless_output_is_balanced(broker, service, collector):
         assert svc.terminate() == 0
     print(f"\n[kafka] keyless verdict balance, max/mean share: 6 -> 6 partitions {shares[6][0]:.3f} {shares[6][1]}; "
           f"6 -> 4 partitions {shares[4][0]:.3f} {shares[4][1]}")
-    assert shares[4][0] <= 1.2
-    assert shares[6][0] <= 1.2
+    assert shares[4][0] <= 1.2, "keyed by message id"
+    assert shares[6][0] == 1.0, "by the input's partition: as balanced as the input"
 
 
 def test_restarting_one_of_three_workers_does_not_stop_the_others(broker, topics, service, collector):
@@ -234,10 +243,12 @@ def test_restarting_one_of_three_workers_does_not_stop_the_others(broker, topics
         times = sorted(times)
         inside = [b - a for a, b in zip(times, times[1:]) if window[0] - 1 <= a <= window[1] + 1]
         gaps[p] = max(inside, default=0.0)
-    flowing = [p for p, g in gaps.items() if g < 2.0]
-    print(f"\n[kafka] one of three workers restarted (down {back_at - restarted_at:.1f}s, drain {down_for:.1f}s); "
+    down = back_at - restarted_at
+    threshold = max(0.6, 0.4 * down)
+    flowing = [p for p, g in gaps.items() if g < threshold]
+    print(f"\n[kafka] one of three workers restarted (down {down:.1f}s, drain {down_for:.1f}s); "
           f"largest verdict gap per partition meanwhile: { {p: round(g, 2) for p, g in sorted(gaps.items())} }")
-    assert len(flowing) >= 4, "the two workers that stayed kept their partitions flowing throughout"
+    assert len(flowing) == 4, "the two workers that stayed kept their four partitions flowing throughout; only the restarted one's paused"
     duplicates = [mid for mid, n in seen.items() if n > 1]
     dup_partitions = {int(mid.split("-")[1]) % 6 for mid in duplicates}
     assert not (dup_partitions & set(flowing)), "duplicates only on the restarted worker's partitions"

@@ -20,7 +20,8 @@
 #   KAFKA_TLS_DIR          a directory with ca.pem (the CA) and broker.pem (the broker's key and certificate
 #                          chain, PEM): adds an SSL listener on KAFKA_PORT+2 that requires client
 #                          certificates, and a SASL_SSL listener on KAFKA_PORT+3 with SCRAM-SHA-256/512
-#                          (create users with: kafka.sh scram-user NAME PASSWORD)
+#                          (create users with: kafka.sh scram-user NAME PASSWORD) and OAUTHBEARER (the
+#                          broker's built-in validator of unsigned tokens: for tests only)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -107,9 +108,10 @@ ssl.keystore.location=$KAFKA_TLS_DIR/broker.pem
 ssl.truststore.type=PEM
 ssl.truststore.location=$KAFKA_TLS_DIR/ca.pem
 listener.name.ssl.ssl.client.auth=required
-sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256
+sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,OAUTHBEARER
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
 PROPS
   fi
   cat >"$data/log4j2.properties" <<L4J

@@ -23,6 +23,18 @@ pytestmark = pytest.mark.integration
 PASSWORD = "alice-s3cret-value"
 
 
+def unsigned_jwt(subject: str) -> str:
+    """A token the broker's development validator accepts (alg none, sub, iat, exp)."""
+    import base64
+    import json
+
+    def part(d: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
+
+    now = int(time.time())
+    return f"{part({'alg': 'none'})}.{part({'sub': subject, 'iat': now, 'exp': now + 3600})}."
+
+
 def _free_block(size: int = 4) -> int:
     """A base port with ``size`` consecutive free ports (listener, controller, SSL, SASL_SSL)."""
     for _ in range(200):
@@ -66,10 +78,12 @@ def _topics(kafka: LocalKafka, name: str, partitions: int = 2):
 FAST_FAIL = {"request_timeout_ms": 5000, "session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 
 
-def test_end_to_end_through_mutual_tls_and_sasl_ssl_scram(secure_broker, service, tmp_path):
+def test_end_to_end_through_mutual_tls_sasl_ssl_scram_and_oauthbearer(secure_broker, service, tmp_path):
     pki = secure_broker.pki
     password_file = tmp_path / "kafka-password"
     password_file.write_text(PASSWORD + "\n")  # as a Kubernetes secret mount may end it
+    token_file = tmp_path / "token"
+    token_file.write_text(unsigned_jwt("moderator"))
     listeners = {
         "mtls": {"bootstrap_servers": secure_broker.ssl_bootstrap, "security_protocol": "SSL", "ssl_cafile": str(pki.ca),
                  "ssl_certfile": str(pki.client_cert), "ssl_keyfile": str(pki.client_key)},
@@ -77,6 +91,11 @@ def test_end_to_end_through_mutual_tls_and_sasl_ssl_scram(secure_broker, service
                   "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "alice", "sasl_plain_password_file": str(password_file)},
         "scram256": {"bootstrap_servers": secure_broker.sasl_ssl_bootstrap, "security_protocol": "SASL_SSL", "ssl_cafile": str(pki.ca),
                      "sasl_mechanism": "SCRAM-SHA-256", "sasl_plain_username": "alice", "sasl_plain_password": PASSWORD},
+        # OAUTHBEARER against the broker's built-in validator of unsigned tokens (kafka.sh: tests only).
+        "oauth-file": {"bootstrap_servers": secure_broker.sasl_ssl_bootstrap, "security_protocol": "SASL_SSL", "ssl_cafile": str(pki.ca),
+                       "sasl_mechanism": "OAUTHBEARER", "sasl_oauth_token_file": str(token_file)},
+        "oauth-command": {"bootstrap_servers": secure_broker.sasl_ssl_bootstrap, "security_protocol": "SASL_SSL", "ssl_cafile": str(pki.ca),
+                          "sasl_mechanism": "OAUTHBEARER", "sasl_oauth_token_command": f"cat {token_file}"},
     }
     for name, security in listeners.items():
         t = _topics(secure_broker, name)

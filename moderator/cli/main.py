@@ -7,6 +7,8 @@ module only assembles them and turns start-up errors into exit code 2.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 
 from moderator import __version__
@@ -28,12 +30,20 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # inside the try: a reader gone before the last buffered line is a closed pipe too
+        return code
     except StartupError as exc:
         print(f"moderator: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`moderator scan --json | head`): stop quietly, as Unix tools do
+        # (killed by SIGPIPE: 141), and keep Python's exit-time flush from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

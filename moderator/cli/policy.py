@@ -28,9 +28,12 @@ def add_parser(sub) -> None:
     lint = ps.add_parser("lint", help="validate files; errors as FILE:LINE:COL: message; exit 1 on any")
     lint.add_argument("files", nargs="+", type=Path)
     lint.add_argument("--model", type=Path, help="also compile against this model (prompts encode, model matches)")
+    lint.add_argument("--format", choices=("text", "json", "github"), default="text",
+                      help="text: FILE:LINE:COL: message on stderr; json: one object on stdout; github: workflow annotations")
 
     test = ps.add_parser("test", help="run the policy's inline tests")
     test.add_argument("file", type=Path)
+    test.add_argument("--junit", type=Path, help="also write the results as JUnit XML (for CI)")
     model_arg(test)
 
     ex = ps.add_parser("explain", help="per category and prompt: score, threshold, margin for one image")
@@ -79,24 +82,36 @@ def _compiled(path: Path, model: Path | None):
 
 
 def _lint(args: argparse.Namespace) -> int:
+    """Every problem of every file, sorted by line, in the format asked for."""
     encoder = _encoder(args.model)[0] if args.model else None
-    failed = False
+    results = []
     for f in args.files:
+        problems: list[dict] = []
+        loaded = None
         try:
             loaded = load_policy(f)
             if encoder is not None:
                 compile_policy(loaded, encoder)
         except PolicyFileError as exc:
-            failed = True
-            for problem in exc.problems:
-                print(problem.format(f), file=sys.stderr)
-            continue
+            problems = [{"line": p.line, "column": p.column, "message": p.message} for p in exc.problems]
         except PolicyError as exc:
-            failed = True
-            print(f"{f}: {exc}", file=sys.stderr)
-            continue
-        print(f"{f}: ok ({len(loaded.policy.categories)} categories, version {loaded.digest})")
-    return 1 if failed else 0
+            problems = [{"line": None, "column": None, "message": str(exc).removeprefix(f"{f}: ")}]
+        results.append({"file": str(f), "ok": not problems, "problems": problems,
+                        **({"categories": len(loaded.policy.categories), "version": loaded.digest} if loaded and not problems else {})})
+    if args.format == "json":
+        print(json.dumps({"files": results}))
+    for r in results:
+        for p in r["problems"]:
+            if args.format == "github":
+                where = ",".join(f"{k}={v}" for k, v in (("file", r["file"]), ("line", p["line"]), ("col", p["column"])) if v is not None)
+                message = p["message"].replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+                print(f"::error {where}::{message}")
+            elif args.format == "text":
+                loc = ":".join(str(x) for x in (r["file"], p["line"], p["column"]) if x is not None)
+                print(f"{loc}: {p['message']}", file=sys.stderr)
+        if r["ok"] and args.format == "text":
+            print(f"{r['file']}: ok ({r['categories']} categories, version {r['version']})")
+    return 0 if all(r["ok"] for r in results) else 1
 
 
 def _prepare(processor: Processor, image: Path):
@@ -116,6 +131,7 @@ def _test(args: argparse.Namespace) -> int:
         print(f"{args.file}: the policy has no tests", file=sys.stderr)
         return 1
     failures = 0
+    cases = []
     for i, t in enumerate(compiled.tests):
         image = args.file.parent / t.image
         pixels, overflow = _prepare(processor, image)
@@ -127,10 +143,48 @@ def _test(args: argparse.Namespace) -> int:
         if t.categories is not None and fired != sorted(t.categories):
             problems.append(f"fired {fired}, expected {sorted(t.categories)}")
         failures += bool(problems)
+        cases.append((f"tests.{i} {t.image}", "; ".join(problems), "; ".join(d.reasons) or "nothing fired"))
         status = "FAIL" if problems else "PASS"
         print(f"{status} tests.{i} {t.image}: {'; '.join(problems) or d.decision} ({'; '.join(d.reasons) or 'nothing fired'})")
     print(f"{len(compiled.tests) - failures} passed, {failures} failed")
+    if args.junit:
+        _write_junit(args.junit, str(args.file), cases)
     return 1 if failures else 0
+
+
+def _write_valid(path: Path, text: str) -> None:
+    """Write a policy only if it loads: validated from a temporary file beside it, then renamed
+    over it (atomic); an invalid result leaves ``path`` as it was.
+
+    Raises:
+        PolicyFileError: the text is not a valid policy.
+    """
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".yaml")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        load_policy(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _write_junit(path: Path, suite: str, cases: list[tuple[str, str, str]]) -> None:
+    """JUnit XML, as CI systems read it: one testcase per inline test, a failure where it failed."""
+    from xml.etree import ElementTree as ET
+
+    root = ET.Element("testsuite", name=f"policy {suite}", tests=str(len(cases)), failures=str(sum(bool(c[1]) for c in cases)))
+    for name, failure, detail in cases:
+        case = ET.SubElement(root, "testcase", classname=suite, name=name)
+        if failure:
+            ET.SubElement(case, "failure", message=failure).text = detail
+        else:
+            ET.SubElement(case, "system-out").text = detail
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -192,8 +246,12 @@ def _calibrate(args: argparse.Namespace) -> int:
         if review is None:
             print(f"{name:<16} no threshold reaches precision {args.target_precision} on these labels; unchanged", file=table)
             continue
-        r = round(review[0], 6)
-        b = round(max(block[0] if block else review[0], review[0]), 6)
+        r = review[0]
+        if block is not None:
+            b = max(block[0], r)
+        else:  # no threshold reaches the block precision: keep the block threshold, above the review band
+            b = max(float(compiled.block[j]), r)
+            print(f"{name:<16} no threshold reaches block precision {args.block_precision}; block kept at {b:g}", file=table)
         changes[name] = {"review": r, "block": b}
         print(f"{name:<16} {float(compiled.review[j]):>6.4f} -> {r:<6g} {float(compiled.block[j]):>6.4f} -> {b:<6g}  "
               f"{review[1]:>9.3f} {review[2]:>6.3f}", file=table)
@@ -202,8 +260,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     if args.patch:
         sys.stdout.writelines(difflib.unified_diff(old.splitlines(True), new.splitlines(True), str(args.file), str(args.file) + " (calibrated)"))
     elif args.out:
-        args.out.write_text(new)
-        load_policy(args.out)  # never leave an invalid policy behind
+        _write_valid(args.out, new)
         print(f"wrote {args.out}")
     else:
         print("nothing written: use --out NEW.yaml or --patch")

@@ -12,6 +12,7 @@ from pathlib import Path
 from moderator.app import build_processor
 from moderator.media.decode import silence_decoder_warnings
 from moderator.errors import StartupError
+from moderator.policy.score import ACTIONS
 from moderator.processing import Outcome, Prepared
 from moderator.settings import Settings, load_settings
 from moderator.wire.input import ImageRequest, Source
@@ -26,6 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("--policy", type=Path, help="policy file (overrides settings)")
     p.add_argument("--banks", type=Path, help="directory of hash bank files (overrides hashing.banks_dir)")
     p.add_argument("--json", action="store_true", help="one JSON result per line instead of a table")
+    p.add_argument("--fail-on", choices=("review", "block"),
+                   help="exit 1 when any image's decision is this or more severe (CI gating); errors exit 1 too")
     p.set_defaults(handler=scan)
 
 
@@ -62,6 +65,7 @@ def scan(args: argparse.Namespace) -> int:
         out.write(f"model {info.model_name} ({info.model_checksum}, {info.precision}), policy {processor.policy.name}@{processor.policy.version}\n")
         out.write(f"{'PATH':<48} {'DECISION':<8} {'TOP CATEGORY':<20} {'SCORE':>7}  DETAIL\n")
     size = settings.batch.micro_batch_size
+    failed = False
     with ThreadPoolExecutor(settings.media.decode_workers) as pool:
         for start in range(0, len(files), size):
             chunk = files[start : start + size]
@@ -82,9 +86,12 @@ def scan(args: argparse.Namespace) -> int:
             for i, (f, p) in enumerate(zip(chunk, prepared)):
                 if p.error is not None:
                     _print_error(out, f, p, args.json)
+                    failed = failed or args.fail_on is not None
                 else:
                     _print_result(out, f, outcomes[i], info, args.json, p.cached is not None)
-    return 0
+                    if args.fail_on is not None and ACTIONS.index(outcomes[i].decision) >= ACTIONS.index(args.fail_on):
+                        failed = True
+    return 1 if failed else 0
 
 
 def _print_error(out, path: Path, p: Prepared, as_json: bool) -> None:

@@ -107,24 +107,42 @@ def report(data: Labelled, policy: CompiledPolicy) -> dict:
 
 
 def pr_curve(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(thresholds, precision, recall), thresholds descending: firing at each distinct score."""
-    order = np.argsort(-scores)
+    """(thresholds, precision, recall), thresholds descending: one point per *distinct* score,
+    with the figures a rule ``score >= threshold`` really gets there. Equal scores fire together
+    (they are one threshold, as in scikit-learn's ``precision_recall_curve``): softmax scores at
+    a low temperature tie at 1.0, and counting tied images one by one reported precision that
+    no threshold delivers."""
+    scores = np.asarray(scores, dtype=np.float64)
+    truth = np.asarray(truth, dtype=bool)
+    order = np.argsort(-scores, kind="stable")
     s, t = scores[order], truth[order]
     tp = np.cumsum(t)
-    k = np.arange(1, len(s) + 1)
-    return s, tp / k, tp / max(1, t.sum())
+    last = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1] if len(s) else np.empty(0, int)  # last index of each distinct score
+    fired = last + 1
+    return s[last], tp[last] / fired, tp[last] / max(1, int(t.sum()))
 
 
 def suggest(scores: np.ndarray, truth: np.ndarray, target_precision: float) -> tuple[float, float, float] | None:
-    """Lowest threshold (most recall) whose precision is at least the target; (threshold, P, R)."""
+    """Lowest threshold (most recall) whose precision is at least the target; (threshold, P, R),
+    P and R being what ``score >= threshold`` gets on these scores."""
     thresholds, precision, recall = pr_curve(scores, truth)
     ok = np.nonzero(precision >= target_precision)[0]
-    if not len(ok) or truth.sum() == 0:
+    if not len(ok) or np.asarray(truth).sum() == 0:
         return None
     k = ok.max()
-    # Halfway to the next lower score, so small score noise does not flip the boundary image.
+    # Halfway to the next lower score (nothing lies between, so the same images fire), so small
+    # score noise does not flip the boundary image; written with as few decimals as keep that so.
     below = thresholds[k + 1] if k + 1 < len(thresholds) else thresholds[k] - 1e-3
-    return float((thresholds[k] + below) / 2), float(precision[k]), float(recall[k])
+    return _short((thresholds[k] + below) / 2, float(below), float(thresholds[k])), float(precision[k]), float(recall[k])
+
+
+def _short(value: float, above: float, at_most: float) -> float:
+    """``value`` rounded to the fewest decimals that keep it in ``(above, at_most]``."""
+    for decimals in range(2, 10):
+        r = round(value, decimals)
+        if above < r <= at_most:
+            return r
+    return float(value)
 
 
 def draw_pr_curves(data: Labelled, policy: CompiledPolicy, path: Path, size: int = 640) -> None:

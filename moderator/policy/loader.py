@@ -34,7 +34,7 @@ from pydantic import BaseModel, ValidationError
 
 from moderator.errors import PolicyError
 from moderator.files import FileRefused, read_regular_file
-from moderator.policy.schema import Category, Decision, Defaults, Frames, InlineTest, ModelRef, Policy
+from moderator.policy.schema import Category, Decision, Defaults, Frames, InlineTest, ModelRef, Policy, consistency
 
 MAX_POLICY_BYTES = 1024 * 1024
 MAX_DEPTH = 32
@@ -103,10 +103,15 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors()
-        problems = [_locate(node, err) for err in errors[:MAX_PROBLEMS]]
-        if len(errors) > MAX_PROBLEMS:
-            problems.append(Problem(None, None, f"... and {len(errors) - MAX_PROBLEMS} more problems"))
+        # Cross-field problems come from `consistency` on the raw mapping, each at its value: the
+        # schema's own check runs only when every field is valid and stops at the first.
+        errors = [e for e in exc.errors() if not (e["type"] == "value_error" and not e["loc"])]
+        cross = consistency(data)
+        total = len(errors) + len(cross)
+        problems = [_locate(node, err) for err in errors[:MAX_PROBLEMS]] + [_at(node, loc, m) for loc, m in cross[:MAX_PROBLEMS]]
+        problems.sort(key=lambda pr: (pr.line or 0, pr.column or 0, pr.message))
+        if total > MAX_PROBLEMS:
+            problems = problems[:MAX_PROBLEMS] + [Problem(None, None, f"... and {total - MAX_PROBLEMS} more problems")]
         raise PolicyFileError(p, problems) from exc
     return LoadedPolicy(policy, p, hashlib.sha256(raw).hexdigest()[:16])
 
@@ -261,6 +266,12 @@ def _locate(root, err: dict) -> Problem:
     mark = (key_node if err["type"] == "extra_forbidden" and key_node is not None else node).start_mark if node is not None else None
     prefix = f"{field}: " if field else ""
     return Problem(mark.line + 1 if mark else None, mark.column + 1 if mark else None, prefix + message)
+
+
+def _at(root, loc: tuple, message: str) -> Problem:
+    node, _ = _walk(root, loc)
+    mark = node.start_mark if node is not None else None
+    return Problem(mark.line + 1 if mark else None, mark.column + 1 if mark else None, f"{'.'.join(map(str, loc))}: {message}")
 
 
 def _walk(node, loc: tuple):

@@ -1,4 +1,8 @@
-"""Change thresholds in a policy file's text, keeping everything else (comments, order, layout)."""
+"""Change thresholds in a policy file's text, keeping everything else (comments, order, layout)
+byte for byte: values are replaced where they stand, new keys go after the category's name in
+the category's own style (a new line in a block mapping, ``, key: value`` in a flow one ``{...}``).
+An edit of the text rather than a dump of a parsed document: a round-trip dumper (ruamel.yaml)
+keeps comments but re-indents and re-wraps what it writes."""
 
 from __future__ import annotations
 
@@ -25,8 +29,11 @@ def with_thresholds(text: str, thresholds: dict[str, dict[str, float]]) -> str:
                 edits.append((node.start_mark.index, node.end_mark.index, new))
             else:
                 name_key, name_val = fields["name"]
-                indent = " " * name_key.start_mark.column
-                edits.append((name_val.end_mark.index, name_val.end_mark.index, f"\n{indent}{key}: {new}"))
+                if cat.flow_style:
+                    edits.append((name_val.end_mark.index, name_val.end_mark.index, f", {key}: {new}"))
+                else:
+                    indent = " " * name_key.start_mark.column
+                    edits.append((name_val.end_mark.index, name_val.end_mark.index, f"\n{indent}{key}: {new}"))
     for start, end, new in sorted(edits, reverse=True):
         text = text[:start] + new + text[end:]
     return text

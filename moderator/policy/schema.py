@@ -133,31 +133,9 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
-        names = [c.name for c in self.categories]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"duplicate category names: {', '.join(dupes)}")
-        for i, c in enumerate(self.categories):
-            r = resolve(c, self.defaults)
-            where = f"categories.{i} ({c.name})"
-            if r.review is None or r.block is None:
-                raise ValueError(f"{where}: review and block thresholds are required (in the category or in defaults)")
-            low = -1.0 if r.scoring == "cosine" else 0.0
-            for label, v in (("review", r.review), ("block", r.block)):
-                if not low <= v <= 1.0:
-                    raise ValueError(f"{where}: {label} threshold {v} is out of range [{low:g}, 1] for {r.scoring} scoring")
-            if r.review > r.block:
-                raise ValueError(f"{where}: review threshold {r.review} is above block threshold {r.block}")
-            if r.aggregate == "k_of_n" and r.k > r.n:
-                raise ValueError(f"{where}: k_of_n needs k <= n (k {r.k}, n {r.n})")
-            if c.examples and r.scoring != "cosine":
-                raise ValueError(f"{where}: example images are prototypes for cosine scoring; set scoring: cosine")
-            if c.contrast and r.scoring != "softmax":
-                raise ValueError(f"{where}: contrast prompts need scoring: softmax (they compete with the category's prompts)")
-        for i, t in enumerate(self.tests):
-            unknown = sorted(set(t.categories or []) - set(names))
-            if unknown:
-                raise ValueError(f"tests.{i}: unknown categories {unknown}; the policy has {names}")
+        problems = consistency(self.model_dump())
+        if problems:
+            raise ValueError("; ".join(f"{'.'.join(map(str, loc))}: {message}" for loc, message in problems))
         return self
 
 
@@ -182,3 +160,70 @@ def resolve(c: Category, d: Defaults) -> Resolved:
         k=c.k if c.k is not None else d.k,
         n=c.n if c.n is not None else d.n,
     )
+
+
+def consistency(data: dict) -> list[tuple[tuple, str]]:
+    """Every cross-field problem of a policy, each at the value that causes it: ``(location,
+    message)``, the location a path of keys and indexes (``("categories", 2, "block")``).
+
+    Works on the raw mapping as well as on a validated one, so ``policy lint`` reports these
+    beside any type or unknown-key error, not only once everything else is right. Values of the
+    wrong type are skipped here (the schema reports them).
+    """
+    def num(value) -> float | None:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    problems: list[tuple[tuple, str]] = []
+    defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
+    categories = data.get("categories") if isinstance(data.get("categories"), list) else []
+    seen: dict[str, int] = {}
+    for i, c in enumerate(categories):
+        if not isinstance(c, dict):
+            continue
+        name = c.get("name") if isinstance(c.get("name"), str) else f"#{i}"
+        if name in seen:
+            problems.append((("categories", i, "name"), f"duplicate category name {name!r} (first at categories.{seen[name]})"))
+        else:
+            seen[name] = i
+
+        def pick(key: str, fallback=None):
+            """The category's value and where it is set (its own key, or the defaults)."""
+            if c.get(key) is not None:
+                return c[key], ("categories", i, key)
+            if defaults.get(key) is not None:
+                return defaults[key], ("defaults", key)
+            return fallback, ("categories", i)
+
+        scoring, _ = pick("scoring", "cosine")
+        low = -1.0 if scoring == "cosine" else 0.0
+        values = {}
+        for label in ("review", "block"):
+            raw, where = pick(label)
+            if raw is None:
+                problems.append((("categories", i), f"category {name!r}: {label} threshold is required (in the category or in defaults)"))
+                continue
+            v = num(raw)
+            if v is None:
+                continue
+            values[label] = (v, where)
+            if not low <= v <= 1.0:
+                problems.append((where, f"category {name!r}: {label} threshold {raw} is out of range [{low:g}, 1] for {scoring} scoring"))
+        if "review" in values and "block" in values and values["review"][0] > values["block"][0]:
+            problems.append((values["block"][1], f"category {name!r}: review threshold {values['review'][0]:g} is above "
+                                                 f"block threshold {values['block'][0]:g}"))
+        aggregate, _ = pick("aggregate", "max")
+        (k, k_at), (n, _) = pick("k", 2), pick("n", 3)
+        if aggregate == "k_of_n" and num(k) is not None and num(n) is not None and k > n:
+            problems.append((k_at, f"category {name!r}: k_of_n needs k <= n (k {k}, n {n})"))
+        if c.get("examples") and scoring != "cosine":
+            problems.append((("categories", i, "examples"), f"category {name!r}: example images are prototypes for cosine scoring; set scoring: cosine"))
+        if c.get("contrast") and scoring != "softmax":
+            problems.append((("categories", i, "contrast"), f"category {name!r}: contrast prompts need scoring: softmax (they compete with the category's prompts)"))
+    names = set(seen)
+    for i, t in enumerate(data.get("tests") if isinstance(data.get("tests"), list) else []):
+        wanted = t.get("categories") if isinstance(t, dict) else None
+        if isinstance(wanted, list):
+            unknown = sorted({x for x in wanted if isinstance(x, str)} - names)
+            if unknown:
+                problems.append((("tests", i, "categories"), f"unknown categories {unknown}; the policy has {sorted(names)}"))
+    return problems

@@ -45,11 +45,11 @@ def test_load_and_version_is_a_content_hash(tmp_path):
 
 
 @pytest.mark.parametrize(("edit", "expected"), [
-    (("block: 0.3", "block: 0.1"), "5:5: categories.0 (weapons): review threshold 0.2 is above block threshold 0.1"),
-    (("name: fire", "name: weapons"), "1:1: duplicate category names: weapons"),
+    (("block: 0.3", "block: 0.1"), "8:12: categories.0.block: category 'weapons': review threshold 0.2 is above block threshold 0.1"),
+    (("name: fire", "name: weapons"), "9:11: categories.1.name: duplicate category name 'weapons' (first at categories.0)"),
     (("[a photo of fire]", "[]"), "9:5: categories.1: a category needs at least one prompt"),
     (("[a photo of fire]", "['  ']"), "10:14: categories.1.prompts: must not contain blank strings"),
-    (("review: 0.1", "review: 1.5"), "9:5: categories.1 (fire): review threshold 1.5 is out of range [-1, 1] for cosine scoring"),
+    (("review: 0.1", "review: 1.5"), "11:13: categories.1.review: category 'fire': review threshold 1.5 is out of range [-1, 1] for cosine scoring"),
     (("name: fire", "name: Fire Stuff"), "9:11: categories.1.name: String should match pattern"),
     (("    review: 0.1", "    reveiw: 0.1"), "11:5: categories.1.reveiw: unknown key 'reveiw'; did you mean 'review'?"),
     (("version:", "verison:"), "2:1: verison: unknown key 'verison'; did you mean 'version'?"),
@@ -61,7 +61,12 @@ def test_each_error_is_distinct_and_located(tmp_path, edit, expected):
 
 def test_several_problems_are_reported_together(tmp_path):
     found = problems(tmp_path, GOOD.replace("review: 0.2", "reveiw: 0.2").replace("[a photo of fire]", "['']"))
-    assert len(found) == 2, found
+    assert len(found) == 3, found  # the misspelt key, the review threshold it leaves unset, the blank prompt
+    assert [f.split(":")[0] for f in found] == sorted((f.split(":")[0] for f in found), key=int), "sorted by line"
+    block = GOOD.replace("block: 0.3", "block: 1.5").replace("    block: 0.5\n", "    block: 2.5\n")
+    found = problems(tmp_path, block.replace("version:", "verison:"))
+    assert len(found) == 3 and "verison" in found[0] and "block threshold 1.5" in found[1] and "block threshold 2.5" in found[2], \
+        "every threshold problem, beside an unknown key, each at its value"
 
 
 def test_yaml_syntax_errors_point_at_line_and_column(tmp_path):
@@ -100,7 +105,7 @@ categories:
     contrast = text + "    contrast: [a spoon]\n"
     assert "contrast prompts need scoring: softmax" in problems(tmp_path, contrast)[0]
     assert "out of range [0, 1] for softmax" in problems(tmp_path, contrast.replace("{review: 0.2", "{scoring: softmax, review: -0.2"))[0]
-    assert "thresholds are required" in problems(tmp_path, text.replace("defaults: {review: 0.2, block: 0.3}\n", ""))[0]
+    assert "threshold is required" in problems(tmp_path, text.replace("defaults: {review: 0.2, block: 0.3}\n", ""))[0]
 
 
 def test_compile_averages_the_prompt_ensemble(tmp_path, tiny_encoder):

@@ -30,10 +30,11 @@ def test_lint_reports_every_problem_as_file_line_col(tmp_path, capsys):
     assert main(["policy", "lint", str(good), str(bad)]) == 1
     out, err = capsys.readouterr()
     assert f"{good}: ok (3 categories" in out
-    assert err.splitlines() == [f"{bad}:5:5: categories.0.reveiw: unknown key 'reveiw'; did you mean 'review'?"]
+    assert err.splitlines() == [f"{bad}:3:5: categories.0: category 'a': review threshold is required (in the category or in defaults)",
+                                f"{bad}:5:5: categories.0.reveiw: unknown key 'reveiw'; did you mean 'review'?"]
     bad.write_text(bad.read_text().replace("reveiw", "review").replace("block: 0.2", "block: 0.05"))
     assert main(["policy", "lint", str(bad)]) == 1
-    assert capsys.readouterr().err.strip() == f"{bad}:3:5: categories.0 (a): review threshold 0.1 is above block threshold 0.05"
+    assert capsys.readouterr().err.strip() == f"{bad}:6:12: categories.0.block: category 'a': review threshold 0.1 is above block threshold 0.05"
     assert main(["policy", "lint", str(good)]) == 0
 
 
@@ -84,3 +85,44 @@ def test_threshold_rewrite_keeps_comments_and_adds_missing_keys(tmp_path):
     (tmp_path / "p.yaml").write_text(new)
     cats = load_policy(tmp_path / "p.yaml").policy.categories
     assert (cats[0].review, cats[0].block, cats[1].review, cats[1].block) == (0.25, 0.3, 0.05, None)
+
+
+def test_lint_formats_for_people_programs_and_ci(tmp_path, capsys):
+    import json as _json
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ncategories:\n  - name: a\n    prompts: [p]\n    review: 0.3\n    block: 0.1\n    colour: red\n")
+    assert main(["policy", "lint", "--format", "json", str(bad)]) == 1
+    doc = _json.loads(capsys.readouterr().out)
+    problems = doc["files"][0]["problems"]
+    assert [(p["line"], p["column"]) for p in problems] == [(6, 12), (7, 5)], problems
+    assert main(["policy", "lint", "--format", "github", str(bad)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"::error file={bad},line=6,col=12::categories.0.block: category 'a': review threshold 0.3")
+    assert lines[1].startswith(f"::error file={bad},line=7,col=5::categories.0.colour: unknown key 'colour'")
+
+
+def test_policy_test_writes_junit(tmp_path, capsys):
+    from xml.etree import ElementTree as ET
+
+    from tests.conftest import REPO
+
+    report = tmp_path / "junit.xml"
+    code = main(["policy", "test", str(REPO / "policies" / "default.yaml"), "--junit", str(report)])
+    suite = ET.parse(report).getroot()
+    assert suite.tag == "testsuite" and int(suite.get("tests")) == len(suite.findall("testcase")) >= 1
+    assert int(suite.get("failures")) == len(suite.findall("testcase/failure")) == (0 if code == 0 else int(suite.get("failures")))
+
+
+def test_scan_fail_on_gates_ci(tmp_path, capsys):
+    from tests.conftest import REPO
+
+    images = REPO / "examples" / "images"
+    knife = next(images.glob("*-knife.jpg"))
+    flower = next(images.glob("*-flower.jpg"))
+    assert main(["scan", str(flower), "--fail-on", "review"]) == 0
+    assert main(["scan", str(knife), "--fail-on", "block"]) == 1
+    assert main(["scan", str(knife)]) == 0, "without --fail-on a scan reports, it does not judge"
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"not an image")
+    assert main(["scan", str(junk), "--fail-on", "block"]) == 1, "an image that cannot be scored fails the gate too"

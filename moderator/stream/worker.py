@@ -69,7 +69,9 @@ class Worker:
         self._broker_errors = {"poll": False, "commit": False}
         self.health.set("broker", False)
         self.health.set("backend", processor.encoder.ready())
-        self.health.watch("poll", settings.telemetry.liveness_timeout_s, pending=lambda: not self._stop.is_set())
+        # Armed once polling starts: waiting for the broker or for topics at start is not a wedge.
+        self._polling = False
+        self.health.watch("poll", settings.telemetry.liveness_timeout_s, pending=lambda: self._polling and not self._stop.is_set())
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -111,6 +113,8 @@ class Worker:
         # setting it here made /readyz flap true, false, true while the first poll looked it up.
         self._scoring.start(self._outputs)
         log.info("consuming %s as group %s", ",".join(ks.input_topics), ks.group_id)
+        self.health.beat("poll")
+        self._polling = True
         try:
             while not self._stop.is_set() and self._fatal is None:
                 self._poll_once()

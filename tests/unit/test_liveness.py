@@ -153,6 +153,10 @@ def test_a_wedged_poll_fails_healthz(tiny_encoder):
             return {}
 
     worker._consumer = Consumer()
+    time.sleep(0.5)
+    assert health.alive(), "not polling yet (connecting, waiting for topics): not a wedge"
+    worker._polling = True
+    health.beat("poll")
 
     def one_poll() -> None:
         try:

@@ -91,8 +91,12 @@ class ScoringLoop:
                 self._busy = False
 
     def process(self, batch: list[Item]) -> None:
+        """Dead letters for failed decodes at once; verdicts in the batch's order (the verdicts of
+        one key stay in order, whether an image was encoded or decided without the encoder)."""
         assert self.outputs is not None
         good: list[Scorable] = []
+        ready: list[Scorable | None] = []  # in batch order; None marks the next encoded one
+        decided: dict[int, tuple[Outcome, Timings]] = {}
         for item in batch:
             if item.token.closed:
                 continue  # revoked: the partition's new owner processes it
@@ -105,13 +109,23 @@ class ScoringLoop:
             outcome = self.processor.decided(prepared)
             if outcome is None:
                 good.append((item, request, prepared))
+                ready.append(None)
                 continue
             self.metrics.encodes_saved.labels("cache" if prepared.cached is not None else "hash_match").inc()
-            timings = Timings(decode_ms=round(prepared.decode_ms, 3), queue_ms=round((time.perf_counter() - item.polled_at) * 1e3, 3),
-                              encode_ms=0.0, score_ms=0.0, batch_size=0)
-            self.outputs.verdict(item, request, outcome, timings, cached=prepared.cached is not None)
-        if good:
-            self._score(good)
+            decided[len(ready)] = (outcome, Timings(
+                decode_ms=round(prepared.decode_ms, 3), queue_ms=round((time.perf_counter() - item.polled_at) * 1e3, 3),
+                encode_ms=0.0, score_ms=0.0, batch_size=0))
+            ready.append((item, request, prepared))
+        scored = iter(self._score(good) if good else [])
+        for i, entry in enumerate(ready):
+            if entry is None:
+                done = next(scored)
+                if done is not None:  # None: abandoned at shutdown, or dead-lettered by the bisection
+                    self.outputs.verdict(*done)
+            else:
+                item, request, prepared = entry
+                outcome, timings = decided[i]
+                self.outputs.verdict(item, request, outcome, timings, cached=prepared.cached is not None)
 
     def _observe_known(self, prepared: Prepared) -> None:
         if self.processor.cache is not None:
@@ -120,7 +134,9 @@ class ScoringLoop:
         if prepared.cached is None and self.processor.banks is not None:
             self.metrics.hash_lookup_seconds.observe(prepared.lookup_ms / 1e3)
 
-    def _score(self, good: list[Scorable]) -> None:
+    def _score(self, good: list[Scorable]) -> list[tuple | None]:
+        """One entry per message of ``good``, in order: the arguments of its verdict, or None (its
+        dead letter is sent here, or the batch was abandoned at shutdown and is redelivered)."""
         encode_start = time.perf_counter()
         try:
             result = self.score_with_retry([p.pixels for _, _, p in good], [bool(p.frames and p.frames.overflow) for _, _, p in good])
@@ -128,23 +144,22 @@ class ScoringLoop:
             if len(good) == 1:
                 item, request, _ = good[0]
                 self.outputs.dead_letter(item, request.id, unexpected("encoding and scoring the image", exc))
-                return
+                return [None]
             log.warning("a batch of %d failed to encode or score (%s: %s); splitting it to find the image that fails",
                         len(good), type(exc).__name__, exc)
             half = len(good) // 2
-            self._score(good[:half])
-            self._score(good[half:])
-            return
+            return self._score(good[:half]) + self._score(good[half:])
         if result is None:
-            return  # abandoned at shutdown: left unacknowledged, so uncommitted and redelivered
+            return [None] * len(good)  # abandoned at shutdown: left unacknowledged, so uncommitted and redelivered
         self.metrics.batch_size.observe(sum(len(p.pixels) for _, _, p in good))
         for _, _, p in good:
             self.metrics.observe_frames(p.frames)
         self.metrics.stage_seconds.labels("encode").observe(result.encode_ms / 1e3)
         self.metrics.stage_seconds.labels("score").observe(result.score_ms / 1e3)
-        self._send(good, result, self.processor.outcomes([p for _, _, p in good], result), encode_start)
+        return self._verdicts(good, result, self.processor.outcomes([p for _, _, p in good], result), encode_start)
 
-    def _send(self, good: list[Scorable], result: BatchResult, outcomes: list[Outcome], encode_start: float) -> None:
+    def _verdicts(self, good: list[Scorable], result: BatchResult, outcomes: list[Outcome], encode_start: float) -> list[tuple]:
+        out = []
         for (item, request, prepared), outcome in zip(good, outcomes):
             queue_ms = (encode_start - item.polled_at) * 1e3
             self.metrics.stage_seconds.labels("queue").observe(queue_ms / 1e3)
@@ -154,7 +169,8 @@ class ScoringLoop:
             )
             if outcome.classifier is not None and outcome.classifier.overflow:
                 self.metrics.frame_overflows.labels(outcome.classifier.overflow).inc()
-            self.outputs.verdict(item, request, outcome, timings)
+            out.append((item, request, outcome, timings))
+        return out
 
     def score_with_retry(self, pixels, overflow: list[bool] | None = None) -> BatchResult | None:
         """Score a batch, retrying backend failures with backoff; None when abandoned at shutdown.

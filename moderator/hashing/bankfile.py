@@ -134,15 +134,21 @@ def read_bank(path: Path) -> BankRows:
     header: list[str] | None = None
     rows = None
     valid: set[str] = set()
-    reader = csv.reader(text.splitlines())
+    lines = text.splitlines()
+    # Comment lines never reach the CSV reader (a quote in a comment would open a field that
+    # swallows the rows after it); they become blank lines, so line numbers stay the file's.
+    reader = csv.reader("" if raw_line.lstrip().startswith("#") else raw_line for raw_line in lines)
+    last = 0
     try:
         for record in reader:
             line = reader.line_num
-            if not record or (len(record) == 1 and not record[0].strip()):
+            start, last = last + 1, line
+            if line > start:  # a quoted field ran over a line end: a row is one line
+                problem(start, "a field runs over several lines (an unclosed quote?)")
                 continue
-            if record[0].lstrip().startswith("#"):
-                if header is None:
-                    _property(",".join(record), line, props, problem)
+            if not record or (len(record) == 1 and not record[0].strip()):
+                if header is None and lines[line - 1].lstrip().startswith("#"):
+                    _property(lines[line - 1], line, props, problem)
                 continue
             if header is None:
                 header = _header(record, line, problem)

@@ -298,6 +298,15 @@ def test_bank_file_problems_are_located(tmp_path, text, where, message):
     assert where in str(err.value) and message in str(err.value), str(err.value)
 
 
+def test_a_quote_in_a_comment_or_a_row_cannot_swallow_the_rows_after_it(tmp_path):
+    text = f'# kind: deny\n# note, "unclosed\nhash_type,hash,note\npdq,{GOOD}\n# another, "one\nsha256,{"cd" * 32}\n'
+    rows = read_bank(write(tmp_path, text))
+    assert rows.hash_types == ["pdq", "sha256"] and rows.lines == [4, 6]
+    with pytest.raises(BankFileError) as err:
+        read_bank(write(tmp_path, f'# kind: deny\nhash_type,hash,note\npdq,{GOOD},"unclosed\npdq,{"ef" * 32},x\n'))
+    assert ":3: a field runs over several lines" in str(err.value)
+
+
 def test_every_problem_of_a_bank_is_listed_with_its_line(tmp_path):
     rows = "\n".join(["pdq,zz"] * 3 + [f"pdq,{GOOD}"] + ["sha256,00"] * 2)
     with pytest.raises(BankFileError) as err:

@@ -224,3 +224,38 @@ def backend_settings(request) -> dict:
     if request.param == "triton-http":
         return {"backend": "triton", "model_dir": str(TINY_MODEL), "triton": {"url": triton.http_url, "protocol": "http"}}
     return {"backend": "triton", "model_dir": str(TINY_MODEL), "triton": {"url": triton.grpc_url}}
+
+
+class SteadyProducer:
+    """Produces ``make(i) -> (id, key, value, partition)`` every ``interval`` seconds on a thread
+    until stopped; ``sent`` lists the ids sent, in order (load during a test)."""
+
+    def __init__(self, bootstrap: str, topic: str, make, interval: float = 0.02) -> None:
+        import threading
+
+        self.bootstrap, self.topic, self.make, self.interval = bootstrap, topic, make, interval
+        self.sent: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SteadyProducer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=2)
+        i = 0
+        while not self._stop.is_set():
+            mid, key, value, partition = self.make(i)
+            producer.send(self.topic, key=key, value=value, partition=partition, headers=[("moderation-id", mid.encode())])
+            self.sent.append(mid)
+            i += 1
+            time.sleep(self.interval)
+        producer.flush()
+        producer.close()

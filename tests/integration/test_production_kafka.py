@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import socket
 import statistics
-import threading
 import time
 from collections import Counter, defaultdict
 
@@ -15,7 +14,7 @@ import pytest
 
 from moderator.local.broker import LocalKafka, create_topics
 from moderator.local.collect import OutputCollector
-from tests.integration.conftest import produce, small_jpegs, wait_until
+from tests.integration.conftest import SteadyProducer, produce, small_jpegs, wait_until
 from tests.integration.pki import make_pki
 
 pytestmark = pytest.mark.integration
@@ -220,27 +219,10 @@ def test_restarting_one_of_three_workers_does_not_stop_the_others(broker, topics
     out = collector(t)
     common = {"session_timeout_ms": 10_000, "heartbeat_interval_ms": 1_000}
     workers = [service(t, kafka={**common, "group_instance_id": f"worker-{i}", "client_id": f"worker-{i}"}) for i in range(3)]
-    stop = threading.Event()
-    sent: list[str] = []
-
-    def keep_producing() -> None:
-        from kafka import KafkaProducer
-
-        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=2)
-        images = [value for _, _, value, _ in small_jpegs("roll", 25)]
-        i = 0
-        while not stop.is_set():
-            mid = f"roll-{i}"
-            producer.send(t.input, value=images[i % 25], partition=i % 6, headers=[("moderation-id", mid.encode())])
-            sent.append(mid)
-            i += 1
-            time.sleep(0.02)
-        producer.flush()
-        producer.close()
-
-    producing = threading.Thread(target=keep_producing, daemon=True)
-    producing.start()
-    try:
+    images = [value for _, _, value, _ in small_jpegs("roll", 25)]
+    producer = SteadyProducer(broker.bootstrap, t.input, lambda i: (f"roll-{i}", None, images[i % 25], i % 6))
+    sent = producer.sent
+    with producer:
         wait_until(lambda: len(out.snapshot()) >= 150, 120, "verdicts from three workers")
         restarted_at = time.monotonic()
         assert workers[1].terminate() == 0
@@ -248,9 +230,6 @@ def test_restarting_one_of_three_workers_does_not_stop_the_others(broker, topics
         workers[1] = service(t, kafka={**common, "group_instance_id": "worker-1", "client_id": "worker-1"})
         back_at = time.monotonic()
         wait_until(lambda: len(out.snapshot()) >= len(sent) * 0.9 and time.monotonic() > back_at + 5, 120, "traffic after the restart")
-    finally:
-        stop.set()
-        producing.join(10)
     assert out.wait_for(set(sent), timeout=120), "nothing lost"
     arrivals = defaultdict(list)
     seen = Counter(o.id for o in out.snapshot() if o.kind == "verdict")

@@ -11,7 +11,6 @@ import urllib.error
 import urllib.request
 from concurrent.futures import Future
 
-import numpy as np
 from PIL import Image
 from prometheus_client import CollectorRegistry
 

@@ -242,7 +242,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     print(f"{'CATEGORY':<16} {'REVIEW':>15} {'BLOCK':>15}  at review: PRECISION RECALL", file=table)
     for j, name in enumerate(compiled.categories):
         review = suggest(data.scores[:, j], data.truth[:, j], args.target_precision)
-        block = suggest(data.scores[:, j], data.truth[:, j], args.block_precision)
+        block = suggest(data.scores[:, j], data.truth[:, j], args.block_precision, edge=True)
         if review is None:
             print(f"{name:<16} no threshold reaches precision {args.target_precision} on these labels; unchanged", file=table)
             continue

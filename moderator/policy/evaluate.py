@@ -122,9 +122,11 @@ def pr_curve(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndar
     return s[last], tp[last] / fired, tp[last] / max(1, int(t.sum()))
 
 
-def suggest(scores: np.ndarray, truth: np.ndarray, target_precision: float) -> tuple[float, float, float] | None:
+def suggest(scores: np.ndarray, truth: np.ndarray, target_precision: float, edge: bool = False) -> tuple[float, float, float] | None:
     """Lowest threshold (most recall) whose precision is at least the target; (threshold, P, R),
-    P and R being what ``score >= threshold`` gets on these scores."""
+    P and R being what ``score >= threshold`` gets on these scores. The threshold sits in the
+    middle of the gap below the last score that fires, or, with ``edge``, at that score itself
+    (the block threshold: a score in the gap is then reviewed, not blocked)."""
     thresholds, precision, recall = pr_curve(scores, truth)
     ok = np.nonzero(precision >= target_precision)[0]
     if not len(ok) or np.asarray(truth).sum() == 0:
@@ -133,13 +135,18 @@ def suggest(scores: np.ndarray, truth: np.ndarray, target_precision: float) -> t
     # Halfway to the next lower score (nothing lies between, so the same images fire), so small
     # score noise does not flip the boundary image; written with as few decimals as keep that so.
     below = thresholds[k + 1] if k + 1 < len(thresholds) else thresholds[k] - 1e-3
-    return _short((thresholds[k] + below) / 2, float(below), float(thresholds[k])), float(precision[k]), float(recall[k])
+    at = (_short((thresholds[k] + below) / 2, float(below), float(thresholds[k])) if not edge
+          else _short(float(thresholds[k]), float(below), float(thresholds[k]), down=True))
+    return at, float(precision[k]), float(recall[k])
 
 
-def _short(value: float, above: float, at_most: float) -> float:
-    """``value`` rounded to the fewest decimals that keep it in ``(above, at_most]``."""
+def _short(value: float, above: float, at_most: float, down: bool = False) -> float:
+    """``value`` rounded (``down``: never up) to the fewest decimals that keep it in
+    ``(above, at_most]``: the policy file shows a short number that fires the same images."""
+    import math
+
     for decimals in range(2, 10):
-        r = round(value, decimals)
+        r = math.floor(value * 10**decimals) / 10**decimals if down else round(value, decimals)
         if above < r <= at_most:
             return r
     return float(value)

@@ -23,7 +23,7 @@ def with_thresholds(text: str, thresholds: dict[str, dict[str, float]]) -> str:
         name = fields.get("name", (None, None))[1]
         wanted = thresholds.get(getattr(name, "value", None), {})
         for key, value in wanted.items():
-            new = f"{value:.6f}".rstrip("0").rstrip(".") if value != 0 else "0"
+            new = _number(value)
             if key in fields:
                 node = fields[key][1]
                 edits.append((node.start_mark.index, node.end_mark.index, new))
@@ -37,3 +37,13 @@ def with_thresholds(text: str, thresholds: dict[str, dict[str, float]]) -> str:
     for start, end, new in sorted(edits, reverse=True):
         text = text[:start] + new + text[end:]
     return text
+
+
+def _number(value: float) -> str:
+    """The value as written: short when it is short (0.56), else every digit, so the threshold
+    read back is the one computed (a rounded-up block threshold would stop blocking its edge)."""
+    if value == 0:
+        return "0.0"
+    if value == round(value, 9):
+        return f"{value:.9f}".rstrip("0").rstrip(".") if value != int(value) else f"{value:.1f}"
+    return format(value, ".17g")

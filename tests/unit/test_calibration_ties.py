@@ -43,6 +43,8 @@ def test_every_suggested_threshold_delivers_what_it_reports(data, target):
     threshold, precision, recall = result
     assert applied(scores, truth, threshold) == (precision, recall)
     assert precision >= target
+    edge = suggest(scores, truth, target, edge=True)
+    assert edge[1:] == (precision, recall) and applied(scores, truth, edge[0]) == edge[1:] and edge[0] >= threshold
     thresholds, precisions, recalls = pr_curve(scores, truth)
     for th, p, r in zip(thresholds, precisions, recalls):
         assert applied(scores, truth, th) == (p, r), "every point of the curve is a real operating point"

@@ -126,3 +126,26 @@ def test_scan_fail_on_gates_ci(tmp_path, capsys):
     junk = tmp_path / "junk.jpg"
     junk.write_bytes(b"not an image")
     assert main(["scan", str(junk), "--fail-on", "block"]) == 1, "an image that cannot be scored fails the gate too"
+
+
+def test_calibrate_as_the_docs_show_it_keeps_a_review_band_and_writes_what_it_reports(tmp_path, capsys):
+    """The docs' example on examples/labels.csv: separable scores once put review and block on the
+    same number for every category (no review band); the written file must score as printed."""
+    from moderator.policy import load_policy
+    from tests.conftest import REPO
+
+    out = tmp_path / "calibrated.yaml"
+    labels = REPO / "examples" / "labels.csv"
+    assert main(["policy", "calibrate", str(REPO / "policies" / "default.yaml"), "--labels", str(labels),
+                 "--target-precision", "0.95", "--out", str(out)]) == 0
+    calibrated = load_policy(out).policy
+    for c in calibrated.categories:
+        assert c.review < c.block, f"{c.name}: a review band between {c.review} and {c.block}"
+    capsys.readouterr()
+    assert main(["policy", "eval", str(out), "--labels", str(labels), "--json", "--pr-curve", str(tmp_path / "pr.png")]) == 0
+    import json as _json
+
+    result = _json.loads(capsys.readouterr().out)
+    for name, cat in result["categories"].items():
+        assert cat["fires"]["precision"] >= 0.95, (name, cat["fires"])
+        assert cat["blocks"]["precision"] >= 0.99, (name, cat["blocks"])

@@ -14,8 +14,9 @@ from moderator.cli.scan import iter_files
 from moderator.errors import BankError, MessageError
 from moderator.hashing import known as known_content
 from moderator.hashing.bankfile import (
-    CATEGORY, DENY_ACTIONS, HASH_TYPES, KINDS, MAX_PDQ_THRESHOLD, append_rows, bank_name, read_bank, write_bank,
+    CATEGORY, DENY_ACTIONS, HASH_TYPES, KINDS, MAX_PDQ_THRESHOLD, append_rows, bank_name, write_bank,
 )
+from moderator.hashing.compute import parse_hex
 from moderator.hashing.banks import load_banks
 from moderator.hashing.importers import FORMATS, import_hashes
 from moderator.media.decode import silence_decoder_warnings
@@ -175,9 +176,8 @@ def _write(path: Path, args, rows: list[dict[str, str]]) -> None:
     for r in rows:
         r.setdefault("category", args.category or "")
         r.setdefault("action", args.action or "")
-    write_bank(path, args.kind, rows, pdq_threshold=args.pdq_threshold, overrides=args.overrides)
-    rows_read = read_bank(path)
-    print(f"{path}: {args.kind} bank, {len(rows_read)} hashes", file=sys.stderr)
+    written = write_bank(path, args.kind, rows, pdq_threshold=args.pdq_threshold, overrides=args.overrides)
+    print(f"{path}: {args.kind} bank, {len(written)} hashes", file=sys.stderr)
 
 
 def import_cmd(args: argparse.Namespace) -> int:
@@ -205,11 +205,8 @@ def add(args: argparse.Namespace) -> int:
     if failed:
         raise BankError(f"{len(failed)} files could not be hashed; the bank was not changed")
     if bank.exists():
-        existing = read_bank(bank)
-        if existing.kind != args.kind:
-            raise BankError(f"{bank} is a bank of kind {existing.kind}; --kind {args.kind} does not match")
-        append_rows(bank, rows)
-        print(f"{bank}: {len(rows)} hashes added, {len(read_bank(bank))} in all", file=sys.stderr)
+        written = append_rows(bank, rows, kind=args.kind)
+        print(f"{bank}: {len(rows)} hashes added, {len(written)} in all", file=sys.stderr)
     else:
         _write(bank, args, rows)
     return 0
@@ -229,26 +226,40 @@ def from_verdicts(args: argparse.Namespace) -> int:
                 continue
             try:
                 verdict = json.loads(raw)
-                hashes = verdict["hashes"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise BankError(f"{args.verdicts}:{line_no}: not a verdict with hashes (schema 2): {exc}") from exc
+                found = _verdict_hashes(verdict, types)
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise BankError(f"{args.verdicts}:{line_no}: not a verdict with hashes (schema 2): {type(exc).__name__}: {exc}") from exc
             if args.decision and verdict.get("decision") != args.decision:
                 continue
             category = args.category or _verdict_category(verdict)
             note = f"verdict {str(verdict.get('id', ''))[:200]}"
             added = str(verdict.get("processed_at", ""))[:10]
-            found = []
-            if "sha256" in types and hashes.get("sha256"):
-                found.append(("sha256", hashes["sha256"]))
-            if "pdq" in types:
-                found.extend(("pdq", p["hash"]) for p in hashes.get("pdq") or [])
             for hash_type, value in found:
                 if (hash_type, value) not in seen:
                     seen.add((hash_type, value))
-                    rows.append({"hash_type": hash_type, "hash": str(value), "category": category or "",
+                    rows.append({"hash_type": hash_type, "hash": value, "category": category or "",
                                  "action": args.action or "", "note": note, "added": added})
     _write(out, args, rows)
     return 0
+
+
+def _verdict_hashes(verdict: dict, types: set[str]) -> list[tuple[str, str]]:
+    """The (type, hex) hashes a verdict carries, checked: a line that is not a verdict of schema 2
+    is refused at its line, never written into a bank.
+
+    Raises:
+        KeyError, TypeError, AttributeError, ValueError: it is not such a verdict.
+    """
+    hashes = verdict["hashes"]
+    found = []
+    if "sha256" in types and hashes.get("sha256") is not None:
+        found.append(("sha256", hashes["sha256"]))
+    if "pdq" in types:
+        found.extend(("pdq", p["hash"]) for p in hashes.get("pdq") or [])
+    for hash_type, value in found:
+        if not isinstance(value, str) or parse_hex(value) is None:
+            raise ValueError(f"{hash_type} {str(value)[:80]!r} is not 64 hex digits")
+    return [(t, v.lower()) for t, v in found]
 
 
 def _verdict_category(verdict: dict) -> str | None:

@@ -290,8 +290,12 @@ def _is_time(text: str) -> bool:
 
 def write_bank(path: Path, kind: str, rows: list[dict[str, str]], *, pdq_threshold: int | None = None,
                category: str | None = None, action: str | None = None, overrides: str | None = None,
-               description: str = "") -> None:
-    """Write a new bank file atomically (a temporary file renamed over it)."""
+               description: str = "") -> BankRows:
+    """Write a new bank file: validated first, then renamed over ``path`` (atomic); returns it parsed.
+
+    Raises:
+        BankFileError: the rows do not make a valid bank (``path`` is left as it was).
+    """
     buf = io.StringIO()
     buf.write("# moderator hash bank (format: docs/policies.md#hash-banks)\n")
     buf.write(f"# kind: {kind}\n")
@@ -302,29 +306,41 @@ def write_bank(path: Path, kind: str, rows: list[dict[str, str]], *, pdq_thresho
     writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _replace(path, buf.getvalue())
+    return _replace_valid(path, buf.getvalue())
 
 
-def append_rows(path: Path, rows: list[dict[str, str]]) -> None:
-    """Add rows to an existing, valid bank file (rewritten atomically).
+def append_rows(path: Path, rows: list[dict[str, str]], kind: str | None = None) -> BankRows:
+    """Add rows to an existing, valid bank file (of ``kind``, if given); the result is validated
+    before it replaces the file (atomic); returns it parsed.
 
     Raises:
-        BankFileError: the file is not a valid bank (it is left as it is).
+        BankFileError: the file is not a valid bank, is of another kind, or the rows are not valid
+            (the file is left as it is).
     """
-    read_bank(path)
+    existing = read_bank(path)
+    if kind is not None and existing.kind != kind:
+        raise BankFileError([f"{path}: a bank of kind {existing.kind}, not {kind}"])
     text = read_regular_file(path, MAX_BANK_BYTES, "bank").decode("utf-8-sig")
-    header = next(r for r in csv.reader(text.splitlines()) if r and not r[0].lstrip().startswith("#"))
+    header = next(r for r in csv.reader(line for line in text.splitlines() if not line.lstrip().startswith("#")) if r)
     buf = io.StringIO()
     csv.DictWriter(buf, [c.strip().lower() for c in header], lineterminator="\n", extrasaction="ignore").writerows(rows)
-    _replace(path, (text if text.endswith("\n") else text + "\n") + buf.getvalue())
+    return _replace_valid(path, (text if text.endswith("\n") else text + "\n") + buf.getvalue())
 
 
-def _replace(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _replace_valid(path: Path, text: str) -> BankRows:
+    """Write ``text`` beside ``path`` under the bank's own name (in a temporary directory, so the
+    bank name and errors read right), parse it, and only then rename it over ``path``."""
+    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    tmp = scratch / path.name
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        tmp.write_text(text, encoding="utf-8")
+        try:
+            rows = read_bank(tmp)
+        except BankFileError as exc:
+            raise BankFileError([p.replace(str(tmp), str(path)) for p in exc.problems]) from None
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        rows.path = path
+        return rows
+    finally:
+        tmp.unlink(missing_ok=True)
+        scratch.rmdir()

@@ -78,7 +78,8 @@ class Outputs:
         """The input's partition number when ``topic`` has as many partitions as the input topic;
         else, given ``mid`` (a keyless dead letter), the message id's hash; else None (by key)."""
         outputs = self._partitions.get(topic)
-        if outputs and self._partitions.get(item.source.topic) == outputs:
+        # Counts are read at start; partitions added to the input since can be past the output's.
+        if outputs and self._partitions.get(item.source.topic) == outputs and item.source.partition < outputs:
             return item.source.partition
         if outputs and mid is not None and item.key is None:
             from kafka.partitioner.default import murmur2
@@ -150,7 +151,7 @@ class Outputs:
             "source-offset-last": str(skipped.last), VALUE_OMITTED_HEADER[len(PREFIX):]: "the record could not be read",
         })
         outputs = self._partitions.get(self._kafka.dead_letter_topic)
-        same = outputs is not None and self._partitions.get(skipped.topic) == outputs
+        same = outputs is not None and self._partitions.get(skipped.topic) == outputs and skipped.partition < outputs
         self._delivery.send(Outgoing(self._kafka.dead_letter_topic, None, b"", headers, token, skipped.last,
                                      on_acked=self._dead_letter_acked(error, source), partition=skipped.partition if same else None))
 

@@ -101,6 +101,8 @@ class ScoringLoop:
             if item.token.closed:
                 continue  # revoked: the partition's new owner processes it
             request, prepared = item.work.result()  # never raises: the decode pool's work is contained
+            # A decode done is progress: a batch of slow (bounded) decodes is not a wedged thread.
+            self.health.beat("encode")
             self.metrics.stage_seconds.labels("decode").observe(prepared.decode_ms / 1e3)
             if prepared.error is not None:
                 self.outputs.dead_letter(item, request.id if request is not None else None, prepared.error)

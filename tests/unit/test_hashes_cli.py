@@ -53,7 +53,7 @@ def test_add_refuses_a_kind_that_differs_and_keeps_the_bank(tmp_path, images, ca
     assert main(["hashes", "add", str(bank), str(images / "scene-0.jpg"), "--kind", "allow"]) == 0
     before = bank.read_bytes()
     assert main(["hashes", "add", str(bank), str(images / "scene-1.jpg")]) == 2
-    assert "is a bank of kind allow" in capsys.readouterr().err and bank.read_bytes() == before
+    assert "a bank of kind allow, not deny" in capsys.readouterr().err and bank.read_bytes() == before
     assert main(["hashes", "add", str(bank), str(images / "scene-1.jpg"), "--kind", "allow", "--action", "block"]) == 2
 
 
@@ -95,9 +95,27 @@ def test_a_bank_from_reviewed_verdicts(tmp_path, capsys):
     rows = read_bank(tmp_path / "reviewed.csv")
     assert rows.hash_types == ["sha256", "pdq"] and rows.categories == ["weapons", "weapons"]
     assert rows.notes == ["verdict a", "verdict a"] and rows.added == ["2026-12-01", "2026-12-01"]
-    verdicts.write_text('{"id": "old", "decision": "block"}\n')
-    assert main(["hashes", "from-verdicts", str(verdicts), "--out", str(tmp_path / "x.csv")]) == 2
-    assert "confirmed.jsonl:1: not a verdict with hashes" in capsys.readouterr().err
+    before = (tmp_path / "reviewed.csv").read_bytes()
+    for bad in ('{"id": "old", "decision": "block"}', '{"hashes": ["not", "a", "mapping"]}',
+                '{"hashes": {"sha256": "zz", "pdq": []}}', '{"hashes": {"sha256": null, "pdq": [7]}}'):
+        verdicts.write_text(json.dumps(lines[0]) + "\n" + bad + "\n")
+        assert main(["hashes", "from-verdicts", str(verdicts), "--out", str(tmp_path / "reviewed.csv")]) == 2, bad
+        assert "confirmed.jsonl:2: not a verdict with hashes" in capsys.readouterr().err
+        assert (tmp_path / "reviewed.csv").read_bytes() == before, "nothing written"
+
+
+def test_an_invalid_bank_never_replaces_a_file(tmp_path):
+    from moderator.hashing.bankfile import BankFileError, append_rows
+
+    bank = tmp_path / "b.csv"
+    write_bank(bank, "deny", [{"hash_type": "pdq", "hash": GOOD}])
+    before = bank.read_bytes()
+    with pytest.raises(BankFileError, match=r"b\.csv:4: hash is 64 hexadecimal digits"):
+        write_bank(bank, "deny", [{"hash_type": "pdq", "hash": "00"}])
+    with pytest.raises(BankFileError, match=r"b\.csv:5: category must be"):
+        append_rows(bank, [{"hash_type": "sha256", "hash": GOOD, "category": "Not A Category"}])
+    assert bank.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["b.csv"], "untouched, nothing left behind"
+    assert len(append_rows(bank, [{"hash_type": "sha256", "hash": GOOD}], kind="deny")) == 2
 
 
 class Target:

@@ -126,6 +126,8 @@ def test_outputs_go_to_the_input_partition_or_by_message_id():
     same = Outputs(s.kafka, None, None, None, None, partitions={"in": 6, s.kafka.verdict_topic: 6, s.kafka.dead_letter_topic: 1})
     assert [same.partition_for(Item(p), s.kafka.verdict_topic) for p in range(6)] == list(range(6))
     assert same.partition_for(Item(3), s.kafka.dead_letter_topic, "m") == 0
+    assert same.partition_for(Item(7), s.kafka.verdict_topic) is None, \
+        "an input partition added since start, past the verdict topic's: by key, never an unknown partition (a send that fails forever)"
     other = Outputs(s.kafka, None, None, None, None, partitions={"in": 6, s.kafka.verdict_topic: 4, s.kafka.dead_letter_topic: 4})
     assert other.partition_for(Item(5), s.kafka.verdict_topic) is None, "by key"
     spread = {other.partition_for(Item(0), s.kafka.dead_letter_topic, f"id-{i}") for i in range(200)}

@@ -173,3 +173,43 @@ def test_a_wedged_poll_fails_healthz(tiny_encoder):
     assert health.alive()
     worker.stop()
     assert health.liveness()["poll"] is None, "a stopping worker's poll loop is not expected to beat"
+
+
+def test_a_batch_of_slow_decodes_is_progress_not_a_wedge(tiny_encoder):
+    """Crafted images that each take most of their decode budget: the batch waits for them longer
+    than the liveness timeout in all, but every decode that finishes is progress. A restart here
+    would redeliver the same images: a crash loop bought with a handful of messages."""
+    settings = load_settings(telemetry={"liveness_timeout_s": 0.5})
+    processor = Processor(tiny_encoder, compile_policy(load_policy(TINY_POLICY), tiny_encoder), DecodeLimits())
+    metrics, health = Metrics(CollectorRegistry()), Health()
+    metrics.start(topics=["t"], categories=processor.policy.categories, backend="onnx")
+    checkpoint = Checkpoint()
+    checkpoint.assign([("t", 0)])
+    loop = ScoringLoop(settings, processor, metrics, health, threading.Event(), on_fatal=lambda exc: None)
+    outputs = Outputs()
+    loop.start(outputs)
+    ready = [_item(processor, checkpoint, i) for i in range(6)]
+    slow = []
+    for item in ready:  # the same items, their decodes finishing 0.3 s apart (1.8 s in all)
+        work: Future = Future()
+        slow.append(Item(item.source, item.key, item.value, item.headers, item.token, item.polled_at, work))
+
+    def finish() -> None:
+        for item, done in zip(ready, slow):
+            time.sleep(0.3)
+            done.work.set_result(item.work.result())
+
+    finisher = threading.Thread(target=finish)
+    try:
+        loop.put(slow)
+        finisher.start()
+        stale = []
+        while finisher.is_alive():
+            stale.append(not health.alive())
+            time.sleep(0.05)
+        assert not any(stale), "every finished decode beat the watchdog"
+    finally:
+        finisher.join(10)
+        loop.finish()
+        loop.join(10)
+    assert outputs.verdicts == [f"m{i}" for i in range(6)]

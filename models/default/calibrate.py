@@ -34,8 +34,11 @@ from moderator.policy.schema import Policy  # noqa: E402
 from moderator.processing import Processor  # noqa: E402
 
 DESCRIPTIONS = {
-    "weapons": "Knives, guns and other weapons.", "drugs": "Syringes, needles, pills and other drug paraphernalia.",
-    "alcohol": "Bottles of beer, wine and liquor.", "smoking": "Cigarettes and tobacco.", "fire": "Fire and flames.",
+    "weapons": "Knives, guns and other weapons.",
+    "drugs": "Syringes, needles, pills and other drug paraphernalia.",
+    "alcohol": "Bottles of beer, wine and liquor.",
+    "smoking": "Cigarettes and tobacco.",
+    "fire": "Fire and flames.",
 }
 # Natural wording: the objects' usual names (the model also learned synonyms from its captions),
 # for one object and for several: the model tells counts apart, and "a photo of a bottle" alone
@@ -53,8 +56,11 @@ TEMPLATES = ["a photo of {}", "a drawing of {}"]
 # Every other pictogram class is a contrast, by its zero-shot prompts for one, two and three objects
 # (class_prompts): a category's score is the probability its prompts take among all classes
 # (softmax scoring at the model's own temperature).
-CONTRAST_OBJECTS = ["knife", "pistol", "syringe", "pill", "bottle", "cigarette", "flame",
-                    "tree", "house", "car", "flower", "cat", "cup", "ball", "sun"]
+CONTRAST_OBJECTS = ["knife", "pistol", "syringe", "pill", "bottle", "cigarette", "flame", "tree", "house", "car", "flower", "cat", "cup", "ball", "sun"]
+# Pictures of none of the classes (the model was trained with captioned ones: moderator.pictograms.nothing)
+# are a contrast too, in a few of the wordings it learned, so that a plain, noisy or abstract picture
+# gives its probability to them rather than to the nearest pictogram class.
+NOTHING_CONTRAST = ["a blank picture", "a plain background", "random noise", "abstract shapes", "a pattern", "a blurry photo", "a picture of nothing"]
 BLOCK_PRECISION = 0.995
 
 
@@ -86,19 +92,33 @@ def review_and_block(scores: np.ndarray, positive: np.ndarray) -> tuple[float, f
     return round(max((kept + left_out) / 2 - 1e-4, 0.0), 4), round(block - 1e-4, 4)
 
 
-def calibrate() -> dict:
+def calibrate(model_dir: Path = HERE, policy_out: Path = REPO / "policies" / "default.yaml") -> dict:
     conf = json.loads((HERE / "config.json").read_text())
-    encoder = OnnxEncoder(HERE)
+    encoder = OnnxEncoder(model_dir)
     temperature = round(1.0 / encoder.info().logit_scale, 4)
-    draft = Policy(name="default", model=encoder.info().model_name, categories=[
-        {"name": name, "description": DESCRIPTIONS[name], **category_prompts(name), "scoring": "softmax", "temperature": temperature,
-         "review": 0.0, "block": 0.0} for name in CATEGORIES
-    ])
+    draft = Policy(
+        name="default",
+        model=encoder.info().model_name,
+        categories=[
+            {
+                "name": name,
+                "description": DESCRIPTIONS[name],
+                **category_prompts(name),
+                "scoring": "softmax",
+                "temperature": temperature,
+                "review": 0.0,
+                "block": 0.0,
+            }
+            for name in CATEGORIES
+        ],
+    )
     compiled = compile_policy(LoadedPolicy(draft, REPO / "policies" / "default.yaml", "calibration"), encoder)
     processor = Processor(encoder, compiled, DecodeLimits())
-    samples = generate(conf["calibration_samples"], "calibration", conf["seed"])
+    # The calibration split holds pictures of nothing too, in the training share: negatives of every category.
+    samples = generate(conf["calibration_samples"], "calibration", conf["seed"], conf["nothing_share"])
     pixels = [processor.prepare(s.jpeg).pixels for s in samples]
-    embeds = np.concatenate([encoder.encode_images(np.stack(pixels[i : i + 64])) for i in range(0, len(pixels), 64)])
+    # prepare() gives every picture its frames, [1, S, S, 3] for a still: concatenated, not stacked.
+    embeds = np.concatenate([encoder.encode_images(np.concatenate(pixels[i : i + 64])) for i in range(0, len(pixels), 64)])
     scores = category_scores(embeds, compiled)  # the policy's own scoring (softmax), as the service computes it
     thresholds = {}
     for j, name in enumerate(compiled.categories):
@@ -107,25 +127,28 @@ def calibrate() -> dict:
         fired = scores[:, j] >= thresholds[name][0]
         rec, prec = (fired & positive).sum() / positive.sum(), (fired & positive).sum() / max(1, fired.sum())
         print(f"{name}: review {thresholds[name][0]} block {thresholds[name][1]} (calibration precision {prec:.3f} recall {rec:.3f})")
-    write_policy(encoder.info().model_name, thresholds, conf, temperature)
+    write_policy(encoder.info().model_name, thresholds, conf, temperature, policy_out)
     return thresholds
 
 
 def category_prompts(name: str) -> dict:
     mine = CATEGORIES[name]
-    return {"templates": TEMPLATES, "terms": [t for o in mine for t in TERMS[o]],
-            "contrast": [p for o in CONTRAST_OBJECTS if o not in mine for p in class_prompts(o)]}
+    return {
+        "templates": TEMPLATES,
+        "terms": [t for o in mine for t in TERMS[o]],
+        "contrast": [p for o in CONTRAST_OBJECTS if o not in mine for p in class_prompts(o)] + NOTHING_CONTRAST,
+    }
 
 
-def write_policy(model: str, thresholds: dict, conf: dict, temperature: float) -> None:
+def write_policy(model: str, thresholds: dict, conf: dict, temperature: float, out: Path) -> None:
     lines = [
         "# yaml-language-server: $schema=../docs/policy.schema.json",
         "# Default policy for models/default (pictoclip-default), the project's own pictogram CLIP.",
-        "# Thresholds written by models/default/calibrate.py from scores of "
-        f"{conf['calibration_samples']} calibration pictograms, per category:",
+        f"# Thresholds written by models/default/calibrate.py from scores of {conf['calibration_samples']} calibration pictograms, per category:",
         "# review = the middle of the score gap where the best-F1 cut falls, block = the lowest score reaching",
         f"# precision {BLOCK_PRECISION} and at least the gap's top. Re-run it after retraining. The model knows pictograms only (models/default/README.md).",
-        "# Scoring: softmax at the model's learned temperature, every other pictogram class (one, two, three objects) as a contrast.",
+        "# Scoring: softmax at the model's learned temperature, every other pictogram class (one, two, three objects) and pictures",
+        "# of nothing (blank, noise, abstract: the model learned them) as a contrast, so a picture of none of the classes is allowed.",
         "name: default",
         "description: Weapons, drugs, alcohol, smoking and fire, for the default pictogram model.",
         f"model: {model}",
@@ -134,13 +157,20 @@ def write_policy(model: str, thresholds: dict, conf: dict, temperature: float) -
     for name in CATEGORIES:
         review, block = thresholds[name]
         p = category_prompts(name)
-        lines += [f"  - name: {name}", f"    description: {DESCRIPTIONS[name]}", "    scoring: softmax", f"    temperature: {temperature}",
-                  f"    templates: {json.dumps(p['templates'])}", f"    terms: {json.dumps(p['terms'])}", "    contrast:"]
+        lines += [
+            f"  - name: {name}",
+            f"    description: {DESCRIPTIONS[name]}",
+            "    scoring: softmax",
+            f"    temperature: {temperature}",
+            f"    templates: {json.dumps(p['templates'])}",
+            f"    terms: {json.dumps(p['terms'])}",
+            "    contrast:",
+        ]
         lines += [f"      - {c}" for c in p["contrast"]]
         lines += [f"    review: {review}", f"    block: {block}"]
     lines += inline_tests()
-    (REPO / "policies" / "default.yaml").write_text("\n".join(lines) + "\n")
-    print(f"wrote {REPO / 'policies' / 'default.yaml'}")
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
 
 
 def inline_tests() -> list[str]:
@@ -163,4 +193,10 @@ def inline_tests() -> list[str]:
 
 
 if __name__ == "__main__":
-    calibrate()
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Calibrate policies/default.yaml for the default model.")
+    parser.add_argument("--model", type=Path, default=HERE, help="model directory (default: models/default)")
+    parser.add_argument("--out", type=Path, default=REPO / "policies" / "default.yaml", help="policy file to write (a trial: elsewhere)")
+    args = parser.parse_args()
+    calibrate(args.model, args.out)

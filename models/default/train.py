@@ -8,6 +8,9 @@
 Steps:
 1. Generate captioned pictograms (moderator.pictograms), encoded as JPEG and decoded and
    preprocessed by the service's own code. Training never sees the held-out colour x object combos.
+   ``nothing_share`` of them are captioned pictures of none of the classes (solid colours,
+   gradients, noise, shapes, textures, blurred fields: moderator.pictograms.nothing), so that the
+   model has a place for the open set and the policy a contrast that takes it.
 2. Train a tokenizer (byte-level BPE) on the training captions; save it as tokenizer.json.
 3. Train CLIP (ViT image tower, causal text transformer; symmetric InfoNCE with a learnable
    temperature, as in the CLIP paper, every true caption in the batch a positive) with AdamW and a
@@ -42,8 +45,8 @@ from moderator.models.manifest import Preprocess  # noqa: E402
 from moderator.models.tokenizer import TextTokenizer, build_bpe_tokenizer  # noqa: E402
 from moderator.pictograms.dataset import caption_facts, captions_fit, generate, to_pixels  # noqa: E402
 
-
 # --- model: open_clip's module and parameter names, the builder's arithmetic ----------------------
+
 
 class Attention(nn.Module):
     def __init__(self, width: int, heads: int) -> None:
@@ -135,15 +138,17 @@ class CLIP(nn.Module):
 
 # --- data ----------------------------------------------------------------------------------------
 
+
 def _make(args):
-    n, split, seed, pre_cfg = args
-    samples = generate(n, split, seed)
+    n, split, seed, pre_cfg, nothing_share = args
+    samples = generate(n, split, seed, nothing_share)
     return to_pixels(samples, Preprocessor(Preprocess(**pre_cfg))), [s.caption for s in samples], caption_facts(samples)
 
 
-def dataset(n: int, split: str, seed: int, pre: Preprocess, workers: int = 2):
-    """Pixels, captions and caption facts (moderator.pictograms.dataset.caption_facts)."""
-    chunks = [(n // workers + (i < n % workers), split, seed * 100 + i, pre.model_dump()) for i in range(workers)]
+def dataset(n: int, split: str, seed: int, pre: Preprocess, workers: int = 2, nothing_share: float = 0.0):
+    """Pixels, captions and caption facts (moderator.pictograms.dataset.caption_facts); with
+    ``nothing_share``, that share are captioned pictures of nothing (moderator.pictograms.nothing)."""
+    chunks = [(n // workers + (i < n % workers), split, seed * 100 + i, pre.model_dump(), nothing_share) for i in range(workers)]
     with ProcessPoolExecutor(workers) as pool:
         parts = list(pool.map(_make, chunks))
     return np.concatenate([p[0] for p in parts]), sum((p[1] for p in parts), []), np.concatenate([p[2] for p in parts])
@@ -163,14 +168,15 @@ def contrastive_loss(logits: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
 
 # --- training ------------------------------------------------------------------------------------
 
+
 def train(out: Path, overrides: dict, cfg_path: Path = HERE / "config.json") -> None:
     conf = {**json.loads(cfg_path.read_text()), **overrides}
     torch.manual_seed(conf["seed"])
     arch = load_architecture(conf["architecture"])
     pre = Preprocess(image_size=arch.image_size, mean=OPENAI_MEAN, std=OPENAI_STD, interpolation="bicubic", resize_mode="shortest")
     t0 = time.time()
-    pixels, captions, facts = dataset(conf["train_samples"], "train", conf["seed"], pre)
-    print(f"data: {len(captions)} training pictograms in {time.time() - t0:.0f}s", flush=True)
+    pixels, captions, facts = dataset(conf["train_samples"], "train", conf["seed"], pre, nothing_share=conf["nothing_share"])
+    print(f"data: {len(captions)} training pictures ({int((facts[:, 1] == 0).sum())} of nothing) in {time.time() - t0:.0f}s", flush=True)
 
     tokenizer = build_bpe_tokenizer(captions, conf["tokenizer_vocab"], SPECIAL_TOKENS)
     out.mkdir(parents=True, exist_ok=True)
@@ -205,12 +211,18 @@ def train(out: Path, overrides: dict, cfg_path: Path = HERE / "config.json") -> 
         opt.step()
         step += 1
         if step % 100 == 0:
-            print(f"step {step} loss {loss.item():.3f} scale {model.logit_scale.exp().item():.1f} "
-                  f"lr {lr:.2e} {time.time() - start:.0f}s", flush=True)
+            print(f"step {step} loss {loss.item():.3f} scale {model.logit_scale.exp().item():.1f} lr {lr:.2e} {time.time() - start:.0f}s", flush=True)
     train_s = time.time() - start
     print(f"trained {step} steps in {train_s:.0f}s", flush=True)
-    export(model, arch, pre, tok_path, conf, out, {"train_steps": step, "train_seconds": round(train_s), "train_samples": len(captions),
-                                             "data_seconds": round(start - t0)})
+    export(
+        model,
+        arch,
+        pre,
+        tok_path,
+        conf,
+        out,
+        {"train_steps": step, "train_seconds": round(train_s), "train_samples": len(captions), "data_seconds": round(start - t0)},
+    )
 
 
 def export(model: CLIP, arch, pre: Preprocess, tok_path: Path, conf: dict, out: Path, info: dict) -> None:
@@ -221,10 +233,20 @@ def export(model: CLIP, arch, pre: Preprocess, tok_path: Path, conf: dict, out: 
 
     model.eval()
     weights = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-    notes = ("Trained by models/default/train.py on procedural pictograms (moderator.pictograms). It knows those "
-             "15 pictogram classes only; serve an exported real CLIP model for real images. See README.md here.")
-    write_model_dir(out, arch, weights, name="pictoclip-default", architecture=conf["architecture"],
-                    tokenizer=Tokenizer.from_file(str(tok_path)), preprocess=pre, notes=notes)
+    notes = (
+        "Trained by models/default/train.py on procedural pictograms (moderator.pictograms). It knows those "
+        "15 pictogram classes only; serve an exported real CLIP model for real images. See README.md here."
+    )
+    write_model_dir(
+        out,
+        arch,
+        weights,
+        name="pictoclip-default",
+        architecture=conf["architecture"],
+        tokenizer=Tokenizer.from_file(str(tok_path)),
+        preprocess=pre,
+        notes=notes,
+    )
     tok_path.unlink()
     add_int8_variant(out)
 
@@ -235,7 +257,8 @@ def export(model: CLIP, arch, pre: Preprocess, tok_path: Path, conf: dict, out: 
         t_img = model.encode_image(torch.from_numpy(normalize(px, pre.mean, pre.std))).numpy()
         t_txt = model.encode_text(torch.from_numpy(enc.tokenize(caps))).numpy()
     info["onnx_vs_torch_max_abs_diff"] = {
-        "image": float(np.abs(enc.encode_images(px) - t_img).max()), "text": float(np.abs(enc.encode_texts(caps) - t_txt).max()),
+        "image": float(np.abs(enc.encode_images(px) - t_img).max()),
+        "text": float(np.abs(enc.encode_texts(caps) - t_txt).max()),
     }
     print("onnx vs torch:", info["onnx_vs_torch_max_abs_diff"], flush=True)
     (out / "training.json").write_text(json.dumps({**info, "config": conf}, indent=2) + "\n")

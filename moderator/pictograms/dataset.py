@@ -12,13 +12,17 @@ import numpy as np
 
 from moderator.pictograms.captions import describe
 from moderator.pictograms.draw import BACKGROUNDS, COLOURS, OBJECTS, Colour, Parts, distance, render, usual
+from moderator.pictograms.nothing import NOTHING, draw_nothing
 
 MODERATED = ("knife", "pistol", "syringe", "pill", "bottle", "cigarette", "flame")
 BENIGN = ("tree", "house", "car", "flower", "cat", "cup", "ball", "sun")
 # Policy categories of the moderated objects (policies/default.yaml).
 CATEGORIES: dict[str, tuple[str, ...]] = {
-    "weapons": ("knife", "pistol"), "drugs": ("syringe", "pill"), "alcohol": ("bottle",),
-    "smoking": ("cigarette",), "fire": ("flame",),
+    "weapons": ("knife", "pistol"),
+    "drugs": ("syringe", "pill"),
+    "alcohol": ("bottle",),
+    "smoking": ("cigarette",),
+    "fire": ("flame",),
 }
 # Colour x object combinations never drawn in the training split (two per object).
 HELD_OUT_COMBOS: frozenset[tuple[str, str]] = frozenset(
@@ -63,7 +67,10 @@ class Sample:
 
     @property
     def named_colour(self) -> str | None:
-        """The palette name the drawn colour answers to; None for a free colour far from all of them."""
+        """The palette name the drawn colour answers to; None for a free colour far from all of them
+        (and for a picture of nothing)."""
+        if self.obj == NOTHING:
+            return None
         return self.colour if distance(self.rgb, COLOURS[self.colour]) <= NAMED_RADIUS else None
 
 
@@ -144,24 +151,44 @@ def draw_sample(rng: random.Random, split: str) -> Sample:
     return Sample(obj, colour, rgb, count, background, said.text, said.colour, said.background, buf.getvalue())
 
 
-def generate(n: int, split: str, seed: int) -> list[Sample]:
+def nothing_sample(rng: random.Random) -> Sample:
+    """A picture of none of the classes (moderator.pictograms.nothing): ``obj`` NOTHING, count 0,
+    ``background`` its family."""
+    family, jpeg, text = draw_nothing(rng)
+    return Sample(NOTHING, "", (0, 0, 0), 0, family, text, None, None, jpeg)
+
+
+def generate(n: int, split: str, seed: int, nothing_share: float = 0.0) -> list[Sample]:
+    """``n`` samples of ``split``; with ``nothing_share`` > 0 that share of them (on average) are
+    pictures of nothing. With 0 the pictograms are the same as they always were for a seed."""
     rng = random.Random(f"{split}-{seed}")
-    return [draw_sample(rng, split) for _ in range(n)]
+    return [nothing_sample(rng) if nothing_share and rng.random() < nothing_share else draw_sample(rng, split) for _ in range(n)]
 
 
 def caption_facts(samples: list[Sample]) -> np.ndarray:
     """What each picture is and what its caption states, as codes for :func:`captions_fit`: ``int16
     [N, 6]``: object, count, named colour, background; caption's colour, caption's background
-    (indexes into OBJECTS, COLOURS, BACKGROUNDS; -1 for none)."""
-    objects, colours, backgrounds = list(OBJECTS), list(COLOURS), list(BACKGROUNDS)
+    (indexes into OBJECTS, COLOURS, BACKGROUNDS; -1 for none). A picture of nothing is object
+    ``len(OBJECTS)``, count 0, and states nothing else: every caption of nothing fits every such picture."""
+    objects, colours, backgrounds = [*OBJECTS, NOTHING], list(COLOURS), list(BACKGROUNDS)
 
     def index(names: list[str], name: str | None) -> int:
         return -1 if name is None else names.index(name)
 
-    return np.array([
-        (objects.index(s.obj), s.count, index(colours, s.named_colour), backgrounds.index(s.background),
-         index(colours, s.caption_colour), index(backgrounds, s.caption_background)) for s in samples
-    ], dtype=np.int16).reshape(-1, 6)
+    return np.array(
+        [
+            (
+                objects.index(s.obj),
+                s.count,
+                index(colours, s.named_colour),
+                -1 if s.obj == NOTHING else backgrounds.index(s.background),
+                index(colours, s.caption_colour),
+                index(backgrounds, s.caption_background),
+            )
+            for s in samples
+        ],
+        dtype=np.int16,
+    ).reshape(-1, 6)
 
 
 def captions_fit(images: np.ndarray, captions: np.ndarray) -> np.ndarray:

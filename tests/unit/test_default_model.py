@@ -3,10 +3,11 @@ never saw. Figures are printed (pytest -s, or in the failure message).
 
 Zero-shot classification scores each class by its prompt ensemble over counts (class_prompts) and
 prints the single prompt's figure beside it. The floors guard the figures this model reached
-(models/default/README.md: 1.000 seen, 0.951 unseen, scan precision 0.988-1.000 and recall
-0.974-1.000), a little under them where the default-model issue's targets are lower, and at the
-targets otherwise: zero-shot 0.95 on seen and 0.90 on unseen colour x object combinations,
-precision and recall 0.95 per category."""
+(models/default/README.md: 0.995 seen, 0.908 unseen, scan precision 1.000 and recall
+0.989-1.000, 0.07 % of pictures of none of the classes flagged), a little under them where the
+default-model issue's targets are lower, and at the targets otherwise: zero-shot 0.95 on seen and
+0.90 on unseen colour x object combinations, precision and recall 0.95 per category, at most 1 %
+of the open set flagged."""
 
 from __future__ import annotations
 
@@ -66,16 +67,14 @@ def test_class_prompts_cover_one_two_and_three_objects():
 
 def test_zero_shot_classification_on_held_out_pictograms(encoder, capsys):
     acc, single = zero_shot_accuracy(encoder, "test", 750, seed=7)
-    report(capsys, f"zero-shot top-1, held-out pictograms (seen colour x object): {acc:.3f} (issue target 0.95; "
-                   f"single prompt {single:.3f})")
-    assert acc >= 0.98  # 1.000 measured; the issue's target is 0.95
+    report(capsys, f"zero-shot top-1, held-out pictograms (seen colour x object): {acc:.3f} (issue target 0.95; single prompt {single:.3f})")
+    assert acc >= 0.98  # 0.995 measured (1.000 before the open-set retraining); the issue's target is 0.95
 
 
 def test_zero_shot_classification_on_unseen_colour_object_combinations(encoder, capsys):
     acc, single = zero_shot_accuracy(encoder, "unseen", 750, seed=7)
-    report(capsys, f"zero-shot top-1, unseen colour x object combinations: {acc:.3f} (issue target 0.90; "
-                   f"single prompt {single:.3f})")
-    assert acc >= 0.90  # 0.951 measured; the issue's target
+    report(capsys, f"zero-shot top-1, unseen colour x object combinations: {acc:.3f} (issue target 0.90; single prompt {single:.3f})")
+    assert acc >= 0.90  # 0.908 measured (0.951 before the open-set retraining); the issue's target
 
 
 def test_text_to_image_retrieval(encoder, capsys):
@@ -97,7 +96,7 @@ def test_int8_variant_agrees_with_fp32(encoder, capsys):
     pixels = to_pixels(samples, Preprocessor(encoder.info().preprocess))
     cos = np.sum(encoder.encode_images(pixels) * int8.encode_images(pixels), axis=1)
     report(capsys, f"int8 vs fp32 image embeddings: mean cosine {cos.mean():.4f}, min {cos.min():.4f}")
-    assert cos.min() >= 0.99  # 0.9992 measured
+    assert cos.min() >= 0.99  # 0.9989 measured
 
 
 def test_scan_with_the_default_policy_catches_every_category(tmp_path, capsys):
@@ -132,7 +131,7 @@ def test_policy_eval_on_the_labelled_examples(tmp_path, capsys):
         fires = cat["fires"]
         assert fires["tp"] + fires["fn"] == cat["positives"] > 0
         lines.append(f"{name}: precision {fires['precision']:.3f} recall {fires['recall']:.3f} f1 {fires['f1']:.3f}")
-        assert fires["precision"] >= 0.9 and fires["recall"] >= 0.9, lines[-1]  # 1.00 / 1.00 measured
+        assert fires["precision"] >= 0.9 and fires["recall"] >= 0.9, lines[-1]  # 0.93-1.00 / 0.91-1.00 measured
     report(capsys, "policy eval on examples/labels.csv (120 images, 30 of unseen colour x object):\n  " + "\n  ".join(lines))
     from PIL import Image
 
@@ -168,6 +167,55 @@ def test_default_policy_inline_tests_run(capsys):
     code = main(["policy", "test", str(POLICY), "--model", str(MODEL)])
     out = capsys.readouterr().out
     passed, failed = (int(x) for x in re.search(r"(\d+) passed, (\d+) failed", out).groups())
-    report(capsys, f"inline tests of policies/default.yaml: {passed} passed, {failed} failed\n  " + "\n  ".join(
-        line for line in out.splitlines() if line.startswith("FAIL")))
+    report(
+        capsys,
+        f"inline tests of policies/default.yaml: {passed} passed, {failed} failed\n  "
+        + "\n  ".join(line for line in out.splitlines() if line.startswith("FAIL")),
+    )
     assert passed + failed == 7 and passed >= 6 and code == (1 if failed else 0)  # 7 of 7 measured
+
+
+OOD_PICTURES = 1400  # 200 of each of tests/ood.py's seven families
+
+
+def open_set_figures(model_dir, policy_path, n: int = OOD_PICTURES, seed: int = 2026) -> tuple[int, dict, list]:
+    """(pictures, {family: (flagged, total)}, the flagged ones as (family, decision, reasons)) for
+    pictures of none of the classes (tests/ood.py) through the service's path: decode, preprocess,
+    encode, the policy's scoring and thresholds."""
+    from moderator.media.decode import DecodeLimits
+    from moderator.policy import compile_policy, load_policy
+    from moderator.processing import Processor
+    from tests.ood import ood_images
+
+    enc = OnnxEncoder(model_dir)
+    processor = Processor(enc, compile_policy(load_policy(policy_path), enc), DecodeLimits())
+    images = ood_images(n, seed)
+    prepared = [processor.prepare(data) for _, data in images]
+    assert not [p.error for p in prepared if p.error is not None]
+    decisions = []
+    for i in range(0, len(prepared), 64):
+        decisions += processor.score_batch([p.pixels for p in prepared[i : i + 64]]).decisions
+    families: dict[str, list[int]] = {}
+    flagged = []
+    for (family, _), d in zip(images, decisions):
+        counts = families.setdefault(family, [0, 0])
+        counts[1] += 1
+        if d.decision != "allow":
+            counts[0] += 1
+            flagged.append((family, d.decision, d.reasons))
+    return len(images), {f: tuple(c) for f, c in families.items()}, flagged
+
+
+def test_pictures_of_none_of_the_classes_are_allowed(capsys):
+    """The open set: solid colours, gradients, noise, shapes, textures, landscapes and photo-like
+    scenes, none of which show a pictogram class, are allowed by the default policy (issue bar: at
+    most 1 % review or block). The pictures come from a generator the model was not trained on."""
+    n, families, flagged = open_set_figures(MODEL, POLICY)
+    lines = [f"{family}: {k} of {total} flagged" for family, (k, total) in families.items()]
+    report(
+        capsys,
+        f"open set, {n} pictures of none of the classes: {len(flagged)} flagged ({len(flagged) / n:.2%}; bar 1 %)\n  "
+        + "\n  ".join(lines)
+        + "".join(f"\n  flagged: {f} {a} {r}" for f, a, r in flagged[:10]),
+    )
+    assert len(flagged) / n <= 0.01, (families, flagged[:20])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from moderator.pictograms import BACKGROUNDS, COLOURS, HELD_OUT_COMBOS, OBJECTS, caption, class_prompt, generate
@@ -44,7 +45,7 @@ def test_training_draws_free_colours_that_keep_away_from_held_out_combinations()
     assert len({s.rgb for s in free}) > 0.9 * len(free)  # continuous, not a bigger palette
     for s in free:
         assert s.colour == nearest_colour(s.rgb)
-        for (obj, held) in HELD_OUT_COMBOS:
+        for obj, held in HELD_OUT_COMBOS:
             if obj == s.obj:
                 assert distance(s.rgb, COLOURS[held]) >= HELD_OUT_RGB_MARGIN, (s.obj, s.rgb, held)
     # Far from every palette colour, a colour is not named: the caption leaves it out.
@@ -122,12 +123,19 @@ def test_captions_fit_the_pictures_they_truly_describe():
     red, green = COLOURS["red"], COLOURS["green"]
     teal = (20, 200, 200)  # a free colour no palette name reaches
     assert distance(teal, COLOURS[nearest_colour(teal)]) > NAMED_RADIUS
-    pictures = [_sample("flame", red, 1, "white"), _sample("flame", green, 1, "dark"), _sample("flame", teal, 1, "white"),
-                _sample("flame", red, 2, "white"), _sample("knife", red, 1, "white")]
-    captions = [_sample("flame", red, 1, "beige"),  # "a blaze": any single flame
-                _sample("flame", red, 1, "beige", caption_colour="red"),  # "a red flame"
-                _sample("flame", red, 1, "beige", caption_background="white"),  # "a flame on a white background"
-                _sample("flame", red, 2, "beige")]  # "two flames"
+    pictures = [
+        _sample("flame", red, 1, "white"),
+        _sample("flame", green, 1, "dark"),
+        _sample("flame", teal, 1, "white"),
+        _sample("flame", red, 2, "white"),
+        _sample("knife", red, 1, "white"),
+    ]
+    captions = [
+        _sample("flame", red, 1, "beige"),  # "a blaze": any single flame
+        _sample("flame", red, 1, "beige", caption_colour="red"),  # "a red flame"
+        _sample("flame", red, 1, "beige", caption_background="white"),  # "a flame on a white background"
+        _sample("flame", red, 2, "beige"),
+    ]  # "two flames"
     fit = captions_fit(caption_facts(pictures), caption_facts(captions)).tolist()
     assert fit == [
         [True, True, True, False],  # red flame on white
@@ -136,7 +144,6 @@ def test_captions_fit_the_pictures_they_truly_describe():
         [False, False, False, True],  # two red flames
         [False, False, False, False],  # a knife
     ]
-
 
 
 @pytest.mark.parametrize("obj", list(OBJECTS))
@@ -164,3 +171,29 @@ def test_random_parts_are_one_colour_per_usual_colour_and_only_in_training(monke
     assert jpegs(0.0, "train") != jpegs(1.0, "train")
     for split in ("test", "unseen", "calibration"):
         assert jpegs(0.0, split) == jpegs(1.0, split), split
+
+
+def test_pictures_of_nothing_are_one_class_apart_from_every_object():
+    """Training's open-set pictures (moderator.pictograms.nothing): every caption of nothing fits
+    every picture of nothing and no pictogram, and no pictogram caption fits them."""
+    from moderator.pictograms.nothing import CAPTIONS, FAMILIES, GENERIC, NOTHING
+
+    samples = generate(600, "train", 9, nothing_share=0.3)
+    nothing = [i for i, s in enumerate(samples) if s.obj == NOTHING]
+    objects = [i for i, s in enumerate(samples) if s.obj != NOTHING]
+    assert 120 < len(nothing) < 240 and {samples[i].background for i in nothing} == set(FAMILIES)
+    assert all(samples[i].caption in CAPTIONS[samples[i].background] + GENERIC for i in nothing)
+    assert all(samples[i].named_colour is None and samples[i].count == 0 for i in nothing)
+    fit = captions_fit(caption_facts(samples), caption_facts(samples))
+    assert fit[np.ix_(nothing, nothing)].all()
+    assert not fit[np.ix_(nothing, objects)].any() and not fit[np.ix_(objects, nothing)].any()
+
+
+def test_without_pictures_of_nothing_the_pictograms_of_a_seed_are_unchanged():
+    """nothing_share=0 draws byte for byte what examples/generate.py checked in before pictures of
+    nothing existed: examples/ and every test split stay put."""
+    from tests.conftest import REPO
+
+    for i, s in enumerate(generate(12, "test", seed=2026, nothing_share=0.0)):
+        assert (REPO / "examples" / "images" / f"test-{i:03d}-{s.colour}-{s.obj}.jpg").read_bytes() == s.jpeg
+    assert all(s.obj != "nothing" for s in generate(200, "train", 4))

@@ -3,15 +3,18 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# dev: test tools, Ray, the Triton client, video; export: torch, open_clip, transformers (~6 GB),
+# for the export parity tests only. `make test EXTRAS=dev` skips those and their 6 GB.
+EXTRAS ?= dev,export
 
-.PHONY: demo test test-unit test-integration bench install system-deps broker-jars schemas clean
+.PHONY: demo test test-unit test-integration bench install system-deps broker-jars schemas lint clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
 	touch $@
 
 system-deps:
@@ -34,6 +37,12 @@ test-integration: install broker-jars
 
 bench: install
 	$(BIN)/moderator bench
+
+# ruff (lint and format) and mypy, as .ci/run runs them.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 schemas: install
 	$(BIN)/moderator schemas --out docs

@@ -88,9 +88,17 @@ def main(model_dir: str) -> None:
     for name, row in results.items():
         print(f"{name:>14} " + " ".join(f"{row[b]:>11.1f}" for b in BATCHES))
     print("min cosine vs cuda-fp32:", agreement)
-    print(json.dumps({"gpu": torch.cuda.get_device_name(0), "model": m.architecture, "images_per_s": results,
-                      "ratio_tensorrt_vs_cuda_fp32": {b: round(results["tensorrt-fp16"][b] / results["cuda-fp32"][b], 2) for b in BATCHES},
-                      "min_cosine_vs_fp32": agreement}))
+    print(
+        json.dumps(
+            {
+                "gpu": torch.cuda.get_device_name(0),
+                "model": m.architecture,
+                "images_per_s": results,
+                "ratio_tensorrt_vs_cuda_fp32": {b: round(results["tensorrt-fp16"][b] / results["cuda-fp32"][b], 2) for b in BATCHES},
+                "min_cosine_vs_fp32": agreement,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -73,16 +73,15 @@ def lookups(rng) -> dict:
         t = time.perf_counter()
         index = PdqIndex(hashes)
         build = time.perf_counter() - t
-        p50, p99, found = timed(lambda q: len(index.search(q, 31)[0]) > 0, qs)
-        row = {"index_p50_ms": p50, "index_p99_ms": p99, "index_build_s": round(build, 2),
-               "index_bytes_per_hash": round(index.nbytes / n, 1), "matches": found}
+        p50, p99, found = timed(lambda q, index=index: len(index.search(q, 31)[0]) > 0, qs)
+        row = {"index_p50_ms": p50, "index_p99_ms": p99, "index_build_s": round(build, 2), "index_bytes_per_hash": round(index.nbytes / n, 1), "matches": found}
         if faiss is not None:
             fx = faiss.IndexBinaryMultiHash(256, 16, 16)
             t = time.perf_counter()
             fx.add(hashes)
             row["faiss_build_s"] = round(time.perf_counter() - t, 2)
             fx.nflip = 1
-            fp50, fp99, ffound = timed(lambda q: len(fx.range_search(np.frombuffer(q, np.uint8)[None], 32)[1]) > 0, qs)
+            fp50, fp99, ffound = timed(lambda q, fx=fx: len(fx.range_search(np.frombuffer(q, np.uint8)[None], 32)[1]) > 0, qs)
             row.update(faiss_p50_ms=fp50, faiss_p99_ms=fp99, faiss_matches=ffound, p99_ratio_faiss_over_index=round(fp99 / p99, 2))
         out[str(n)] = row
     return out
@@ -101,8 +100,13 @@ def bank_load(rng) -> dict:
         import resource
 
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return {"rows": n, "file_mb": round(size / 2**20, 1), "load_s": round(load, 2),
-                "served_bytes_per_hash": round(banks.index_bytes() / n, 1), "process_peak_rss_mb": round(rss_mb)}
+        return {
+            "rows": n,
+            "file_mb": round(size / 2**20, 1),
+            "load_s": round(load, 2),
+            "served_bytes_per_hash": round(banks.index_bytes() / n, 1),
+            "process_peak_rss_mb": round(rss_mb),
+        }
 
 
 def hashing_cost() -> dict:
@@ -123,8 +127,13 @@ def hashing_cost() -> dict:
         for _ in range(reps):
             pdq_of(decoded)
         pdq = (time.perf_counter() - t) / reps * 1e3
-        out[f"{w}x{h}"] = {"jpeg_kb": len(data) // 1024, "sha256_ms": round(sha, 3), "pdq_ms": round(pdq, 2),
-                           "decode_ms": round(decode, 2), "pdq_over_decode": round(pdq / decode, 2)}
+        out[f"{w}x{h}"] = {
+            "jpeg_kb": len(data) // 1024,
+            "sha256_ms": round(sha, 3),
+            "pdq_ms": round(pdq, 2),
+            "decode_ms": round(decode, 2),
+            "pdq_over_decode": round(pdq / decode, 2),
+        }
     return out
 
 

@@ -28,19 +28,38 @@ CODECS = {
 
 
 def verdict(i: int) -> bytes:
-    categories = [{"name": n, "score": round(0.1 + (i * 7 % 13) / 50, 6), "review_threshold": 0.47, "block_threshold": 0.76,
-                   "action": "allow", "fired": False, "frame": None, "frame_timestamp_ms": None}
-                  for n in ("weapons", "drugs", "alcohol", "smoking", "fire")]
-    return json.dumps({
-        "schema_version": 2, "id": f"upload-{i:08d}", "source": {"topic": "images", "partition": i % 12, "offset": 10_000 + i,
-                                                                 "timestamp": 1764331200000 + i},
-        "model": {"name": "pictoclip-default", "checksum": "9a3c385ddd241e5e", "precision": "fp32", "backend": "onnx"},
-        "policy": {"name": "default", "version": "65b23d481bc68137", "label": ""}, "decision": "allow", "reasons": [],
-        "categories": categories, "metadata": {"user": f"u-{i % 997}"},
-        "timings": {"decode_ms": 3.8, "queue_ms": 20.3, "encode_ms": 41.0, "score_ms": 0.1, "batch_size": 16}, "shadow": None,
-        "hashes": {"sha256": f"{i:064x}", "pdq": [{"hash": f"{i * 7919:064x}", "quality": 94, "frame": None}]},
-        "known": None, "cached": False, "processed_at": "2026-12-02T04:00:00.000Z",
-    }).encode()
+    categories = [
+        {
+            "name": n,
+            "score": round(0.1 + (i * 7 % 13) / 50, 6),
+            "review_threshold": 0.47,
+            "block_threshold": 0.76,
+            "action": "allow",
+            "fired": False,
+            "frame": None,
+            "frame_timestamp_ms": None,
+        }
+        for n in ("weapons", "drugs", "alcohol", "smoking", "fire")
+    ]
+    return json.dumps(
+        {
+            "schema_version": 2,
+            "id": f"upload-{i:08d}",
+            "source": {"topic": "images", "partition": i % 12, "offset": 10_000 + i, "timestamp": 1764331200000 + i},
+            "model": {"name": "pictoclip-default", "checksum": "9a3c385ddd241e5e", "precision": "fp32", "backend": "onnx"},
+            "policy": {"name": "default", "version": "65b23d481bc68137", "label": ""},
+            "decision": "allow",
+            "reasons": [],
+            "categories": categories,
+            "metadata": {"user": f"u-{i % 997}"},
+            "timings": {"decode_ms": 3.8, "queue_ms": 20.3, "encode_ms": 41.0, "score_ms": 0.1, "batch_size": 16},
+            "shadow": None,
+            "hashes": {"sha256": f"{i:064x}", "pdq": [{"hash": f"{i * 7919:064x}", "quality": 94, "frame": None}]},
+            "known": None,
+            "cached": False,
+            "processed_at": "2026-12-02T04:00:00.000Z",
+        }
+    ).encode()
 
 
 def measure(payload: bytes, encode, reps: int) -> dict:

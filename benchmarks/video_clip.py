@@ -55,14 +55,22 @@ def main() -> None:
         runs.append((time.perf_counter() - start, prepared, result))
     wall, prepared, result = min(runs, key=lambda r: r[0])
     frames = prepared.frames
-    print(json.dumps({
-        "clip": "10 s, 640x480, 30 fps, H.264", "bytes": len(data),
-        "frames_decoded": frames.total, "frames_distinct": frames.distinct, "frames_scored": len(frames.indices),
-        "decode_ms_per_frame": round(prepared.decode_ms / frames.total, 2),
-        "encode_score_ms": round(result.encode_ms + result.score_ms, 1),
-        "wall_s_per_clip": round(wall, 3), "decision": result.decisions[0].decision,
-        "deciding_frame": frames.indices[next(c for c in result.decisions[0].categories if c.name == "weapons").frame],
-    }))
+    print(
+        json.dumps(
+            {
+                "clip": "10 s, 640x480, 30 fps, H.264",
+                "bytes": len(data),
+                "frames_decoded": frames.total,
+                "frames_distinct": frames.distinct,
+                "frames_scored": len(frames.indices),
+                "decode_ms_per_frame": round(prepared.decode_ms / frames.total, 2),
+                "encode_score_ms": round(result.encode_ms + result.score_ms, 1),
+                "wall_s_per_clip": round(wall, 3),
+                "decision": result.decisions[0].decision,
+                "deciding_frame": frames.indices[next(c for c in result.decisions[0].categories if c.name == "weapons").frame],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

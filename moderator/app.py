@@ -19,8 +19,8 @@ from moderator.hashing.cache import ResultCache
 from moderator.hashing.reload import BankReloader
 from moderator.media.decode import DecodeLimits
 from moderator.media.frames import FrameLimits
-from moderator.policy.compile import compile_policy
 from moderator.policy.cache import EmbeddingCache
+from moderator.policy.compile import compile_policy
 from moderator.policy.loader import load_policy
 from moderator.policy.reload import PolicyReloader
 from moderator.processing import KnownContentOptions, Processor
@@ -45,9 +45,14 @@ def decode_limits(settings: Settings) -> DecodeLimits:
 
 def frame_limits(settings: Settings) -> FrameLimits:
     m = settings.media
-    return FrameLimits(max_frames=m.max_frames, max_decoded_frames=m.max_decoded_frames, max_total_pixels=m.max_total_pixels,
-                       max_decode_seconds=m.max_decode_seconds, change_threshold=m.frame_change_threshold,
-                       max_video_seconds=m.max_video_seconds)
+    return FrameLimits(
+        max_frames=m.max_frames,
+        max_decoded_frames=m.max_decoded_frames,
+        max_total_pixels=m.max_total_pixels,
+        max_decode_seconds=m.max_decode_seconds,
+        change_threshold=m.frame_change_threshold,
+        max_video_seconds=m.max_video_seconds,
+    )
 
 
 def message_limits(settings: Settings) -> MessageLimits:
@@ -67,17 +72,19 @@ def wait_for_backend(settings: Settings, step: Callable[[], T], what: str, stop:
         log.warning("%s: %s; retrying in %.1fs", what, exc, delay)
 
     try:
-        return retry(step, on=BackendError, backoff=Backoff.from_ms(es.retry_initial_ms, es.retry_max_ms), stop=stop,
-                     timeout_s=es.startup_timeout_s, on_failure=failed)
+        return retry(
+            step, on=BackendError, backoff=Backoff.from_ms(es.retry_initial_ms, es.retry_max_ms), stop=stop, timeout_s=es.startup_timeout_s, on_failure=failed
+        )
     except RetryStopped as exc:
         raise BackendUnavailable(
-            f"{what}: the {es.backend} backend did not answer within {es.startup_timeout_s:.0f}s "
-            f"(MODERATOR_ENCODER__STARTUP_TIMEOUT_S): {exc.last}"
+            f"{what}: the {es.backend} backend did not answer within {es.startup_timeout_s:.0f}s (MODERATOR_ENCODER__STARTUP_TIMEOUT_S): {exc.last}"
         ) from exc.last
 
 
 def build_processor(
-    settings: Settings, make_encoder: Callable[[], Encoder] | None = None, stop: threading.Event | None = None,
+    settings: Settings,
+    make_encoder: Callable[[], Encoder] | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[Processor, EmbeddingCache]:
     """Build the encoder and connect it, then compile the policy and the shadow policy.
 
@@ -100,8 +107,16 @@ def build_processor(
     policy, shadow = wait_for_backend(settings, compile_all, "encoding the policy prompts", stop)
     hs = settings.hashing
     banks = load_banks(hs.banks_dir, hs.max_bank_entries) if hs.banks_dir is not None else None
-    processor = Processor(encoder, policy, decode_limits(settings), shadow, frame_limits(settings), banks,
-                          KnownContentOptions(hs.pdq, hs.pdq_quality_floor), ResultCache(hs.cache_size) if hs.cache_size else None)
+    processor = Processor(
+        encoder,
+        policy,
+        decode_limits(settings),
+        shadow,
+        frame_limits(settings),
+        banks,
+        KnownContentOptions(hs.pdq, hs.pdq_quality_floor),
+        ResultCache(hs.cache_size) if hs.cache_size else None,
+    )
     return processor, cache
 
 
@@ -112,6 +127,7 @@ def start_exit_deadline(seconds: float) -> threading.Thread:
     can still block; past the deadline the process exits with code 1. Nothing is lost: offsets are
     committed only for acknowledged outputs, so whatever was in flight is redelivered.
     """
+
     def expire() -> None:
         time.sleep(seconds)
         log.error("still running %.0fs after the stop signal; exiting now (in-flight messages will be redelivered)", seconds)
@@ -125,7 +141,10 @@ def start_exit_deadline(seconds: float) -> threading.Thread:
 
 class Application:
     def __init__(
-        self, settings: Settings, registry: CollectorRegistry | None = None, make_encoder: Callable[[], Encoder] | None = None,
+        self,
+        settings: Settings,
+        registry: CollectorRegistry | None = None,
+        make_encoder: Callable[[], Encoder] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = Metrics(registry)
@@ -150,10 +169,7 @@ class Application:
         try:
             telemetry = TelemetryServer(s.telemetry.host, s.telemetry.port, self.metrics.registry, self.health)
         except OSError as exc:
-            raise SettingsError(
-                f"cannot listen on {s.telemetry.host}:{s.telemetry.port} for /metrics ({exc.strerror}); "
-                "set MODERATOR_TELEMETRY__PORT"
-            ) from exc
+            raise SettingsError(f"cannot listen on {s.telemetry.host}:{s.telemetry.port} for /metrics ({exc.strerror}); set MODERATOR_TELEMETRY__PORT") from exc
         telemetry.start()
         try:
             processor, cache = build_processor(s, self._make_encoder, self._stopping)
@@ -162,26 +178,43 @@ class Application:
             self.health.set("policy", True)
             self.health.probe("backend", processor.encoder.ready)
             self.metrics.start(topics=s.kafka.input_topics, categories=processor.policy.categories, backend=info.backend)
-            self.metrics.model_info.info({
-                "name": info.model_name, "checksum": info.model_checksum, "precision": info.precision,
-                "backend": info.backend, "providers": ",".join(info.providers),
-            })
+            self.metrics.model_info.info(
+                {
+                    "name": info.model_name,
+                    "checksum": info.model_checksum,
+                    "precision": info.precision,
+                    "backend": info.backend,
+                    "providers": ",".join(info.providers),
+                }
+            )
             self.metrics.policy_info.info({"name": processor.policy.name, "version": processor.policy.version, "label": processor.policy.label})
             log.info(
-                "model %s (%s, %s on %s), policy %s@%s", info.model_name, info.model_checksum, info.precision,
-                ",".join(info.providers), processor.policy.name, processor.policy.version,
+                "model %s (%s, %s on %s), policy %s@%s",
+                info.model_name,
+                info.model_checksum,
+                info.precision,
+                ",".join(info.providers),
+                processor.policy.name,
+                processor.policy.version,
             )
-            reloaders = [PolicyReloader(s.policy.path, processor, self.metrics, s.policy.reload_interval_s, "primary", cache)]
+            reloaders: list[Reloader] = [PolicyReloader(s.policy.path, processor, self.metrics, s.policy.reload_interval_s, "primary", cache)]
             if s.policy.shadow_path:
                 reloaders.append(PolicyReloader(s.policy.shadow_path, processor, self.metrics, s.policy.reload_interval_s, "shadow", cache))
-                log.info("shadow policy %s@%s scored beside the acting one", processor.shadow.name, processor.shadow.version)
+                shadow = processor.shadow
+                assert shadow is not None  # build_processor compiled it from shadow_path
+                log.info("shadow policy %s@%s scored beside the acting one", shadow.name, shadow.version)
             if processor.banks is not None:
                 banks = processor.banks
                 self.metrics.banks_loaded(banks)
-                log.info("hash banks %s: %d banks, %d hashes (%s)", banks.version, len(banks.banks), banks.entries,
-                         ", ".join(f"{b.name}: {b.kind}" for b in banks.banks) or "none yet")
-                reloaders.append(BankReloader(s.hashing.banks_dir, processor, self.metrics, s.hashing.reload_interval_s,
-                                              s.hashing.max_bank_entries))
+                log.info(
+                    "hash banks %s: %d banks, %d hashes (%s)",
+                    banks.version,
+                    len(banks.banks),
+                    banks.entries,
+                    ", ".join(f"{b.name}: {b.kind}" for b in banks.banks) or "none yet",
+                )
+                assert s.hashing.banks_dir is not None  # banks are loaded only from a banks_dir
+                reloaders.append(BankReloader(s.hashing.banks_dir, processor, self.metrics, s.hashing.reload_interval_s, s.hashing.max_bank_entries))
             for r in reloaders:
                 r.start()
             worker = self._worker = Worker(s, processor, self.metrics, self.health, message_limits(s))
@@ -214,4 +247,9 @@ class Application:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGHUP, lambda _s, _f: [r.request() for r in reloaders])
+
+        def reload_now(_signum, _frame) -> None:
+            for r in reloaders:
+                r.request()
+
+        signal.signal(signal.SIGHUP, reload_now)

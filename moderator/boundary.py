@@ -43,8 +43,7 @@ def contain(what: str, step: Callable[[], T]) -> T | MessageError:
 
 def unexpected(what: str, exc: BaseException) -> ProcessingFailed:
     """The dead-letter error for an exception nobody planned for (logged with its traceback)."""
-    log.warning("%s failed unexpectedly (%s); the message goes to the dead-letter topic", what, type(exc).__name__,
-                exc_info=exc)
+    log.warning("%s failed unexpectedly (%s); the message goes to the dead-letter topic", what, type(exc).__name__, exc_info=exc)
     try:
         detail = str(exc)
     except Exception:  # an exception whose __str__ fails

@@ -131,9 +131,17 @@ class BatchResult:
 class Processor:
     """Holds the encoder and the compiled policy; stateless per call, safe across threads."""
 
-    def __init__(self, encoder: Encoder, policy: CompiledPolicy, limits: DecodeLimits, shadow: CompiledPolicy | None = None,
-                 frame_limits: FrameLimits | None = None, banks: Banks | None = None,
-                 known: KnownContentOptions | None = None, cache: ResultCache | None = None) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        policy: CompiledPolicy,
+        limits: DecodeLimits,
+        shadow: CompiledPolicy | None = None,
+        frame_limits: FrameLimits | None = None,
+        banks: Banks | None = None,
+        known: KnownContentOptions | None = None,
+        cache: ResultCache | None = None,
+    ) -> None:
         self.encoder = encoder
         self.policy = policy
         self.shadow = shadow
@@ -178,8 +186,7 @@ class Processor:
         exact = known_content.exact(banks, sha256)
         lookup_ms = (time.perf_counter() - lookup) * 1e3
         if exact is not None and exact.decides:  # known bad bytes: not even decoded
-            return Prepared(None, None, (time.perf_counter() - start) * 1e3, None, Hashes(sha256), exact,
-                            lookup_ms=lookup_ms, banks_version=version)
+            return Prepared(None, None, (time.perf_counter() - start) * 1e3, None, Hashes(sha256), exact, lookup_ms=lookup_ms, banks_version=version)
         try:
             frames = decode_any(data, self.limits, self.frame_limits, self.preprocessor, pdq_of if self.known_options.pdq else None)
         except MessageError as exc:
@@ -194,8 +201,7 @@ class Processor:
         known = known_content.combine(exact, near)
         lookup_ms += (time.perf_counter() - lookup) * 1e3
         pixels = None if known is not None and known.decides else frames.pixels
-        return Prepared(pixels, None, (time.perf_counter() - start) * 1e3, frames, hashes, known,
-                        lookup_ms=lookup_ms, banks_version=version)
+        return Prepared(pixels, None, (time.perf_counter() - start) * 1e3, frames, hashes, known, lookup_ms=lookup_ms, banks_version=version)
 
     def decided(self, prepared: Prepared) -> Outcome | None:
         """The outcome of a message that needs no encoding (a cache hit, or a deny match that
@@ -205,18 +211,16 @@ class Processor:
         if prepared.error is not None or prepared.needs_encoding:
             return None
         policy, shadow = self.policy, self.shadow
-        outcome = Outcome(policy, None, prepared.known, prepared.hashes, _without_pixels(prepared.frames), shadow,
-                          banks_version=prepared.banks_version)
+        outcome = Outcome(policy, None, prepared.known, prepared.hashes, _without_pixels(prepared.frames), shadow, banks_version=prepared.banks_version)
         self._remember(outcome)
         return outcome
 
     def outcomes(self, prepared: list[Prepared], result: BatchResult) -> list[Outcome]:
         """The outcomes of messages scored together in ``result`` (in order), cached."""
-        shadows = result.shadow_decisions or [None] * len(prepared)
+        shadows: list[Decision | None] = list(result.shadow_decisions) if result.shadow_decisions else [None for _ in prepared]
         out = []
         for p, decision, shadow in zip(prepared, result.decisions, shadows):
-            outcome = Outcome(result.policy, decision, p.known, p.hashes, _without_pixels(p.frames), result.shadow, shadow,
-                              p.banks_version)
+            outcome = Outcome(result.policy, decision, p.known, p.hashes, _without_pixels(p.frames), result.shadow, shadow, p.banks_version)
             self._remember(outcome)
             out.append(outcome)
         return out
@@ -237,7 +241,7 @@ class Processor:
         counts = [len(p) for p in stacks]
         frames = np.concatenate(stacks) if len(stacks) > 1 else stacks[0]
         start = time.perf_counter()
-        embeds = np.concatenate([self.encoder.encode_images(frames[i:i + ENCODE_CHUNK]) for i in range(0, len(frames), ENCODE_CHUNK)])
+        embeds = np.concatenate([self.encoder.encode_images(frames[i : i + ENCODE_CHUNK]) for i in range(0, len(frames), ENCODE_CHUNK)])
         mid = time.perf_counter()
         decisions = score_frames(embeds, policy, counts, overflow)
         shadow_decisions = score_frames(embeds, shadow, counts, overflow) if shadow is not None else None

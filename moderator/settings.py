@@ -17,12 +17,13 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    NoDecode,
     YamlConfigSettingsSource,
 )
 
+from moderator import bundled
 from moderator.errors import SettingsError
 
 ENV_PREFIX = "MODERATOR_"
@@ -43,12 +44,13 @@ def _renamed(section: str, names: dict[str, str]):
                 warnings.warn(
                     f"setting {section}.{old} (MODERATOR_{section.upper().replace('.', '__')}__{old.upper()}) is deprecated: "
                     f"use {section}.{new} (MODERATOR_{section.upper().replace('.', '__')}__{new.upper()}); the old name goes in the next release",
-                    FutureWarning, stacklevel=2,
+                    FutureWarning,
+                    stacklevel=2,
                 )
                 data.setdefault(new, value)
         return data
 
-    return model_validator(mode="before")(classmethod(rename))
+    return model_validator(mode="before")(classmethod(rename))  # type: ignore[arg-type]  # pydantic's stub wants the bare function
 
 
 def _split_list(value: Any) -> Any:
@@ -87,20 +89,26 @@ class KafkaSettings(_Section):
     revoke_timeout_ms: int = Field(20_000, ge=0, description="How long a rebalance waits for in-flight verdicts of revoked partitions.")
     commit_interval_ms: int = Field(1_000, ge=50, description="How often done offsets are committed.")
     lag_interval_ms: int = Field(10_000, ge=0, description="How often consumer lag is measured; 0 disables.")
-    retry_initial_ms: int = Field(500, ge=1, description="First backoff cap when reconnecting to the broker or re-sending an output; doubles per attempt, waits drawn with full jitter.")
+    retry_initial_ms: int = Field(
+        500, ge=1, description="First backoff cap when reconnecting to the broker or re-sending an output; doubles per attempt, waits drawn with full jitter."
+    )
     retry_max_ms: int = Field(10_000, ge=1, description="Largest backoff cap for broker reconnects and output re-sends.")
     # --- output, rebalancing, fetching ---
     compression_type: Literal["zstd", "lz4", "gzip", "snappy", "none"] = Field(
-        "zstd", description="Producer compression of verdicts and dead letters (docs/benchmarks.md#producer-compression).")
+        "zstd", description="Producer compression of verdicts and dead letters (docs/benchmarks.md#producer-compression)."
+    )
     partition_assignment: Literal["cooperative-sticky", "range", "roundrobin"] = Field(
-        "cooperative-sticky", description="cooperative-sticky: a rebalance moves only the partitions that change owner; the others keep flowing.")
+        "cooperative-sticky", description="cooperative-sticky: a rebalance moves only the partitions that change owner; the others keep flowing."
+    )
     group_instance_id: str | None = Field(
-        None, description="Static membership (e.g. the pod name): a worker restarted within session_timeout_ms gets its partitions back without a rebalance.")
+        None, description="Static membership (e.g. the pod name): a worker restarted within session_timeout_ms gets its partitions back without a rebalance."
+    )
     client_rack: str | None = Field(None, description="The worker's rack or zone: fetches from the nearest replica where the broker allows it.")
     fetch_min_bytes: int = Field(1, ge=1, description="Smallest fetch answer the broker waits for (up to fetch_max_wait_ms).")
     fetch_max_wait_ms: int = Field(500, ge=0, description="Longest the broker waits to fill fetch_min_bytes.")
     isolation_level: Literal["read_uncommitted", "read_committed"] = Field(
-        "read_uncommitted", description="read_committed when the upstream producer is transactional: aborted images are never read.")
+        "read_uncommitted", description="read_committed when the upstream producer is transactional: aborted images are never read."
+    )
 
     # --- security (docs/operations.md#production-checklist) ---
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -115,8 +123,12 @@ class KafkaSettings(_Section):
     sasl_plain_username: str | None = Field(None, description="SASL PLAIN and SCRAM user name.")
     sasl_plain_password: SecretStr | None = Field(None, description="SASL PLAIN and SCRAM password.")
     sasl_plain_password_file: Path | None = Field(None, description="File holding sasl_plain_password (e.g. a mounted Kubernetes secret).")
-    sasl_oauth_token_file: Path | None = Field(None, description="OAUTHBEARER: a file holding the token, read again at every (re)authentication (a sidecar keeps it fresh).")
-    sasl_oauth_token_command: str | None = Field(None, description="OAUTHBEARER: a command printing the token, run at every (re)authentication (shell-free: split like a shell would).")
+    sasl_oauth_token_file: Path | None = Field(
+        None, description="OAUTHBEARER: a file holding the token, read again at every (re)authentication (a sidecar keeps it fresh)."
+    )
+    sasl_oauth_token_command: str | None = Field(
+        None, description="OAUTHBEARER: a command printing the token, run at every (re)authentication (shell-free: split like a shell would)."
+    )
 
     _split_topics = field_validator("input_topics", mode="before")(_split_list)
 
@@ -174,7 +186,12 @@ class BatchSettings(_Section):
 
     _renamed = _renamed("batch", {"max_size": "micro_batch_size"})
 
-    micro_batch_size: int = Field(32, ge=1, le=4096, description="Images per encoder call: the micro-batch the consumer forms (and the most records one poll returns). Was batch.max_size.")
+    micro_batch_size: int = Field(
+        32,
+        ge=1,
+        le=4096,
+        description="Images per encoder call: the micro-batch the consumer forms (and the most records one poll returns). Was batch.max_size.",
+    )
     max_wait_ms: int = Field(50, ge=0, description="Longest a partial batch waits for more messages.")
     max_in_flight: int = Field(256, ge=1, description="Messages polled but not yet acknowledged; above it partitions pause.")
     resume_at: float = Field(0.5, gt=0, lt=1, description="Resume paused partitions when in-flight falls below this fraction.")
@@ -186,12 +203,22 @@ class MediaSettings(_Section):
     max_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest encoded image accepted.")
     max_pixels: int = Field(50_000_000, ge=1, description="Largest width x height decoded.")
     max_side: int = Field(20_000, ge=1, description="Largest width or height decoded.")
-    max_frames: int = Field(32, ge=1, le=1024, description="Most frames of one message scored; more distinct frames than this is an overflow (the policy's frames.on_overflow decides).")
+    max_frames: int = Field(
+        32,
+        ge=1,
+        le=1024,
+        description="Most frames of one message scored; more distinct frames than this is an overflow (the policy's frames.on_overflow decides).",
+    )
     max_decoded_frames: int = Field(2_000, ge=1, description="Most frames of one message decoded; more is an image_too_large dead letter.")
     max_total_pixels: int = Field(400_000_000, ge=1, description="Most pixels decoded over all frames of one message.")
     max_decode_seconds: float = Field(30.0, gt=0, description="Longest one message's frames may take to decode.")
     max_video_seconds: float = Field(600.0, gt=0, description="Longest video accepted (declared duration, and the last frame's time).")
-    frame_change_threshold: float = Field(0.02, ge=0, le=1, description="A frame is scored unless its 16x16 thumbnail differs from every scored frame's by less than this (mean absolute difference, 0..1).")
+    frame_change_threshold: float = Field(
+        0.02,
+        ge=0,
+        le=1,
+        description="A frame is scored unless its 16x16 thumbnail differs from every scored frame's by less than this (mean absolute difference, 0..1).",
+    )
     decode_workers: int = Field(2, ge=1, le=64)
     background: Annotated[tuple[int, int, int], NoDecode] = Field((255, 255, 255), description="Colour transparent pixels are composited over.")
 
@@ -208,10 +235,16 @@ class MediaSettings(_Section):
 class MessageSettings(_Section):
     """Bounds on what one input message may make the parser build (docs/wire-format.md#limits)."""
 
-    max_json_depth: int = Field(16, ge=3, le=512, description="Deepest nesting of a JSON envelope; checked before parsing, so the parser's recursion is bounded.")
-    max_id_chars: int = Field(256, ge=1, le=65_536, description="Longest message id (header or envelope); a longer one is refused, not truncated (truncation can merge ids).")
+    max_json_depth: int = Field(
+        16, ge=3, le=512, description="Deepest nesting of a JSON envelope; checked before parsing, so the parser's recursion is bounded."
+    )
+    max_id_chars: int = Field(
+        256, ge=1, le=65_536, description="Longest message id (header or envelope); a longer one is refused, not truncated (truncation can merge ids)."
+    )
     max_number_chars: int = Field(40, ge=20, le=4_096, description="Longest number literal in an envelope; refused before int()/float() converts it.")
-    max_metadata_chars: int = Field(64 * 1024, ge=256, description="Largest metadata (envelope metadata plus passed-through headers) echoed into a verdict, in characters.")
+    max_metadata_chars: int = Field(
+        64 * 1024, ge=256, description="Largest metadata (envelope metadata plus passed-through headers) echoed into a verdict, in characters."
+    )
     max_metadata_entries: int = Field(1024, ge=1, description="Most keys and list items in metadata, counted at every level.")
     max_metadata_depth: int = Field(8, ge=1, le=64, description="Deepest nesting of metadata objects and lists.")
     max_headers: int = Field(64, ge=1, description="Most Kafka headers on one input record.")
@@ -225,12 +258,20 @@ class RaySettings(_Section):
     address: str | None = Field(None, description="Ray cluster to join (`auto`, `ray://host:10001`, `host:6379`); empty starts a local Ray in this process.")
     app_name: str = Field("moderator-encoder", description="Serve application holding the encoder deployment.")
     deployment: str = Field("Encoder", description="Name of the encoder deployment inside the application.")
-    deploy: bool = Field(True, description="Deploy the encoder application from these settings when it is not running; false = only connect (RayService, `serve deploy`).")
+    deploy: bool = Field(
+        True, description="Deploy the encoder application from these settings when it is not running; false = only connect (RayService, `serve deploy`)."
+    )
     num_replicas: int = Field(1, ge=1, description="Encoder replicas (the minimum when autoscaling).")
     max_replicas: int | None = Field(None, ge=1, description="Set above num_replicas to autoscale between the two.")
     target_ongoing_requests: float = Field(4.0, gt=0, description="Autoscaling target: in-flight batches per replica.")
-    max_ongoing_requests: int = Field(64, ge=1, description="Batches a replica accepts at once; must exceed the consumers' concurrency or @serve.batch cannot form batches.")
-    replica_batch_size: int = Field(64, ge=1, description="Images per encoder call inside a replica (@serve.batch merges consumer batches up to this; larger client batches are split). Was encoder.ray.max_batch_size.")
+    max_ongoing_requests: int = Field(
+        64, ge=1, description="Batches a replica accepts at once; must exceed the consumers' concurrency or @serve.batch cannot form batches."
+    )
+    replica_batch_size: int = Field(
+        64,
+        ge=1,
+        description="Images per encoder call inside a replica (@serve.batch merges consumer batches up to this; larger client batches are split). Was encoder.ray.max_batch_size.",
+    )
     batch_wait_timeout_s: float = Field(0.005, ge=0, description="How long a replica waits to fill a batch.")
     num_cpus: float = Field(1.0, ge=0, description="CPUs reserved per encoder replica.")
     num_gpus: float = Field(0.0, ge=0, description="GPUs per encoder replica (fractions share a GPU).")
@@ -255,15 +296,23 @@ class TritonSettings(_Section):
     model_version: str = Field("", description="Model version to call; empty = Triton's latest.")
     timeout_s: float = Field(10.0, gt=0, description="Per-request timeout.")
     retries: int = Field(2, ge=0, description="Immediate retries of a failed request before the worker's backoff takes over.")
-    request_batch_size: int = Field(64, ge=1, description="Images in the largest request sent; larger batches are split (the smaller of this and the model's max_batch_size is used). Was encoder.triton.max_batch_size.")
+    request_batch_size: int = Field(
+        64,
+        ge=1,
+        description="Images in the largest request sent; larger batches are split (the smaller of this and the model's max_batch_size is used). Was encoder.triton.max_batch_size.",
+    )
     ssl: bool = False
 
 
 class EncoderSettings(_Section):
     """Which backend serves the model, and how."""
 
-    backend: Literal["onnx", "ray", "triton"] = Field("onnx", description="onnx = in-process onnxruntime; ray = a Ray Serve deployment; triton = a Triton server.")
-    model_dir: Path = Path("models/default")
+    backend: Literal["onnx", "ray", "triton"] = Field(
+        "onnx", description="onnx = in-process onnxruntime; ray = a Ray Serve deployment; triton = a Triton server."
+    )
+    model_dir: Path = Field(
+        default_factory=bundled.model_dir, description="Model directory; default: the bundled pictogram model (package data, moderator/bundled.py)."
+    )
     precision: str = Field("fp32", description="Model variant named in the manifest (fp16 needs a GPU provider; on CPU fp32 is served).")
     providers: Annotated[tuple[str, ...] | None, NoDecode] = Field(None, description="onnxruntime execution providers, in order; default: best available.")
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime's default (one per core).")
@@ -278,10 +327,13 @@ class EncoderSettings(_Section):
 
 
 class PolicySettings(_Section):
-    path: Path = Path("policies/default.yaml")
+    path: Path = Field(default_factory=bundled.policy_path, description="Policy file; default: the bundled policy for the bundled model.")
     reload_interval_s: float = Field(2.0, ge=0, description="How often the policy file is checked for changes; 0 = only on SIGHUP.")
     shadow_path: Path | None = Field(None, description="A candidate policy scored on the same embeddings, reported in verdicts, never acted on.")
-    cache_dir: Path | None = Field(Path(".cache/moderator/embeddings"), description="Text-embedding cache; empty = no cache on disk.")
+    cache_dir: Path | None = Field(
+        default_factory=lambda: bundled.work_dir() / "embeddings",
+        description="Text-embedding cache; empty = no cache on disk. Default: .cache/embeddings in a checkout, ~/.cache/moderator/embeddings for an installed package; the image sets /var/cache/moderator/embeddings.",
+    )
 
     @field_validator("shadow_path", "cache_dir", mode="before")
     @classmethod
@@ -308,7 +360,9 @@ class TelemetrySettings(_Section):
     port: int = Field(9400, ge=0, le=65535, description="HTTP port for /metrics, /healthz, /readyz; 0 picks a free one.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
-    liveness_timeout_s: float = Field(120.0, ge=0, description="/healthz fails when the poll loop or the encode thread has made no progress for this long while it has work; 0 = never.")
+    liveness_timeout_s: float = Field(
+        120.0, ge=0, description="/healthz fails when the poll loop or the encode thread has made no progress for this long while it has work; 0 = never."
+    )
 
 
 class Settings(BaseSettings):
@@ -331,7 +385,11 @@ class Settings(BaseSettings):
     hashing: HashingSettings = HashingSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
     shutdown_timeout_s: float = Field(60.0, gt=0, description="Longest SIGTERM waits for in-flight work.")
-    shutdown_grace_s: float = Field(15.0, gt=0, description="After SIGTERM, the process exits (code 1) if still running shutdown_timeout_s + this; nothing uncommitted is lost, it is redelivered.")
+    shutdown_grace_s: float = Field(
+        15.0,
+        gt=0,
+        description="After SIGTERM, the process exits (code 1) if still running shutdown_timeout_s + this; nothing uncommitted is lost, it is redelivered.",
+    )
 
     @classmethod
     def settings_customise_sources(

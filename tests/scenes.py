@@ -27,8 +27,7 @@ def scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
         if rng.random() < 0.5:
             draw.ellipse([x0 - r, y0 - r, x0 + r, y0 + int(r * rng.uniform(0.3, 1.5))], fill=colour)
         else:
-            draw.polygon([(x0 + int(rng.integers(-r, r)), y0 + int(rng.integers(-r, r))) for _ in range(int(rng.integers(3, 7)))],
-                         fill=colour)
+            draw.polygon([(x0 + int(rng.integers(-r, r)), y0 + int(rng.integers(-r, r))) for _ in range(int(rng.integers(3, 7)))], fill=colour)
     img = img.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.2))))
     noise = rng.normal(0, rng.uniform(2, 12), (h, w, 3))
     return Image.fromarray((np.asarray(img, np.float32) + noise).clip(0, 255).astype(np.uint8))

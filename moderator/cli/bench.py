@@ -29,26 +29,31 @@ from pathlib import Path
 
 import numpy as np
 
-from moderator.local.broker import REPO_ROOT, LocalKafka, create_topics
+from moderator import bundled
+from moderator.local.broker import LocalKafka, create_topics
 from moderator.local.collect import OutputCollector
 from moderator.local.samples import jpeg_stream
 from moderator.local.service import ServiceProcess, free_port
 
 
-
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="bare encoder vs end-to-end through Kafka, measured in one run")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--backend", choices=("onnx", "ray", "triton"), default="onnx",
-                   help="measure this backend beside the in-process onnx baseline (starts a local Ray or PyTriton)")
+    p.add_argument(
+        "--backend",
+        choices=("onnx", "ray", "triton"),
+        default="onnx",
+        help="measure this backend beside the in-process onnx baseline (starts a local Ray or PyTriton)",
+    )
     p.add_argument("--model", type=Path, help="model directory (default: a random-weight ViT-B/32, built once into .cache/)")
     p.add_argument("--architecture", default="vit-b-32", help="architecture of the random model when --model is not given")
     p.add_argument("--images", type=int, default=256, help="images for each throughput measurement")
     p.add_argument("--batch", type=int, default=16, help="encoder batch size (both measurements)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = one per core)")
     p.add_argument("--latency-images", type=int, default=64, help="images sent at a steady rate to measure latency")
-    p.add_argument("--repeats", type=float, default=0.3,
-                   help="fraction of reposts (images decided before) in a second backlog measured beside the first; 0 = skip")
+    p.add_argument(
+        "--repeats", type=float, default=0.3, help="fraction of reposts (images decided before) in a second backlog measured beside the first; 0 = skip"
+    )
     p.add_argument("--bootstrap", help="use this broker instead of starting the local one")
     p.add_argument("--port", type=int, default=29192, help="port of the local broker to start (default 29192)")
     p.set_defaults(handler=bench)
@@ -57,7 +62,7 @@ def add_parser(sub) -> None:
 def ensure_model(args: argparse.Namespace) -> Path:
     if args.model is not None:
         return args.model
-    path = REPO_ROOT / ".cache" / "models" / f"{args.architecture}-random"
+    path = bundled.work_dir() / "models" / f"{args.architecture}-random"
     if not (path / "manifest.json").is_file():
         from moderator.models.builder import build_random_model
 
@@ -95,7 +100,7 @@ def backend_servers(args: argparse.Namespace, model: Path):
     base = {"model_dir": str(model), "intra_op_threads": args.threads}
     backends = {"onnx": {**base, "backend": "onnx"}}
     with contextlib.ExitStack() as stack:
-        cache = REPO_ROOT / ".cache" / "bench"
+        cache = bundled.work_dir() / "bench"
         if args.backend == "ray":
             from moderator.local.ray import LocalRay
 
@@ -103,9 +108,15 @@ def backend_servers(args: argparse.Namespace, model: Path):
             ray = LocalRay(port=free_port(), log_path=cache / "ray.log").start()
             stack.callback(ray.stop)
             stack.callback(_leave_ray)  # runs first: this process leaves before the cluster stops
-            backends["ray"] = {**base, "backend": "ray", "ray": {
-                "address": ray.address, "replica_batch_size": max(64, args.batch), "app_name": "moderator-bench",
-            }}
+            backends["ray"] = {
+                **base,
+                "backend": "ray",
+                "ray": {
+                    "address": ray.address,
+                    "replica_batch_size": max(64, args.batch),
+                    "app_name": "moderator-bench",
+                },
+            }
         elif args.backend == "triton":
             from moderator.local.triton import LocalTriton
             from moderator.serving.triton_repo import RepoOptions, write_repository
@@ -133,7 +144,7 @@ def bench(args: argparse.Namespace) -> int:
     model = ensure_model(args)
     images = jpeg_stream(args.images, seed=1)
     pixels = preprocess_all(model, images)
-    (REPO_ROOT / ".cache" / "bench").mkdir(parents=True, exist_ok=True)
+    (bundled.work_dir() / "bench").mkdir(parents=True, exist_ok=True)
     broker = None
     with backend_servers(args, model) as backends:
         measured: dict[str, dict] = {}
@@ -166,7 +177,9 @@ def bench(args: argparse.Namespace) -> int:
     info = measured["onnx"].pop("info")
     base = measured["onnx"]
     result = {
-        "model": info.model_name, "architecture": info.architecture, "precision": info.precision,
+        "model": info.model_name,
+        "architecture": info.architecture,
+        "precision": info.precision,
         "providers": list(info.providers),
         "batch_size": args.batch,
         "threads": args.threads or os.cpu_count(),
@@ -191,8 +204,7 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict, images: list[bytes], name: str,
-               latency_rate: float) -> dict:
+def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict, images: list[bytes], name: str, latency_rate: float) -> dict:
     """The service as a child process over the broker: backlog throughput, then latency at a
     steady ``latency_rate``."""
     run_id = f"{int(time.time())}-{os.getpid()}-{name}"
@@ -201,14 +213,22 @@ def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict,
     try:
         create_topics(bootstrap, {topic: 2, verdicts: 2, dlq: 1})
         collector = OutputCollector(bootstrap, verdicts, dlq).start()
-        service = ServiceProcess({
-            "kafka": {"bootstrap_servers": bootstrap, "input_topics": [topic], "verdict_topic": verdicts,
-                      "dead_letter_topic": dlq, "group_id": f"bench-{run_id}"},
-            "encoder": encoder_settings,
-            "policy": {"path": _bench_policy(REPO_ROOT / ".cache" / "bench" / "policy.yaml")},
-            "batch": {"micro_batch_size": args.batch, "max_wait_ms": 20, "max_in_flight": max(256, 4 * args.batch)},
-            "telemetry": {"log_level": "WARNING"},
-        }, REPO_ROOT / ".cache" / "bench" / f"service-{run_id}.log").start()
+        service = ServiceProcess(
+            {
+                "kafka": {
+                    "bootstrap_servers": bootstrap,
+                    "input_topics": [topic],
+                    "verdict_topic": verdicts,
+                    "dead_letter_topic": dlq,
+                    "group_id": f"bench-{run_id}",
+                },
+                "encoder": encoder_settings,
+                "policy": {"path": _bench_policy(bundled.work_dir() / "bench" / "policy.yaml")},
+                "batch": {"micro_batch_size": args.batch, "max_wait_ms": 20, "max_in_flight": max(256, 4 * args.batch)},
+                "telemetry": {"log_level": "WARNING"},
+            },
+            bundled.work_dir() / "bench" / f"service-{run_id}.log",
+        ).start()
         service.wait_ready()
         producer = _producer(bootstrap)
         # Warm-up: one batch through the whole path (group join, first inference), of images not
@@ -235,8 +255,12 @@ def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict,
                 raise RuntimeError(f"repost verdicts did not all arrive:\n{service.log_tail()}")
             rate = _steady_rate(collector, "repost-", args.batch)
             hits = sum(o.json().get("cached", False) for o in collector.snapshot() if o.id.startswith("repost-"))
-            repeats = {"repeats": args.repeats, "e2e_images_per_s_with_repeats": round(rate, 2), "cache_hits": hits,
-                       "repeats_ratio": float(f"{rate / e2e_rate:.4g}")}
+            repeats = {
+                "repeats": args.repeats,
+                "e2e_images_per_s_with_repeats": round(rate, 2),
+                "cache_hits": hits,
+                "repeats_ratio": float(f"{rate / e2e_rate:.4g}"),
+            }
 
         _say(args, f"latency ({name}): {args.latency_images} images at {latency_rate:.1f}/s")
         sent_at = {}

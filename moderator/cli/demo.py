@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from collections import Counter
+from pathlib import Path
 
-from moderator.local.broker import REPO_ROOT, LocalKafka, create_topics
+from moderator import bundled
+from moderator.local.broker import LocalKafka, create_topics
 from moderator.local.collect import OutputCollector
 from moderator.local.samples import (
     animated_messages,
@@ -30,8 +31,8 @@ def add_parser(sub) -> None:
 
 
 def demo(args: argparse.Namespace) -> int:
-    model = args.model or REPO_ROOT / "models" / "default"
-    policy = args.policy or REPO_ROOT / "policies" / "default.yaml"
+    model = args.model or bundled.model_dir()
+    policy = args.policy or bundled.policy_path()
     broker = LocalKafka(port=args.port)
     we_started = not broker.running()
     print(f"1. starting a local Apache Kafka broker on {broker.bootstrap} (deploy/local/kafka.sh; jars fetched once with mvn)")
@@ -43,19 +44,27 @@ def demo(args: argparse.Namespace) -> int:
         print(f"2. creating topics {images} (3 partitions), {verdicts}, {dlq}")
         create_topics(broker.bootstrap, {images: 3, verdicts: 3, dlq: 1})
         collector = OutputCollector(broker.bootstrap, verdicts, dlq).start()
-        log_path = REPO_ROOT / ".cache" / "demo" / f"service-{run_id}.log"
-        service = ServiceProcess({
-            "kafka": {"bootstrap_servers": broker.bootstrap, "input_topics": [images], "verdict_topic": verdicts,
-                      "dead_letter_topic": dlq, "group_id": f"demo-{run_id}"},
-            "encoder": {"model_dir": model},
-            "policy": {"path": policy},
-            "batch": {"micro_batch_size": 8, "max_wait_ms": 50},
-        }, log_path).start()
+        log_path = bundled.work_dir() / "demo" / f"service-{run_id}.log"
+        service = ServiceProcess(
+            {
+                "kafka": {
+                    "bootstrap_servers": broker.bootstrap,
+                    "input_topics": [images],
+                    "verdict_topic": verdicts,
+                    "dead_letter_topic": dlq,
+                    "group_id": f"demo-{run_id}",
+                },
+                "encoder": {"model_dir": model},
+                "policy": {"path": policy},
+                "batch": {"micro_batch_size": 8, "max_wait_ms": 50},
+            },
+            log_path,
+        ).start()
         print(f"3. starting the service (model {model.name}, policy {policy.name}); logs in {log_path}")
         service.wait_ready()
         print(f"   ready: {service.url('/metrics')}")
         prefix = f"demo-{run_id}"
-        examples = REPO_ROOT / "examples"
+        examples = bundled.examples_dir()
         # hostile inputs whose output carries a known id (the others name their source offset)
         hostile = [s for s in hostile_messages(f"{prefix}-hostile") if s.id]
         labelled: set[str] = set()
@@ -63,13 +72,17 @@ def demo(args: argparse.Namespace) -> int:
             samples = example_messages(load_examples(examples, limit=24), prefix) + animated_messages(f"{prefix}-animated")
             labelled = {s.id for s in samples}
             samples += broken_messages(prefix) + hostile
-            print(f"4. producing {len(samples)} messages: labelled pictograms from examples/ in every image format and "
-                  f"both encodings, animations whose harmful frame is not the first, broken inputs, and {len(hostile)} "
-                  "hostile ones (docs/wire-format.md#limits)")
+            print(
+                f"4. producing {len(samples)} messages: labelled pictograms from examples/ in every image format and "
+                f"both encodings, animations whose harmful frame is not the first, broken inputs, and {len(hostile)} "
+                "hostile ones (docs/wire-format.md#limits)"
+            )
         else:
             samples = sample_messages(prefix=prefix) + hostile
-            print(f"4. producing {len(samples)} messages: every image format in both encodings, broken inputs, "
-                  f"and {len(hostile)} hostile ones (docs/wire-format.md#limits)")
+            print(
+                f"4. producing {len(samples)} messages: every image format in both encodings, broken inputs, "
+                f"and {len(hostile)} hostile ones (docs/wire-format.md#limits)"
+            )
         _produce(broker.bootstrap, images, samples)
         print("5. verdicts and dead letters as they arrive:\n")
         print(f"   {'ID':<30} {'OUTPUT':<11} {'DECISION / REASON':<20} DETAIL")

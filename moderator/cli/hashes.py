@@ -14,10 +14,17 @@ from moderator.cli.scan import iter_files
 from moderator.errors import BankError, MessageError
 from moderator.hashing import known as known_content
 from moderator.hashing.bankfile import (
-    CATEGORY, DENY_ACTIONS, HASH_TYPES, KINDS, MAX_PDQ_THRESHOLD, append_rows, bank_name, write_bank,
+    CATEGORY,
+    DENY_ACTIONS,
+    HASH_TYPES,
+    KINDS,
+    MAX_PDQ_THRESHOLD,
+    append_rows,
+    bank_name,
+    write_bank,
 )
-from moderator.hashing.compute import parse_hex
 from moderator.hashing.banks import load_banks
+from moderator.hashing.compute import parse_hex
 from moderator.hashing.importers import FORMATS, import_hashes
 from moderator.media.decode import silence_decoder_warnings
 from moderator.processing import hash_image
@@ -74,8 +81,9 @@ def _bank_options(p) -> None:
     p.add_argument("--category", help="category of the rows (deny banks; default: the bank's, else known_content)")
     p.add_argument("--action", choices=("block", "review", "allow"), help="action of the rows (deny: block or review; allow: allow)")
     p.add_argument("--pdq-threshold", type=int, help=f"the bank's PDQ match threshold (0..{MAX_PDQ_THRESHOLD}; default 31)")
-    p.add_argument("--overrides", choices=("review", "block"),
-                   help="allow banks: the most severe classifier decision a PDQ match may override (default review)")
+    p.add_argument(
+        "--overrides", choices=("review", "block"), help="allow banks: the most severe classifier decision a PDQ match may override (default review)"
+    )
 
 
 def _check_bank_options(args) -> None:
@@ -119,12 +127,11 @@ def _hash_files(args, paths: list[Path], failed: list[Path], out=None, as_json: 
 
 
 def _pdq_records(hashes, frames) -> list[dict]:
-    return [{"hash": h.hex, "quality": h.quality, "frame": frames.indices[i] if frames.animated else None}
-            for i, h in enumerate(hashes.pdq)]
+    return [{"hash": h.hex, "quality": h.quality, "frame": frames.indices[i] if frames.animated else None} for i, h in enumerate(hashes.pdq)]
 
 
 def compute(args: argparse.Namespace) -> int:
-    out, failed = sys.stdout, []
+    out, failed = sys.stdout, list[Path]()
     for f, hashes, frames in _hash_files(args, args.paths, failed, out, args.json):
         pdq = _pdq_records(hashes, frames)
         if args.json:
@@ -141,26 +148,36 @@ def match(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     banks = load_banks(args.banks, settings.hashing.max_bank_entries)
     floor = settings.hashing.pdq_quality_floor
-    out, failed = sys.stdout, []
+    out, failed = sys.stdout, list[Path]()
     for f, hashes, frames in _hash_files(args, args.paths, failed, out, args.json):
-        found = known_content.combine(known_content.exact(banks, hashes.sha256),
-                                      known_content.near(banks, hashes.pdq, floor, frames.overflow))
+        found = known_content.combine(known_content.exact(banks, hashes.sha256), known_content.near(banks, hashes.pdq, floor, frames.overflow))
         if args.json:
-            out.write(json.dumps({
-                "path": str(f), "sha256": hashes.sha256.hex(), "pdq": _pdq_records(hashes, frames),
-                "known": None if found is None else {
-                    "kind": found.kind, "reason": found.reason, "decides": found.decides,
-                    "matches": [m.__dict__ | {"frame": frames.indices[m.frame] if m.frame is not None and frames.animated else None}
-                                for m in found.matches],
-                },
-            }) + "\n")
+            out.write(
+                json.dumps(
+                    {
+                        "path": str(f),
+                        "sha256": hashes.sha256.hex(),
+                        "pdq": _pdq_records(hashes, frames),
+                        "known": None
+                        if found is None
+                        else {
+                            "kind": found.kind,
+                            "reason": found.reason,
+                            "decides": found.decides,
+                            "matches": [
+                                m.__dict__ | {"frame": frames.indices[m.frame] if m.frame is not None and frames.animated else None} for m in found.matches
+                            ],
+                        },
+                    }
+                )
+                + "\n"
+            )
         elif found is None:
             out.write(f"{f}: no match\n")
         else:
             out.write(f"{f}: {found.kind}: {found.reason}\n")
             for m in found.matches:
-                out.write(f"  {m.bank}:{m.line} {m.hash_type} distance {m.distance} {m.category} {m.action}"
-                          + (f" ({m.note})" if m.note else "") + "\n")
+                out.write(f"  {m.bank}:{m.line} {m.hash_type} distance {m.distance} {m.category} {m.action}" + (f" ({m.note})" if m.note else "") + "\n")
     return 1 if failed else 0
 
 
@@ -195,7 +212,8 @@ def add(args: argparse.Namespace) -> int:
     bank = _out_path(args.bank)
     types = _hash_types(args.hash_types)
     today = datetime.now(UTC).date().isoformat()
-    rows, failed = [], []
+    rows: list[dict[str, str]] = []
+    failed: list[Path] = []
     for f, hashes, _frames in _hash_files(args, args.paths, failed):
         base = {"category": args.category or "", "action": args.action or "", "note": args.note or f.name, "added": today}
         if "sha256" in types:
@@ -237,8 +255,7 @@ def from_verdicts(args: argparse.Namespace) -> int:
             for hash_type, value in found:
                 if (hash_type, value) not in seen:
                     seen.add((hash_type, value))
-                    rows.append({"hash_type": hash_type, "hash": value, "category": category or "",
-                                 "action": args.action or "", "note": note, "added": added})
+                    rows.append({"hash_type": hash_type, "hash": value, "category": category or "", "action": args.action or "", "note": note, "added": added})
     _write(out, args, rows)
     return 0
 

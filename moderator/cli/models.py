@@ -26,8 +26,7 @@ def add_parser(sub) -> None:
     ex.add_argument("--tokenizer", type=Path, help="open_clip models whose tokenizer lives on the hub (SigLIP): its saved directory")
     ex.add_argument("--out", type=Path, required=True)
     ex.add_argument("--name", help="model name in the manifest and verdicts")
-    ex.add_argument("--precision", action="append", choices=("int8", "fp16"), default=[],
-                    help="also write this variant (repeatable)")
+    ex.add_argument("--precision", action="append", choices=("int8", "fp16"), default=[], help="also write this variant (repeatable)")
     info = msub.add_parser("info", help="what a model directory holds; each variant's agreement with fp32 and CPU speed")
     info.add_argument("model_dir", type=Path)
     info.add_argument("--json", action="store_true")
@@ -54,8 +53,11 @@ def add_parser(sub) -> None:
     tr.add_argument("--instances", type=int, default=1, help="model instances per device")
     tr.add_argument("--kind", choices=("gpu", "cpu"), default="gpu", help="instance group kind")
     tr.add_argument("--tensorrt", action="store_true", help="run GPU instances through onnxruntime's TensorRT accelerator (fp16)")
-    tr.add_argument("--image-engine", type=Path, help="a TensorRT engine built from this repository's image graph: "
-                    "the image model becomes tensorrt_plan (the command prints the trtexec line)")
+    tr.add_argument(
+        "--image-engine",
+        type=Path,
+        help="a TensorRT engine built from this repository's image graph: the image model becomes tensorrt_plan (the command prints the trtexec line)",
+    )
     tr.add_argument("--text-engine", type=Path, help="the same for the text graph")
     models.set_defaults(handler=run)
 
@@ -85,8 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.models_command == "tensorrt":
         from moderator.models.tensorrt import Profile, build_engines
 
-        for path in build_engines(args.model_dir, Profile(args.min_batch, args.opt_batch, args.max_batch),
-                                  for_triton=args.for_triton, text=not args.no_text):
+        for path in build_engines(args.model_dir, Profile(args.min_batch, args.opt_batch, args.max_batch), for_triton=args.for_triton, text=not args.no_text):
             print(f"wrote {path}")
         return 0
     if args.models_command == "add-variant":
@@ -102,18 +103,27 @@ def run(args: argparse.Namespace) -> int:
         if args.max_batch_size < 1 or args.instances < 1 or args.max_queue_delay_us < 0:
             raise SettingsError("--max-batch-size and --instances must be at least 1, --max-queue-delay-us at least 0")
         opts = RepoOptions(
-            prefix=args.prefix, precision=args.precision, max_batch_size=args.max_batch_size,
-            max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
-            kind=f"KIND_{args.kind.upper()}", tensorrt=args.tensorrt,
-            image_engine=args.image_engine, text_engine=args.text_engine,
+            prefix=args.prefix,
+            precision=args.precision,
+            max_batch_size=args.max_batch_size,
+            max_queue_delay_us=args.max_queue_delay_us,
+            instances=args.instances,
+            kind=f"KIND_{args.kind.upper()}",
+            tensorrt=args.tensorrt,
+            image_engine=args.image_engine,
+            text_engine=args.text_engine,
         )
         for folder in write_repository(args.model_dir, args.out, opts):
             print(f"wrote {folder}")
         if opts.kind == "KIND_GPU" and opts.image_engine is None:
-            print(f"TensorRT engine (optional): {trtexec_command(args.out, opts, load_manifest(args.model_dir, verify=False))}, "
-                  "then rerun with --image-engine image.plan")
-        print(f"serve it: tritonserver --model-repository={args.out}; then MODERATOR_ENCODER__BACKEND=triton "
-              f"MODERATOR_ENCODER__TRITON__IMAGE_MODEL={args.prefix}_image MODERATOR_ENCODER__TRITON__TEXT_MODEL={args.prefix}_text")
+            print(
+                f"TensorRT engine (optional): {trtexec_command(args.out, opts, load_manifest(args.model_dir, verify=False))}, "
+                "then rerun with --image-engine image.plan"
+            )
+        print(
+            f"serve it: tritonserver --model-repository={args.out}; then MODERATOR_ENCODER__BACKEND=triton "
+            f"MODERATOR_ENCODER__TRITON__IMAGE_MODEL={args.prefix}_image MODERATOR_ENCODER__TRITON__TEXT_MODEL={args.prefix}_text"
+        )
         return 0
     manifest = build_random_model(args.out, args.architecture, seed=args.seed, name=args.name)
     print(f"wrote {args.out} ({manifest.name}, checksum {manifest.checksum()})")

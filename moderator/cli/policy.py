@@ -7,13 +7,14 @@ import difflib
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from moderator.errors import PolicyError, StartupError
 from moderator.policy import compile_policy, explain, load_policy
-from moderator.policy.score import ACTIONS, score_frames
 from moderator.policy.evaluate import draw_pr_curves, report, score_labelled, suggest
 from moderator.policy.loader import PolicyFileError
 from moderator.policy.rewrite import with_thresholds
+from moderator.policy.score import ACTIONS, score_frames
 from moderator.processing import Processor
 
 
@@ -28,8 +29,12 @@ def add_parser(sub) -> None:
     lint = ps.add_parser("lint", help="validate files; errors as FILE:LINE:COL: message; exit 1 on any")
     lint.add_argument("files", nargs="+", type=Path)
     lint.add_argument("--model", type=Path, help="also compile against this model (prompts encode, model matches)")
-    lint.add_argument("--format", choices=("text", "json", "github"), default="text",
-                      help="text: FILE:LINE:COL: message on stderr; json: one object on stdout; github: workflow annotations")
+    lint.add_argument(
+        "--format",
+        choices=("text", "json", "github"),
+        default="text",
+        help="text: FILE:LINE:COL: message on stderr; json: one object on stdout; github: workflow annotations",
+    )
 
     test = ps.add_parser("test", help="run the policy's inline tests")
     test.add_argument("file", type=Path)
@@ -84,7 +89,7 @@ def _compiled(path: Path, model: Path | None):
 def _lint(args: argparse.Namespace) -> int:
     """Every problem of every file, sorted by line, in the format asked for."""
     encoder = _encoder(args.model)[0] if args.model else None
-    results = []
+    results: list[dict[str, Any]] = []
     for f in args.files:
         problems: list[dict] = []
         loaded = None
@@ -96,8 +101,14 @@ def _lint(args: argparse.Namespace) -> int:
             problems = [{"line": p.line, "column": p.column, "message": p.message} for p in exc.problems]
         except PolicyError as exc:
             problems = [{"line": None, "column": None, "message": str(exc).removeprefix(f"{f}: ")}]
-        results.append({"file": str(f), "ok": not problems, "problems": problems,
-                        **({"categories": len(loaded.policy.categories), "version": loaded.digest} if loaded and not problems else {})})
+        results.append(
+            {
+                "file": str(f),
+                "ok": not problems,
+                "problems": problems,
+                **({"categories": len(loaded.policy.categories), "version": loaded.digest} if loaded and not problems else {}),
+            }
+        )
     if args.format == "json":
         print(json.dumps({"files": results}))
     for r in results:
@@ -197,15 +208,34 @@ def _explain(args: argparse.Namespace) -> int:
     x = frames[top.frame]
     rows = explain(x, compiled)
     if args.json:
-        print(json.dumps({"decision": decision.decision, "reasons": decision.reasons, "categories": [
-            {"name": r.name, "score": r.score, "review": r.review, "block": r.block, "action": r.action, "margin": r.margin,
-             "scoring": e.scoring, "prompts": [{"prompt": p.prompt, "cosine": p.cosine, "contrast": p.contrast} for p in prompts]}
-            for (r, prompts), e in zip(rows, compiled.entries)]}))
+        print(
+            json.dumps(
+                {
+                    "decision": decision.decision,
+                    "reasons": decision.reasons,
+                    "categories": [
+                        {
+                            "name": r.name,
+                            "score": r.score,
+                            "review": r.review,
+                            "block": r.block,
+                            "action": r.action,
+                            "margin": r.margin,
+                            "scoring": e.scoring,
+                            "prompts": [{"prompt": p.prompt, "cosine": p.cosine, "contrast": p.contrast} for p in prompts],
+                        }
+                        for (r, prompts), e in zip(rows, compiled.entries)
+                    ],
+                }
+            )
+        )
         return 0
     print(f"{args.image}: {decision.decision}" + (f" ({'; '.join(decision.reasons)})" if decision.reasons else ""))
     for (r, prompts), e in zip(rows, compiled.entries):
-        print(f"\n{r.name} [{e.scoring}] score {r.score:.4f}  review {r.review:g}  block {r.block:g}  -> {r.action} "
-              f"(margin {r.margin:+.4f} to the {'review' if r.action == 'allow' else r.action} threshold)")
+        print(
+            f"\n{r.name} [{e.scoring}] score {r.score:.4f}  review {r.review:g}  block {r.block:g}  -> {r.action} "
+            f"(margin {r.margin:+.4f} to the {'review' if r.action == 'allow' else r.action} threshold)"
+        )
         for p in prompts:
             print(f"    {p.cosine:+.4f}  {'(contrast) ' if p.contrast else ''}{p.prompt}")
     return 0
@@ -226,8 +256,10 @@ def _eval(args: argparse.Namespace) -> int:
     for name, cat in result["categories"].items():
         for level in ("fires", "blocks"):
             c = cat[level]
-            print(f"{name:<16} {level:<7} {c['threshold']:>8.4f} {c['tp']:>4} {c['fp']:>4} {c['fn']:>4} {c['tn']:>5} "
-                  f"{c['precision']:>6.3f} {c['recall']:>6.3f} {c['f1']:>6.3f}")
+            print(
+                f"{name:<16} {level:<7} {c['threshold']:>8.4f} {c['tp']:>4} {c['fp']:>4} {c['fn']:>4} {c['tn']:>5} "
+                f"{c['precision']:>6.3f} {c['recall']:>6.3f} {c['f1']:>6.3f}"
+            )
     for s in result["skipped"]:
         print(f"skipped {s['path']}: {s['reason']}", file=sys.stderr)
     print(f"precision-recall curves: {curve}")
@@ -253,8 +285,10 @@ def _calibrate(args: argparse.Namespace) -> int:
             b = max(float(compiled.block[j]), r)
             print(f"{name:<16} no threshold reaches block precision {args.block_precision}; block kept at {b:g}", file=table)
         changes[name] = {"review": r, "block": b}
-        print(f"{name:<16} {float(compiled.review[j]):>6.4f} -> {r:<6g} {float(compiled.block[j]):>6.4f} -> {b:<6g}  "
-              f"{review[1]:>9.3f} {review[2]:>6.3f}", file=table)
+        print(
+            f"{name:<16} {float(compiled.review[j]):>6.4f} -> {r:<6g} {float(compiled.block[j]):>6.4f} -> {b:<6g}  {review[1]:>9.3f} {review[2]:>6.3f}",
+            file=table,
+        )
     old = args.file.read_text()
     new = with_thresholds(old, changes)
     if args.patch:

@@ -8,10 +8,13 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
 
 from moderator.app import build_processor
-from moderator.media.decode import silence_decoder_warnings
 from moderator.errors import StartupError
+from moderator.media.decode import silence_decoder_warnings
 from moderator.policy.score import ACTIONS
 from moderator.processing import Outcome, Prepared
 from moderator.settings import Settings, load_settings
@@ -27,8 +30,7 @@ def add_parser(sub) -> None:
     p.add_argument("--policy", type=Path, help="policy file (overrides settings)")
     p.add_argument("--banks", type=Path, help="directory of hash bank files (overrides hashing.banks_dir)")
     p.add_argument("--json", action="store_true", help="one JSON result per line instead of a table")
-    p.add_argument("--fail-on", choices=("review", "block"),
-                   help="exit 1 when any image's decision is this or more severe (CI gating); errors exit 1 too")
+    p.add_argument("--fail-on", choices=("review", "block"), help="exit 1 when any image's decision is this or more severe (CI gating); errors exit 1 too")
     p.set_defaults(handler=scan)
 
 
@@ -44,7 +46,7 @@ def iter_files(paths: list[Path]) -> Iterator[Path]:
 
 def scan_settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
-    updates = {}
+    updates: dict[str, Any] = {}
     if args.model is not None:
         updates["encoder"] = settings.encoder.model_copy(update={"model_dir": args.model})
     if args.policy is not None:
@@ -80,8 +82,8 @@ def scan(args: argparse.Namespace) -> int:
                     else:
                         todo.append(i)
             if todo:
-                result = processor.score_batch([prepared[i].pixels for i in todo],
-                                               [bool(prepared[i].frames and prepared[i].frames.overflow) for i in todo])
+                pixels = cast(list[np.ndarray], [prepared[i].pixels for i in todo])  # to do = needs encoding = has pixels
+                result = processor.score_batch(pixels, [bool((fr := prepared[i].frames) and fr.overflow) for i in todo])
                 outcomes.update(zip(todo, processor.outcomes([prepared[i] for i in todo], result)))
             for i, (f, p) in enumerate(zip(chunk, prepared)):
                 if p.error is not None:
@@ -96,6 +98,7 @@ def scan(args: argparse.Namespace) -> int:
 
 def _print_error(out, path: Path, p: Prepared, as_json: bool) -> None:
     err = p.error
+    assert err is not None
     if as_json:
         out.write(json.dumps({"path": str(path), "error": {"class": type(err).__name__, "reason": err.reason, "message": str(err)}}) + "\n")
     else:
@@ -104,7 +107,7 @@ def _print_error(out, path: Path, p: Prepared, as_json: bool) -> None:
 
 def _print_result(out, path: Path, outcome: Outcome, info, as_json: bool, cached: bool) -> None:
     frames = outcome.frames
-    animated = frames is not None and frames.animated
+    shown = frames if frames is not None and frames.animated else None
     decision = outcome.classifier
     if as_json:
         request = ImageRequest(str(path), Source("scan", 0, 0, None), b"", None, "raw")
@@ -118,6 +121,6 @@ def _print_result(out, path: Path, outcome: Outcome, info, as_json: bool, cached
         out.write(f"{str(path)[-48:]:<48} {outcome.decision:<8} {'(known content)':<20} {'':>7}  {detail}\n")
         return
     top = max(decision.categories, key=lambda c: c.score)
-    if animated:
-        detail = f"frame {frames.indices[top.frame]} of {frames.total}" + (f"; {detail}" if detail else "")
+    if shown is not None:
+        detail = f"frame {shown.indices[top.frame]} of {shown.total}" + (f"; {detail}" if detail else "")
     out.write(f"{str(path)[-48:]:<48} {outcome.decision:<8} {top.name:<20} {top.score:>7.3f}  {detail}\n")

@@ -25,16 +25,18 @@ log = logging.getLogger(__name__)
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-FP16_ON_CPU = ("the fp16 variant needs a GPU execution provider (TensorRT or CUDA) and only %s can run: "
-               "onnxruntime runs fp16 graphs slower than fp32 on CPU and crashes optimising them, so serving fp32; "
-               "choose precision int8 for CPUs")
+FP16_ON_CPU = (
+    "the fp16 variant needs a GPU execution provider (TensorRT or CUDA) and only %s can run: "
+    "onnxruntime runs fp16 graphs slower than fp32 on CPU and crashes optimising them, so serving fp32; "
+    "choose precision int8 for CPUs"
+)
 
 
 def _ort():
     try:
         import onnxruntime
     except ImportError as exc:  # pragma: no cover - a runtime dependency, absent only in broken installs
-        raise ModelError("the onnx backend needs onnxruntime: pip install onnxruntime-gpu (or onnxruntime)") from exc
+        raise ModelError("the onnx backend needs onnxruntime: pip install onnxruntime (GPUs: the gpu extra, docs/operations.md#gpu)") from exc
     return onnxruntime
 
 
@@ -97,9 +99,7 @@ class OnnxEncoder:
         if self.precision == "fp16" and not set(self.providers) & set(GPU_PROVIDERS):
             log.warning(FP16_ON_CPU, list(self.providers))
             self._open(ort, "fp32", wanted, intra_op_threads)
-        self._tokenizer = TextTokenizer(
-            self.model_dir / self.manifest.tokenizer.path, self.manifest.context_length, self.manifest.pad_token_id
-        )
+        self._tokenizer = TextTokenizer(self.model_dir / self.manifest.tokenizer.path, self.manifest.context_length, self.manifest.pad_token_id)
         pre = self.manifest.preprocess
         self._mean, self._std, self._size = pre.mean, pre.std, pre.image_size
         self._closed = threading.Event()

@@ -38,8 +38,9 @@ class EncoderServer:
 
         self.settings = EncoderSettings.model_validate(encoder_settings)
         self.encoder = OnnxEncoder.from_settings(self.settings)
-        self.encode_batch.set_max_batch_size(self.settings.ray.replica_batch_size)
-        self.encode_batch.set_batch_wait_timeout_s(self.settings.ray.batch_wait_timeout_s)
+        # @serve.batch adds these setters at run time; its stub types the method as a plain coroutine.
+        self.encode_batch.set_max_batch_size(self.settings.ray.replica_batch_size)  # type: ignore[attr-defined]
+        self.encode_batch.set_batch_wait_timeout_s(self.settings.ray.batch_wait_timeout_s)  # type: ignore[attr-defined]
 
     def describe(self) -> tuple[EncoderInfo, int]:
         """The encoder's identity and the largest request a replica accepts (images)."""
@@ -82,7 +83,7 @@ def encoder_deployment(settings: EncoderSettings):
         }
     else:
         options["num_replicas"] = rs.num_replicas
-    return EncoderServer.options(**options)
+    return EncoderServer.options(**options)  # type: ignore[attr-defined]  # @serve.deployment makes the class a Deployment
 
 
 def portable_encoder_settings(settings: EncoderSettings) -> dict[str, Any]:

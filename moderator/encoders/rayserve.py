@@ -89,8 +89,7 @@ class RayEncoder:
         except Exception as exc:  # missing app or Serve not started: Ray raises several types
             if not rs.deploy:
                 raise BackendError(
-                    f"no Serve deployment {rs.deployment!r} in application {rs.app_name!r} "
-                    f"(deploy it, or set MODERATOR_ENCODER__RAY__DEPLOY=true): {exc}"
+                    f"no Serve deployment {rs.deployment!r} in application {rs.app_name!r} (deploy it, or set MODERATOR_ENCODER__RAY__DEPLOY=true): {exc}"
                 ) from exc
         from moderator.encoders.ray_server import deploy_encoder
 
@@ -127,16 +126,16 @@ class RayEncoder:
         if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[1:] != (self._size, self._size, 3):
             raise ValueError(f"expected uint8 [N,{self._size},{self._size},3], got {pixels.dtype} {pixels.shape}")
         if len(pixels) == 0:
-            return np.zeros((0, self._info.embed_dim), np.float32)
+            return np.zeros((0, self.info().embed_dim), np.float32)
         self._check_open()
         # One call per replica-sized chunk, all in flight at once.
         step = self.max_batch_size
-        responses = [self._handle.encode_images.remote(pixels[i:i + step]) for i in range(0, len(pixels), step)]
+        responses = [self._handle.encode_images.remote(pixels[i : i + step]) for i in range(0, len(pixels), step)]
         return np.concatenate([self._call(r) for r in responses])
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         if len(texts) == 0:
-            return np.zeros((0, self._info.embed_dim), np.float32)
+            return np.zeros((0, self.info().embed_dim), np.float32)
         self._check_open()
         return self._call(self._handle.encode_texts.remote(list(texts)))
 

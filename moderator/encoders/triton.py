@@ -51,9 +51,7 @@ class TritonEncoder:
         self._backoff = Backoff.from_ms(settings.retry_initial_ms, settings.retry_max_ms)
         self._module = _client_module(ts.protocol)
         self.manifest = load_manifest(settings.model_dir, verify=False, graphs=False)
-        self._tokenizer = TextTokenizer(
-            settings.model_dir / self.manifest.tokenizer.path, self.manifest.context_length, self.manifest.pad_token_id
-        )
+        self._tokenizer = TextTokenizer(settings.model_dir / self.manifest.tokenizer.path, self.manifest.context_length, self.manifest.pad_token_id)
         self._size = self.manifest.preprocess.image_size
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -61,9 +59,7 @@ class TritonEncoder:
         if ts.protocol == "grpc":
             self._client = self._module.InferenceServerClient(ts.url, ssl=ts.ssl)
         else:
-            self._client = self._module.InferenceServerClient(
-                ts.url, ssl=ts.ssl, connection_timeout=ts.timeout_s, network_timeout=ts.timeout_s
-            )
+            self._client = self._module.InferenceServerClient(ts.url, ssl=ts.ssl, connection_timeout=ts.timeout_s, network_timeout=ts.timeout_s)
         self._checked = False
 
     def connect(self) -> None:
@@ -123,9 +119,16 @@ class TritonEncoder:
     def info(self) -> EncoderInfo:
         m = self.manifest
         return EncoderInfo(
-            backend=self.backend, model_name=m.name, model_checksum=m.checksum(), architecture=m.architecture,
-            precision=self.precision, embed_dim=m.embed_dim, preprocess=m.preprocess, logit_scale=m.logit_scale,
-            logit_bias=m.logit_bias, providers=(f"triton-{self.ts.protocol}:{self.ts.url}",),
+            backend=self.backend,
+            model_name=m.name,
+            model_checksum=m.checksum(),
+            architecture=m.architecture,
+            precision=self.precision,
+            embed_dim=m.embed_dim,
+            preprocess=m.preprocess,
+            logit_scale=m.logit_scale,
+            logit_bias=m.logit_bias,
+            providers=(f"triton-{self.ts.protocol}:{self.ts.url}",),
         )
 
     def ready(self) -> bool:
@@ -164,7 +167,7 @@ class TritonEncoder:
         if len(data) == 0:
             return np.zeros((0, self.manifest.embed_dim), np.float32)
         step = self.max_batch_size
-        parts = [self._infer(model, input_name, dtype, data[i:i + step], output) for i in range(0, len(data), step)]
+        parts = [self._infer(model, input_name, dtype, data[i : i + step], output) for i in range(0, len(data), step)]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _infer(self, model: str, input_name: str, dtype: str, data: np.ndarray, output: str) -> np.ndarray:

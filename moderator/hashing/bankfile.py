@@ -121,8 +121,7 @@ def read_bank(path: Path) -> BankRows:
 
     name = path.stem
     if not NAME.match(name):
-        raise BankFileError([f"{path}: a bank file is named <bank>.csv, the bank name of lower-case letters, digits, "
-                             f"'-' and '_' (at most 63), not {name!r}"])
+        raise BankFileError([f"{path}: a bank file is named <bank>.csv, the bank name of lower-case letters, digits, '-' and '_' (at most 63), not {name!r}"])
     try:
         raw = read_regular_file(path, MAX_BANK_BYTES, "bank")
         text = raw.decode("utf-8-sig")
@@ -196,8 +195,7 @@ def _header(record: list[str], line: int, problem) -> list[str] | None:
             parts.append("missing " + ", ".join(missing))
         if duplicates:
             parts.append("repeated " + ", ".join(duplicates))
-        problem(line, f"the header row must name the columns {', '.join(COLUMNS)} (hash_type and hash required): "
-                      + "; ".join(parts))
+        problem(line, f"the header row must name the columns {', '.join(COLUMNS)} (hash_type and hash required): " + "; ".join(parts))
         return None
     return names
 
@@ -205,8 +203,9 @@ def _header(record: list[str], line: int, problem) -> list[str] | None:
 def _start(path: Path, name: str, raw: bytes, props: dict, problem, header_line: int) -> BankRows | None:
     kind, kind_line = props.get("kind", ("", None))
     if kind not in KINDS:
-        problem(kind_line or header_line, "the bank needs '# kind: deny' or '# kind: allow' before its header row"
-                                          + (f", not {kind[:40]!r}" if kind_line else ""))
+        problem(
+            kind_line or header_line, "the bank needs '# kind: deny' or '# kind: allow' before its header row" + (f", not {kind[:40]!r}" if kind_line else "")
+        )
     threshold = DEFAULT_PDQ_THRESHOLD
     if "pdq_threshold" in props:
         value, line = props["pdq_threshold"]
@@ -238,7 +237,7 @@ def _action_message(kind: str, action: str) -> str:
     return f"a {kind} bank's action is {allowed}, not {action[:40]!r}"
 
 
-def _row(record: list[str], line: int, header: dict[str, int], rows: BankRows, problem, valid: set[str]) -> None:
+def _row(record: list[str], line: int, header: list[str], rows: BankRows, problem, valid: set[str]) -> None:
     """Validate one row and add it to ``rows``; ``valid`` remembers category, action and added
     values already checked (a million rows repeat a handful of them)."""
     if len(record) > len(header):
@@ -288,9 +287,17 @@ def _is_time(text: str) -> bool:
         return False
 
 
-def write_bank(path: Path, kind: str, rows: list[dict[str, str]], *, pdq_threshold: int | None = None,
-               category: str | None = None, action: str | None = None, overrides: str | None = None,
-               description: str = "") -> BankRows:
+def write_bank(
+    path: Path,
+    kind: str,
+    rows: list[dict[str, str]],
+    *,
+    pdq_threshold: int | None = None,
+    category: str | None = None,
+    action: str | None = None,
+    overrides: str | None = None,
+    description: str = "",
+) -> BankRows:
     """Write a new bank file: validated first, then renamed over ``path`` (atomic); returns it parsed.
 
     Raises:
@@ -299,8 +306,13 @@ def write_bank(path: Path, kind: str, rows: list[dict[str, str]], *, pdq_thresho
     buf = io.StringIO()
     buf.write("# moderator hash bank (format: docs/policies.md#hash-banks)\n")
     buf.write(f"# kind: {kind}\n")
-    for key, value in (("pdq_threshold", pdq_threshold), ("category", category), ("action", action),
-                       ("overrides", overrides), ("description", " ".join(description.split()))):
+    for key, value in (
+        ("pdq_threshold", pdq_threshold),
+        ("category", category),
+        ("action", action),
+        ("overrides", overrides),
+        ("description", " ".join(description.split())),
+    ):
         if value not in (None, ""):
             buf.write(f"# {key}: {value}\n")
     writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")

@@ -61,8 +61,10 @@ class Banks:
 
     def __init__(self, files: list[BankRows], directory: Path | None = None) -> None:
         self.directory = directory
-        self.banks = tuple(BankInfo(f.name, f.kind, f.pdq_threshold, f.description, f.digest, f.overrides,
-                                    f.hash_types.count("sha256"), f.hash_types.count("pdq")) for f in files)
+        self.banks = tuple(
+            BankInfo(f.name, f.kind, f.pdq_threshold, f.description, f.digest, f.overrides, f.hash_types.count("sha256"), f.hash_types.count("pdq"))
+            for f in files
+        )
         self.version = hashlib.sha256("".join(f"{f.name}:{f.digest};" for f in files).encode()).hexdigest()[:16]
         self._strings: dict[str, int] = {}
         self._table: list[str] = []
@@ -70,8 +72,17 @@ class Banks:
         pdq_hashes: list[bytes] = []
         pdq_meta: list[np.ndarray] = []
         for b, f in enumerate(files):
-            meta = np.stack([np.full(len(f), b, np.int64), self._codes(f.categories), self._codes(f.actions),
-                             self._codes(f.notes), self._codes(f.added), np.asarray(f.lines, np.int64)], axis=1).reshape(-1, 6)
+            meta = np.stack(
+                [
+                    np.full(len(f), b, np.int64),
+                    self._codes(f.categories),
+                    self._codes(f.actions),
+                    self._codes(f.notes),
+                    self._codes(f.added),
+                    np.asarray(f.lines, np.int64),
+                ],
+                axis=1,
+            ).reshape(-1, 6)
             is_pdq = np.fromiter((t == "pdq" for t in f.hash_types), bool, len(f))
             pdq_meta.append(meta[is_pdq])
             pdq_hashes.extend(h for h, p in zip(f.hashes, is_pdq) if p)
@@ -118,16 +129,17 @@ class Banks:
             return []
         meta = self._pdq_meta[rows]
         keep = distances <= self._thresholds[meta[:, 0]]
-        return [self._match(m, "pdq", self._pdq_hashes[r].tobytes().hex(), int(d), frame)
-                for r, m, d in zip(rows[keep][:MAX_MATCHES], meta[keep][:MAX_MATCHES], distances[keep][:MAX_MATCHES])]
+        return [
+            self._match(m, "pdq", self._pdq_hashes[r].tobytes().hex(), int(d), frame)
+            for r, m, d in zip(rows[keep][:MAX_MATCHES], meta[keep][:MAX_MATCHES], distances[keep][:MAX_MATCHES])
+        ]
 
     def _match(self, meta, hash_type: str, hex_hash: str, distance: int, frame: int | None = None) -> Match:
         bank, category, action, note, added, line = (int(v) for v in meta)
         info = self.banks[bank]
         t = self._table
         overrides = "block" if hash_type == "sha256" or info.kind == "deny" else info.overrides
-        return Match(info.name, info.kind, hash_type, hex_hash, distance, t[category], t[action], t[note], t[added], line, frame,
-                     overrides)
+        return Match(info.name, info.kind, hash_type, hex_hash, distance, t[category], t[action], t[note], t[added], line, frame, overrides)
 
 
 def load_banks(directory: Path, max_entries: int) -> Banks:

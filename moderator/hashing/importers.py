@@ -85,13 +85,13 @@ def _lines(path: Path, text: str, hash_type: str | None) -> Imported:
         parts = raw.strip().split(None, 2)
         if not parts or parts[0].startswith("#"):
             continue
+        kind: str | None
         if parts[0].lower() in HASH_TYPES:
             kind, rest = parts[0].lower(), parts[1:]
         else:
             kind, rest = hash_type, parts
         if kind is None:
-            raise BankError(f"{path}:{line}: a bare hash: say which kind with --hash-type sha256|pdq, "
-                            "or write the type before it (pdq <hex>)")
+            raise BankError(f"{path}:{line}: a bare hash: say which kind with --hash-type sha256|pdq, or write the type before it (pdq <hex>)")
         if not rest or parse_hex(rest[0]) is None:
             raise BankError(f"{path}:{line}: not a 256-bit hash in hex: {raw.strip()[:80]!r}")
         note = " ".join(rest[1:])[:MAX_FIELD_CHARS]

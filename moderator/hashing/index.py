@@ -57,7 +57,7 @@ class PdqIndex:
         offsets = np.zeros((CHUNKS, BUCKETS + 1), dtype=np.int64)
         for j in range(CHUNKS):
             column = np.ascontiguousarray(chunks[:, j])
-            self.rows[j * self.size:(j + 1) * self.size] = np.argsort(column, kind="stable")  # radix sort for 16 bits
+            self.rows[j * self.size : (j + 1) * self.size] = np.argsort(column, kind="stable")  # radix sort for 16 bits
             np.cumsum(np.bincount(column, minlength=BUCKETS), out=offsets[j, 1:])
         offsets += (np.arange(CHUNKS, dtype=np.int64) * self.size)[:, None]  # into the flat rows
         self.offsets = offsets.astype(np.int32) if CHUNKS * self.size < 2**31 else offsets

@@ -7,15 +7,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from moderator import bundled
 from moderator.errors import StartupError
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def broker_script() -> Path:
-    script = REPO_ROOT / "deploy" / "local" / "kafka.sh"
+    script = bundled.kafka_script()
     if not script.is_file():
-        raise StartupError(f"{script} not found: the local broker needs a clone of the repository (pip install -e .)")
+        raise StartupError(f"{script} not found: reinstall the package, or run from a clone of the repository")
     return script
 
 
@@ -36,6 +35,7 @@ class LocalKafka:
 
     def _run(self, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         env = dict(os.environ, KAFKA_PORT=str(self.port), KAFKA_AUTO_CREATE="true" if self.auto_create else "false")
+        env.setdefault("KAFKA_CACHE_DIR", str(bundled.work_dir() / "kafka"))  # jars and data outside an installed package
         if self.data_dir is not None:
             env["KAFKA_DATA_DIR"] = str(self.data_dir)
         if self.tls_dir is not None:

@@ -33,10 +33,22 @@ class LocalRay:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(ray_bin), "start", "--head", "--block", f"--port={self.port}", f"--num-cpus={self.num_cpus}",
-             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={self.temp_dir}",
-             *([f"--metrics-export-port={self.metrics_port}"] if self.metrics_port else [])],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                str(ray_bin),
+                "start",
+                "--head",
+                "--block",
+                f"--port={self.port}",
+                f"--num-cpus={self.num_cpus}",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                f"--temp-dir={self.temp_dir}",
+                *([f"--metrics-export-port={self.metrics_port}"] if self.metrics_port else []),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
             env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
         )
         deadline = time.monotonic() + timeout

@@ -96,8 +96,14 @@ def valid_images(rng: random.Random) -> list[tuple[str, bytes, str, str]]:
     out.append(("webp", encode(draw(s, rgb), "WEBP", quality=80), "image/webp", f"WebP {c} {s}"))
     s, c, rgb = pick()
     frames = [draw(s, rgb).convert("P"), draw(rng.choice(SHAPES), COLOURS["black"]).convert("P")]
-    out.append(("gif-animated", encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0),
-                "image/gif", f"animated GIF (first frame: {c} {s})"))
+    out.append(
+        (
+            "gif-animated",
+            encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0),
+            "image/gif",
+            f"animated GIF (first frame: {c} {s})",
+        )
+    )
     s, c, rgb = pick()
     out.append(("bmp", encode(draw(s, rgb), "BMP"), "image/bmp", f"BMP {c} {s}"))
     s, c, rgb = pick()
@@ -111,12 +117,19 @@ def sample_messages(seed: int = 0, prefix: str = "sample") -> list[Sample]:
     samples: list[Sample] = []
     for name, data, ctype, desc in valid_images(rng):
         rid = f"{prefix}-{name}-raw"
-        samples.append(Sample(rid, data, [("content-type", ctype.encode()), ("moderation-id", rid.encode()), ("source", b"demo")],
-                              "verdict", f"{desc} (raw bytes)", key=rid.encode()))
+        samples.append(
+            Sample(
+                rid,
+                data,
+                [("content-type", ctype.encode()), ("moderation-id", rid.encode()), ("source", b"demo")],
+                "verdict",
+                f"{desc} (raw bytes)",
+                key=rid.encode(),
+            )
+        )
         eid = f"{prefix}-{name}-envelope"
         env = {"id": eid, "image": {"base64": base64.b64encode(data).decode()}, "metadata": {"source": "demo", "format": name}}
-        samples.append(Sample(eid, json.dumps(env).encode(), [("content-type", b"application/json")], "verdict",
-                              f"{desc} (JSON envelope)", key=eid.encode()))
+        samples.append(Sample(eid, json.dumps(env).encode(), [("content-type", b"application/json")], "verdict", f"{desc} (JSON envelope)", key=eid.encode()))
     jpeg = encode(draw("circle", COLOURS["red"]), "JPEG")
 
     def broken(name: str, value: bytes, expect: str, desc: str, ctype: bytes | None = None) -> Sample:
@@ -136,8 +149,7 @@ def sample_messages(seed: int = 0, prefix: str = "sample") -> list[Sample]:
     return samples
 
 
-FORMAT_CYCLE = (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"), ("GIF", "image/gif"),
-                ("BMP", "image/bmp"), ("TIFF", "image/tiff"))
+FORMAT_CYCLE = (("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"), ("GIF", "image/gif"), ("BMP", "image/bmp"), ("TIFF", "image/tiff"))
 
 
 @dataclass(frozen=True)
@@ -167,8 +179,7 @@ def load_examples(root, limit: int | None = None) -> list[Labelled]:
             if by_group[group]:
                 ordered.append(by_group[group].pop(0))
     chosen = ordered[:limit] if limit else ordered
-    return [Labelled(Path(r["path"]).stem, (root / r["path"]).read_bytes(), r["object"],
-                     tuple(c for c in r["categories"].split(";") if c)) for r in chosen]
+    return [Labelled(Path(r["path"]).stem, (root / r["path"]).read_bytes(), r["object"], tuple(c for c in r["categories"].split(";") if c)) for r in chosen]
 
 
 def example_messages(examples: list[Labelled], prefix: str) -> list[Sample]:
@@ -181,12 +192,10 @@ def example_messages(examples: list[Labelled], prefix: str) -> list[Sample]:
         label = f"{ex.object} ({', '.join(ex.categories) or 'benign'}) as {fmt}"
         mid = f"{prefix}-{ex.name}"
         if i % 2 == 0:
-            out.append(Sample(mid, data, [("content-type", ctype.encode()), ("moderation-id", mid.encode())], "verdict",
-                              label + ", raw", key=mid.encode()))
+            out.append(Sample(mid, data, [("content-type", ctype.encode()), ("moderation-id", mid.encode())], "verdict", label + ", raw", key=mid.encode()))
         else:
             env = {"id": mid, "image": {"base64": base64.b64encode(data).decode()}, "metadata": {"label": ex.object}}
-            out.append(Sample(mid, json.dumps(env).encode(), [("content-type", b"application/json")], "verdict",
-                              label + ", envelope", key=mid.encode()))
+            out.append(Sample(mid, json.dumps(env).encode(), [("content-type", b"application/json")], "verdict", label + ", envelope", key=mid.encode()))
     return out
 
 
@@ -228,38 +237,53 @@ def hostile_messages(prefix: str = "hostile") -> list[Sample]:
     for _ in range(300):
         deep_meta = {"a": deep_meta}
     return [
-        envelope(f"{p}-int-id-5000-digits", "message_limit_exceeded", "envelope id: an integer of 5 000 digits",
-                 '{"id": ' + "7" * 5000 + ', "image": {"base64": "' + b64 + '"}}'),
-        envelope(f"{p}-nested-root-1000", "message_limit_exceeded", "JSON nested 1 000 levels at the root",
-                 '{"a":' * 1000 + "1" + "}" * 1000),
-        envelope(f"{p}-nested-array-100000", "message_limit_exceeded", "100 000 nested arrays (content-type JSON)",
-                 "[" * 100_000 + "]" * 100_000, [("content-type", b"application/json")]),
-        envelope(f"{p}-metadata-nested-300", "message_limit_exceeded", "metadata nested 300 levels (2 KB)",
-                 env(metadata=deep_meta)),
-        envelope(f"{p}-surrogate\ufffdid", "verdict", "a lone surrogate escape in the envelope id (no id header)",
-                 env(id=f"{p}-surrogate\ud800id"), id_header=False),
-        envelope(f"{p}-surrogate-metadata", "verdict", "lone surrogates in a metadata key and value",
-                 env(metadata={"user\udfff": "name\ud800", "ok": ["\udc00"]})),
-        envelope(f"{p}-surrogate\ufffdbad-image", "undecodable_image", "a lone surrogate in the id of an envelope whose image is broken",
-                 json.dumps({"id": f"{p}-surrogate\ud800bad-image", "image": {"base64": b64[: len(b64) // 2 // 4 * 4]}}),
-                 id_header=False),
+        envelope(
+            f"{p}-int-id-5000-digits",
+            "message_limit_exceeded",
+            "envelope id: an integer of 5 000 digits",
+            '{"id": ' + "7" * 5000 + ', "image": {"base64": "' + b64 + '"}}',
+        ),
+        envelope(f"{p}-nested-root-1000", "message_limit_exceeded", "JSON nested 1 000 levels at the root", '{"a":' * 1000 + "1" + "}" * 1000),
+        envelope(
+            f"{p}-nested-array-100000",
+            "message_limit_exceeded",
+            "100 000 nested arrays (content-type JSON)",
+            "[" * 100_000 + "]" * 100_000,
+            [("content-type", b"application/json")],
+        ),
+        envelope(f"{p}-metadata-nested-300", "message_limit_exceeded", "metadata nested 300 levels (2 KB)", env(metadata=deep_meta)),
+        envelope(
+            f"{p}-surrogate\ufffdid", "verdict", "a lone surrogate escape in the envelope id (no id header)", env(id=f"{p}-surrogate\ud800id"), id_header=False
+        ),
+        envelope(
+            f"{p}-surrogate-metadata", "verdict", "lone surrogates in a metadata key and value", env(metadata={"user\udfff": "name\ud800", "ok": ["\udc00"]})
+        ),
+        envelope(
+            f"{p}-surrogate\ufffdbad-image",
+            "undecodable_image",
+            "a lone surrogate in the id of an envelope whose image is broken",
+            json.dumps({"id": f"{p}-surrogate\ud800bad-image", "image": {"base64": b64[: len(b64) // 2 // 4 * 4]}}),
+            id_header=False,
+        ),
         envelope(f"{p}-nan", "invalid_message", "NaN in metadata (not JSON)", env()[:-1] + ', "metadata": {"x": NaN}}'),
         envelope(f"{p}-infinity", "invalid_message", "1e400 in metadata (not finite)", env()[:-1] + ', "metadata": {"x": 1e400}}'),
-        envelope(f"{p}-long-number", "message_limit_exceeded", "a 60-digit number in metadata",
-                 env()[:-1] + ', "metadata": {"x": ' + "9" * 60 + "}}"),
+        envelope(f"{p}-long-number", "message_limit_exceeded", "a 60-digit number in metadata", env()[:-1] + ', "metadata": {"x": ' + "9" * 60 + "}}"),
         envelope(f"{p}-bool-id", "invalid_message", "envelope id true", env(id=True)),
         envelope(f"{p}-metadata-list", "invalid_message", "metadata is a list", env(metadata=[1, 2])),
         envelope(f"{p}-image-number", "invalid_message", "image.base64 is a number", '{"image": {"base64": 12}}'),
         envelope(f"{p}-metadata-100k", "message_limit_exceeded", "metadata of 100 000 characters", env(metadata={"x": "y" * 100_000})),
-        envelope(f"{p}-metadata-5000-keys", "message_limit_exceeded", "metadata with 5 000 keys",
-                 env(metadata={f"k{i}": i for i in range(5000)})),
+        envelope(f"{p}-metadata-5000-keys", "message_limit_exceeded", "metadata with 5 000 keys", env(metadata={f"k{i}": i for i in range(5000)})),
         envelope(f"{p}-leading-blanks", "verdict", "an envelope after 200 bytes of blanks", " \n\t\r" * 50 + env(metadata={"ok": 1})),
-        Sample("", jpeg, [("moderation-id", b"h" * 300)], "message_limit_exceeded",
-               "a moderation-id header of 300 characters (refused, not truncated)", key=f"{p}-long-header-id".encode()),
-        envelope(f"{p}-headers-100", "message_limit_exceeded", "100 headers", env(),
-                 [(f"h{i}", b"v") for i in range(100)]),
-        envelope(f"{p}-control-chars", "verdict", "control characters and NUL in metadata",
-                 env(metadata={"x": "\x00\x01\x1b[31m\u2028"})),
+        Sample(
+            "",
+            jpeg,
+            [("moderation-id", b"h" * 300)],
+            "message_limit_exceeded",
+            "a moderation-id header of 300 characters (refused, not truncated)",
+            key=f"{p}-long-header-id".encode(),
+        ),
+        envelope(f"{p}-headers-100", "message_limit_exceeded", "100 headers", env(), [(f"h{i}", b"v") for i in range(100)]),
+        envelope(f"{p}-control-chars", "verdict", "control characters and NUL in metadata", env(metadata={"x": "\x00\x01\x1b[31m\u2028"})),
         envelope(f"{p}-tombstone", "invalid_message", "an empty value", ""),
     ]
 
@@ -271,8 +295,7 @@ def animated_messages(prefix: str = "animated") -> list[Sample]:
     from moderator.pictograms.draw import render
 
     rng = random.Random(7)
-    cup, knife, flower = (render(obj, colour, 1, "beige", rng, (192, 144)) for obj, colour in
-                          (("cup", "brown"), ("knife", "black"), ("flower", "red")))
+    cup, knife, flower = (render(obj, colour, 1, "beige", rng, (192, 144)) for obj, colour in (("cup", "brown"), ("knife", "black"), ("flower", "red")))
 
     def save(fmt: str, frames: list[Image.Image], **kwargs) -> bytes:
         buf = io.BytesIO()
@@ -285,10 +308,12 @@ def animated_messages(prefix: str = "animated") -> list[Sample]:
         return Sample(mid, data, [("content-type", ctype.encode()), ("moderation-id", mid.encode())], "verdict", desc, key=mid.encode())
 
     return [
-        sample("gif-flash", save("GIF", [cup, knife, cup], duration=[3000, 20, 3000]), "image/gif",
-               "animated GIF: a cup, a knife for 20 ms, a cup (weapons)"),
-        sample("apng-default-image", save("PNG", [knife, cup, flower], duration=500, default_image=True), "image/png",
-               "APNG whose default image, outside the animation, is a knife (weapons)"),
-        sample("webp-benign", save("WEBP", [cup, flower], duration=500, lossless=True), "image/webp",
-               "animated WebP: a cup, then a flower (benign)"),
+        sample("gif-flash", save("GIF", [cup, knife, cup], duration=[3000, 20, 3000]), "image/gif", "animated GIF: a cup, a knife for 20 ms, a cup (weapons)"),
+        sample(
+            "apng-default-image",
+            save("PNG", [knife, cup, flower], duration=500, default_image=True),
+            "image/png",
+            "APNG whose default image, outside the animation, is a knife (weapons)",
+        ),
+        sample("webp-benign", save("WEBP", [cup, flower], duration=500, lossless=True), "image/webp", "animated WebP: a cup, then a flower (benign)"),
     ]

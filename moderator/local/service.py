@@ -16,7 +16,6 @@ from typing import Any
 
 from moderator.settings import ENV_PREFIX
 
-
 _handed_out: set[int] = set()
 
 
@@ -60,11 +59,21 @@ class ServiceProcess:
         self.cwd = cwd
         self.proc: subprocess.Popen | None = None
 
+    @property
+    def _proc(self) -> subprocess.Popen:
+        if self.proc is None:
+            raise RuntimeError("not started")
+        return self.proc
+
     def start(self) -> ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moderator", "run"], env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "moderator", "run"],
+            env=self.env,
+            cwd=self.cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
         return self
@@ -83,8 +92,8 @@ class ServiceProcess:
         """Wait for /readyz to answer 200; raise with the log's tail if the process exits or times out."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"service exited with {self.proc.returncode} before it was ready:\n{self.log_tail()}")
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"service exited with {self._proc.returncode} before it was ready:\n{self.log_tail()}")
             try:
                 status, _ = self.get("/readyz")
                 if status == 200:
@@ -110,18 +119,18 @@ class ServiceProcess:
 
     def terminate(self, timeout: float = 90.0) -> int:
         """SIGTERM and wait for the exit code."""
-        self.proc.send_signal(signal.SIGTERM)
+        self._proc.send_signal(signal.SIGTERM)
         return self.wait(timeout)
 
     def kill(self) -> None:
-        self.proc.kill()
-        self.proc.wait(10)
+        self._proc.kill()
+        self._proc.wait(10)
 
     def wait(self, timeout: float) -> int:
         try:
-            return self.proc.wait(timeout)
+            return self._proc.wait(timeout)
         finally:
-            if self.proc.poll() is not None:
+            if self._proc.poll() is not None:
                 self._log.close()
 
     def log_tail(self, lines: int = 40) -> str:

@@ -25,8 +25,7 @@ REQUIREMENTS = ("nvidia-pytriton>=0.5", "numpy<2", "onnxruntime>=1.20")
 def _base_lib() -> str:
     """The Python installation's lib dir: pyenv builds need it on LD_LIBRARY_PATH for the
     Triton stub process that PyTriton starts (it links libpython)."""
-    out = subprocess.run([str(VENV / "bin" / "python"), "-c", "import sys; print(sys.base_prefix)"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run([str(VENV / "bin" / "python"), "-c", "import sys; print(sys.base_prefix)"], capture_output=True, text=True, check=True)
     return str(Path(out.stdout.strip()) / "lib")
 
 
@@ -50,6 +49,12 @@ class LocalTriton:
         self.proc: subprocess.Popen | None = None
 
     @property
+    @property
+    def _proc(self) -> subprocess.Popen:
+        if self.proc is None:
+            raise RuntimeError("not started")
+        return self.proc
+
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 
@@ -62,9 +67,25 @@ class LocalTriton:
         env = {**os.environ, "LD_LIBRARY_PATH": ":".join(filter(None, [_base_lib(), os.environ.get("LD_LIBRARY_PATH")]))}
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(VENV / "bin" / "python"), str(SERVER), "--repo", str(self.repo), "--grpc-port", str(self.grpc_port),
-             "--http-port", str(self.http_port), "--metrics-port", str(self.metrics_port), "--threads", str(self.threads)],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                str(VENV / "bin" / "python"),
+                str(SERVER),
+                "--repo",
+                str(self.repo),
+                "--grpc-port",
+                str(self.grpc_port),
+                "--http-port",
+                str(self.http_port),
+                "--metrics-port",
+                str(self.metrics_port),
+                "--threads",
+                str(self.threads),
+            ],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.wait_ready(timeout)
         return self
@@ -77,8 +98,8 @@ class LocalTriton:
         client = grpcclient.InferenceServerClient(self.grpc_url)
         try:
             while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"PyTriton exited with {self.proc.returncode}; see {self.log_path}")
+                if self._proc.poll() is not None:
+                    raise RuntimeError(f"PyTriton exited with {self._proc.returncode}; see {self.log_path}")
                 try:
                     if client.is_server_ready() and all(client.is_model_ready(m) for m in models):
                         return

@@ -130,10 +130,7 @@ def check_size(img: Image.Image, limits: DecodeLimits) -> None:
     if width <= 0 or height <= 0:
         raise UndecodableImage(f"{img.format} declares an empty size {width}x{height}")
     if width > limits.max_side or height > limits.max_side or width * height > limits.max_pixels:
-        raise ImageTooLarge(
-            f"{img.format} declares {width}x{height} pixels, over the limits "
-            f"(max side {limits.max_side}, max pixels {limits.max_pixels})"
-        )
+        raise ImageTooLarge(f"{img.format} declares {width}x{height} pixels, over the limits (max side {limits.max_side}, max pixels {limits.max_pixels})")
 
 
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)

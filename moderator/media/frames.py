@@ -64,14 +64,15 @@ class FrameSelector:
     bounded memory (at most ``2 * max_frames`` prepared frames) and bounded work (the whole
     message's frames, pixels and decode time)."""
 
-    def __init__(self, frames: FrameLimits, prepare: Callable[[Image.Image], np.ndarray], what: str,
-                 hasher: Callable[[Image.Image], Any] | None = None) -> None:
+    def __init__(
+        self, frames: FrameLimits, prepare: Callable[[Image.Image], np.ndarray], what: str, hasher: Callable[[Image.Image], Any] | None = None
+    ) -> None:
         self.limits = frames
         self.prepare = prepare
         self.hasher = hasher
         self.what = what
         self.deadline = time.monotonic() + frames.max_decode_seconds
-        self.kept: list[tuple[int, int, np.ndarray, np.ndarray, Any]] = []  # (index, timestamp, thumbnail, pixels, hash)
+        self.kept: list[tuple[int, int, np.ndarray | None, np.ndarray, Any]] = []  # (index, timestamp, thumbnail, pixels, hash)
         self.stride = 1  # keep every stride-th distinct frame (doubles each time the buffer is decimated)
         self.distinct = 0
         self.total = 0
@@ -89,11 +90,9 @@ class FrameSelector:
         if self.pixels > self.limits.max_total_pixels:
             raise ImageTooLarge(f"{self.what} frames add up to more than {self.limits.max_total_pixels} pixels (media.max_total_pixels)")
         if time.monotonic() > self.deadline:
-            raise ImageTooLarge(f"decoding {self.what} took over {self.limits.max_decode_seconds:g}s at frame {self.total} "
-                                "(media.max_decode_seconds)")
+            raise ImageTooLarge(f"decoding {self.what} took over {self.limits.max_decode_seconds:g}s at frame {self.total} (media.max_decode_seconds)")
 
-    def add(self, rgb: Image.Image | Callable[[], Image.Image], timestamp_ms: int, thumbnail: np.ndarray | None = None,
-            only_frame: bool = False) -> None:
+    def add(self, rgb: Image.Image | Callable[[], Image.Image], timestamp_ms: int, thumbnail: np.ndarray | None = None, only_frame: bool = False) -> None:
         """Consider one decoded frame (call :meth:`admit` first): an RGB image, or, with its
         ``THUMB x THUMB`` RGB ``thumbnail``, a function making the image only if it is kept.
         ``only_frame`` (a still image) skips the thumbnail: there is nothing to compare it with."""
@@ -136,8 +135,9 @@ class FrameSelector:
         )
 
 
-def decode_frames(data: bytes, limits: DecodeLimits, frames: FrameLimits,
-                  prepare: Callable[[Image.Image], np.ndarray], hasher: Callable[[Image.Image], Any] | None = None) -> FrameSet:
+def decode_frames(
+    data: bytes, limits: DecodeLimits, frames: FrameLimits, prepare: Callable[[Image.Image], np.ndarray], hasher: Callable[[Image.Image], Any] | None = None
+) -> FrameSet:
     """Decode, select and ``prepare`` (preprocess) the frames of one image file; ``hasher``, if
     given, is called on each kept frame's full-size RGB image (FrameSet.hashes).
 
@@ -148,7 +148,7 @@ def decode_frames(data: bytes, limits: DecodeLimits, frames: FrameLimits,
     """
     img = open_image(data, limits)
     fmt = img.format
-    selector = FrameSelector(frames, prepare, fmt, hasher)
+    selector = FrameSelector(frames, prepare, fmt or "image", hasher)
     clock_ms = 0
     exif = None
     while True:

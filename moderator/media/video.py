@@ -44,8 +44,9 @@ def looks_like_video(data: bytes) -> str | None:
     return None
 
 
-def decode_video(data: bytes, limits: DecodeLimits, frames: FrameLimits,
-                 prepare: Callable[[Image.Image], np.ndarray], hasher: Callable[[Image.Image], Any] | None = None) -> FrameSet:
+def decode_video(
+    data: bytes, limits: DecodeLimits, frames: FrameLimits, prepare: Callable[[Image.Image], np.ndarray], hasher: Callable[[Image.Image], Any] | None = None
+) -> FrameSet:
     """Decode, select and ``prepare`` the frames of a video file (``hasher``: as
     :func:`~moderator.media.frames.decode_frames`).
 
@@ -75,8 +76,7 @@ def decode_video(data: bytes, limits: DecodeLimits, frames: FrameLimits,
             raise ImageTooLarge(f"{kind} declares {declared:.1f}s, over the limit of {max_seconds:g}s (media.max_video_seconds)")
         width, height = stream.codec_context.width, stream.codec_context.height
         if width > limits.max_side or height > limits.max_side or width * height > limits.max_pixels:
-            raise ImageTooLarge(f"{kind} declares {width}x{height} frames, over the limits "
-                                f"(max side {limits.max_side}, max pixels {limits.max_pixels})")
+            raise ImageTooLarge(f"{kind} declares {width}x{height} frames, over the limits (max side {limits.max_side}, max pixels {limits.max_pixels})")
         selector = FrameSelector(frames, prepare, kind, hasher)
         try:
             for frame in container.decode(stream):

@@ -143,7 +143,8 @@ class _Graph:
         return self.op(
             "LayerNormalization",
             [x, self.const(w[key + ".weight"], key + ".w"), self.const(w[key + ".bias"], key + ".b")],
-            axis=-1, epsilon=1e-5,
+            axis=-1,
+            epsilon=1e-5,
         )
 
     def l2_normalize(self, x: str) -> str:
@@ -205,11 +206,15 @@ def build_image_graph(cfg: ClipConfig, w: dict[str, np.ndarray]) -> Any:
     inp = helper.make_tensor_value_info(IMAGE_INPUT, TensorProto.FLOAT, ["batch", 3, cfg.image_size, cfg.image_size])
     x = IMAGE_INPUT
     for i in range(len(cfg.vision_stem)):
-        x = g.op("Conv", [x, g.const(w[f"visual.stem.{i}.weight"], "stem"), g.const(w[f"visual.stem.{i}.bias"], "stem_b")],
-                 kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+        x = g.op(
+            "Conv",
+            [x, g.const(w[f"visual.stem.{i}.weight"], "stem"), g.const(w[f"visual.stem.{i}.bias"], "stem_b")],
+            kernel_shape=[3, 3],
+            strides=[2, 2],
+            pads=[1, 1, 1, 1],
+        )
         x = _act(g, x, cfg.act)
-    x = g.op("Conv", [x, g.const(w["visual.conv1.weight"], "conv1")],
-             kernel_shape=[cfg.patch_kernel] * 2, strides=[cfg.patch_kernel] * 2)
+    x = g.op("Conv", [x, g.const(w["visual.conv1.weight"], "conv1")], kernel_shape=[cfg.patch_kernel] * 2, strides=[cfg.patch_kernel] * 2)
     x = g.op("Reshape", [x, g.const(np.asarray([0, vw, grid * grid], np.int64), "patches")])
     x = g.op("Transpose", [x], perm=[0, 2, 1])
     batch = g.op("Slice", [g.op("Shape", [x]), g.const(np.asarray([0], np.int64), "s0"), g.const(np.asarray([1], np.int64), "s1")])
@@ -263,12 +268,77 @@ def _require_onnx() -> None:
 
 def tokenizer_corpus() -> list[str]:
     """A small English corpus for the random models' tokenizer (moderation-flavoured words)."""
-    objects = ["knife", "dagger", "gun", "pistol", "rifle", "syringe", "pill", "pills", "bottle", "beer", "wine",
-               "cigarette", "smoke", "fire", "flame", "blood", "tree", "house", "car", "flower", "cat", "dog", "cup",
-               "ball", "sun", "person", "child", "beach", "food", "text", "logo", "screenshot", "weapon", "drug",
-               "drugs", "alcohol", "violence", "nudity", "explicit", "safe", "photo", "drawing", "picture", "image"]
-    adjectives = ["a", "an", "the", "red", "green", "blue", "white", "black", "yellow", "small", "large", "two",
-                  "three", "of", "on", "with", "in", "and", "photo", "close-up", "blurry", "bright", "dark"]
+    objects = [
+        "knife",
+        "dagger",
+        "gun",
+        "pistol",
+        "rifle",
+        "syringe",
+        "pill",
+        "pills",
+        "bottle",
+        "beer",
+        "wine",
+        "cigarette",
+        "smoke",
+        "fire",
+        "flame",
+        "blood",
+        "tree",
+        "house",
+        "car",
+        "flower",
+        "cat",
+        "dog",
+        "cup",
+        "ball",
+        "sun",
+        "person",
+        "child",
+        "beach",
+        "food",
+        "text",
+        "logo",
+        "screenshot",
+        "weapon",
+        "drug",
+        "drugs",
+        "alcohol",
+        "violence",
+        "nudity",
+        "explicit",
+        "safe",
+        "photo",
+        "drawing",
+        "picture",
+        "image",
+    ]
+    adjectives = [
+        "a",
+        "an",
+        "the",
+        "red",
+        "green",
+        "blue",
+        "white",
+        "black",
+        "yellow",
+        "small",
+        "large",
+        "two",
+        "three",
+        "of",
+        "on",
+        "with",
+        "in",
+        "and",
+        "photo",
+        "close-up",
+        "blurry",
+        "bright",
+        "dark",
+    ]
     corpus = []
     for i, obj in enumerate(objects):
         for j, adj in enumerate(adjectives):
@@ -309,10 +379,21 @@ def write_model_dir(
         raise ModelError(f"preprocess image_size {preprocess.image_size} differs from the graph's {cfg.image_size}")
 
     return write_manifest(
-        root, image_encoder="image_encoder.onnx", text_encoder="text_encoder.onnx", tokenizer="tokenizer.json",
-        format_version=FORMAT_VERSION, name=name, family="clip", architecture=architecture, embed_dim=cfg.embed_dim,
-        preprocess=preprocess, context_length=cfg.context_length, pad_token_id=tokenizer.token_to_id(SPECIAL_TOKENS[0]),
-        logit_scale=float(np.exp(weights.get("logit_scale", np.asarray(math.log(100.0))))), opset=OPSET, notes=notes,
+        root,
+        image_encoder="image_encoder.onnx",
+        text_encoder="text_encoder.onnx",
+        tokenizer="tokenizer.json",
+        format_version=FORMAT_VERSION,
+        name=name,
+        family="clip",
+        architecture=architecture,
+        embed_dim=cfg.embed_dim,
+        preprocess=preprocess,
+        context_length=cfg.context_length,
+        pad_token_id=tokenizer.token_to_id(SPECIAL_TOKENS[0]),
+        logit_scale=float(np.exp(weights.get("logit_scale", np.asarray(math.log(100.0))))),
+        opset=OPSET,
+        notes=notes,
     )
 
 
@@ -329,6 +410,11 @@ def build_random_model(out: str | Path, architecture: str = "tiny", seed: int = 
     cfg = load_architecture(architecture)
     tokenizer = build_bpe_tokenizer(tokenizer_corpus(), vocab_size=min(cfg.vocab_size, 1024), special_tokens=SPECIAL_TOKENS)
     return write_model_dir(
-        out, cfg, init_random_weights(cfg, seed),
-        name=name or f"{architecture}-random", architecture=architecture, tokenizer=tokenizer, notes=RANDOM_NOTES,
+        out,
+        cfg,
+        init_random_weights(cfg, seed),
+        name=name or f"{architecture}-random",
+        architecture=architecture,
+        tokenizer=tokenizer,
+        notes=RANDOM_NOTES,
     )

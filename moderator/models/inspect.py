@@ -16,8 +16,7 @@ import numpy as np
 from moderator.errors import ModelError
 from moderator.models.manifest import IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, Manifest, load_manifest
 
-PROBE_TEXTS = ["a photo of a knife", "two red pills", "a drawing of a cigarette", "a cat on a white background",
-               "", "ünïcödé and emoji 🔪"]
+PROBE_TEXTS = ["a photo of a knife", "two red pills", "a drawing of a cigarette", "a cat on a white background", "", "ünïcödé and emoji 🔪"]
 NORM_TOLERANCE = {"fp16": 1e-2}  # others: 1e-3
 
 
@@ -102,11 +101,17 @@ def verify_model_dir(model_dir: str | Path) -> Verification:
                 continue
             ins = {i.name: i for i in sess.get_inputs()}
             outs = {o.name: o for o in sess.get_outputs()}
-            if not result.add(f"{what}: input", in_name in ins and ins[in_name].type == in_type and _shape_ok(ins[in_name].shape, in_shape),
-                              f"expects {in_name} {in_type} {in_shape}, has {[(i.name, i.type, i.shape) for i in ins.values()]}"):
+            if not result.add(
+                f"{what}: input",
+                in_name in ins and ins[in_name].type == in_type and _shape_ok(ins[in_name].shape, in_shape),
+                f"expects {in_name} {in_type} {in_shape}, has {[(i.name, i.type, i.shape) for i in ins.values()]}",
+            ):
                 continue
-            if not result.add(f"{what}: output", out_name in outs and _shape_ok(outs[out_name].shape, [None, d]),
-                              f"expects {out_name} [N,{d}], has {[(o.name, o.shape) for o in outs.values()]}"):
+            if not result.add(
+                f"{what}: output",
+                out_name in outs and _shape_ok(outs[out_name].shape, [None, d]),
+                f"expects {out_name} [N,{d}], has {[(o.name, o.shape) for o in outs.values()]}",
+            ):
                 continue
             try:
                 (y,) = sess.run([out_name], {in_name: x})
@@ -115,8 +120,11 @@ def verify_model_dir(model_dir: str | Path) -> Verification:
                 continue
             norms = np.linalg.norm(y, axis=1)
             tol = NORM_TOLERANCE.get(precision, 1e-3)
-            result.add(f"{what}: forward pass", y.shape == (len(x), d) and bool(np.isfinite(y).all()) and bool(np.abs(norms - 1).max() <= tol),
-                       f"batch {len(x)} -> {y.shape}, L2 norms {norms.min():.4f}..{norms.max():.4f} (within {tol} of 1)")
+            result.add(
+                f"{what}: forward pass",
+                y.shape == (len(x), d) and bool(np.isfinite(y).all()) and bool(np.abs(norms - 1).max() <= tol),
+                f"batch {len(x)} -> {y.shape}, L2 norms {norms.min():.4f}..{norms.max():.4f} (within {tol} of 1)",
+            )
     return result
 
 
@@ -132,7 +140,8 @@ def model_info(model_dir: str | Path, *, measure: bool = True, batch: int = 16, 
     variants = {}
     for precision, v in sorted(manifest.variants.items(), key=lambda kv: (kv[0] != "fp32", kv[0])):
         variants[precision] = {
-            "image_encoder": v.image_encoder.path, "text_encoder": v.text_encoder.path,
+            "image_encoder": v.image_encoder.path,
+            "text_encoder": v.text_encoder.path,
             "bytes": (root / v.image_encoder.path).stat().st_size + (root / v.text_encoder.path).stat().st_size,
         }
     info["variants"] = variants
@@ -160,8 +169,13 @@ def model_info(model_dir: str | Path, *, measure: bool = True, batch: int = 16, 
         for kind, emb in (("image", img), ("text", txt)):
             cos = (emb * reference[kind]).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(reference[kind], axis=1))
             entry[f"{kind}_cosine_vs_fp32"] = {"mean": round(float(cos.mean()), 6), "min": round(float(cos.min()), 6)}
-    info["measured"] = {"images": len(pixels), "texts": len(PROBE_TEXTS), "batch": batch, "device": "cpu",
-                        "note": "fp16 runs at ORT_ENABLE_BASIC on CPU; its CPU speed says nothing about a GPU"}
+    info["measured"] = {
+        "images": len(pixels),
+        "texts": len(PROBE_TEXTS),
+        "batch": batch,
+        "device": "cpu",
+        "note": "fp16 runs at ORT_ENABLE_BASIC on CPU; its CPU speed says nothing about a GPU",
+    }
     return info
 
 
@@ -179,8 +193,10 @@ def format_info(info: dict) -> str:
     for precision, v in info["variants"].items():
         line = f"  {precision:5s} {v['image_encoder']} + {v['text_encoder']}  {v['bytes'] / 1e6:.1f} MB"
         if "cpu_images_per_s" in v:
-            line += (f"  cos vs fp32 image {v['image_cosine_vs_fp32']['mean']:.6f} (min {v['image_cosine_vs_fp32']['min']:.6f})"
-                     f" text {v['text_cosine_vs_fp32']['mean']:.6f}  CPU {v['cpu_images_per_s']:.1f} img/s")
+            line += (
+                f"  cos vs fp32 image {v['image_cosine_vs_fp32']['mean']:.6f} (min {v['image_cosine_vs_fp32']['min']:.6f})"
+                f" text {v['text_cosine_vs_fp32']['mean']:.6f}  CPU {v['cpu_images_per_s']:.1f} img/s"
+            )
         lines.append(line)
     if info.get("notes"):
         lines.append(f"  notes: {info['notes']}")

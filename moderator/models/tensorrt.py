@@ -43,8 +43,9 @@ def _tensorrt():
     try:
         import tensorrt
     except ImportError as exc:
-        raise ModelError("building TensorRT engines needs the tensorrt package and an NVIDIA GPU: "
-                         "pip install tensorrt (matching the CUDA of the machine)") from exc
+        raise ModelError(
+            "building TensorRT engines needs the tensorrt package and an NVIDIA GPU: pip install tensorrt (matching the CUDA of the machine)"
+        ) from exc
     return tensorrt
 
 
@@ -102,8 +103,9 @@ def build_engines(model_dir: str | Path, profile: Profile = Profile(), *, for_tr
     elif "fp16" in manifest.variants:
         source = manifest.variants["fp16"]
     else:
-        raise ModelError(f"TensorRT {trt.__version__} builds strongly typed networks only: add the fp16 variant first "
-                         f"(moderator models add-variant {root} fp16)")
+        raise ModelError(
+            f"TensorRT {trt.__version__} builds strongly typed networks only: add the fp16 variant first (moderator models add-variant {root} fp16)"
+        )
     out = root / "tensorrt"
     built = [build_engine(root / source.image_encoder.path, out / "image_encoder.fp16.plan", profile, fp16=weakly_typed)]
     if text:
@@ -118,17 +120,29 @@ def build_engines(model_dir: str | Path, profile: Profile = Profile(), *, for_tr
             onnx.save(uint8_image_graph(manifest, root / source.image_encoder.path), str(graph))
             built.append(build_engine(graph, out / "image_encoder.uint8.fp16.plan", profile, fp16=weakly_typed))
     gpu = _gpu_name()
-    (out / ENGINES_JSON).write_text(json.dumps({
-        "tensorrt_version": trt.__version__, "gpu": gpu, "model_checksum": manifest.checksum(), "precision": "fp16",
-        "profile": {"min": profile.min_batch, "opt": profile.opt_batch, "max": profile.max_batch},
-        "engines": [p.name for p in built],
-    }, indent=2) + "\n")
+    (out / ENGINES_JSON).write_text(
+        json.dumps(
+            {
+                "tensorrt_version": trt.__version__,
+                "gpu": gpu,
+                "model_checksum": manifest.checksum(),
+                "precision": "fp16",
+                "profile": {"min": profile.min_batch, "opt": profile.opt_batch, "max": profile.max_batch},
+                "engines": [p.name for p in built],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return built
 
 
 def _gpu_name() -> str:
     try:
-        return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                              text=True, timeout=10).stdout.strip().splitlines()[0]
+        return (
+            subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+            .stdout.strip()
+            .splitlines()[0]
+        )
     except (OSError, IndexError, subprocess.SubprocessError):
         return "unknown"

@@ -51,9 +51,7 @@ def build_bpe_tokenizer(corpus: Sequence[str], vocab_size: int, special_tokens: 
 
     pad, sot, eot = special_tokens
     tok = Tokenizer(models.BPE())
-    tok.normalizer = normalizers.Sequence(
-        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip(), normalizers.Lowercase()]
-    )
+    tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
@@ -63,7 +61,5 @@ def build_bpe_tokenizer(corpus: Sequence[str], vocab_size: int, special_tokens: 
         show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{sot} $A {eot}", special_tokens=[(sot, tok.token_to_id(sot)), (eot, tok.token_to_id(eot))]
-    )
+    tok.post_processor = processors.TemplateProcessing(single=f"{sot} $A {eot}", special_tokens=[(sot, tok.token_to_id(sot)), (eot, tok.token_to_id(eot))])
     return tok

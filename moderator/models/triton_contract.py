@@ -48,10 +48,12 @@ def uint8_image_graph(manifest: Manifest, image_graph: Path):
     offset = (-np.asarray(pre.mean, np.float32) / std).astype(np.float32)
     graph.input.remove(old)
     graph.input.insert(0, helper.make_tensor_value_info(PIXELS_INPUT, TensorProto.UINT8, ["batch", size, size, 3]))
-    graph.initializer.extend([
-        numpy_helper.from_array(scale, "moderator_pixel_scale"),
-        numpy_helper.from_array(offset, "moderator_pixel_offset"),
-    ])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(scale, "moderator_pixel_scale"),
+            numpy_helper.from_array(offset, "moderator_pixel_offset"),
+        ]
+    )
     nodes = [
         helper.make_node("Cast", [PIXELS_INPUT], ["moderator_pixels_f"], to=TensorProto.FLOAT),
         helper.make_node("Mul", ["moderator_pixels_f", "moderator_pixel_scale"], ["moderator_pixels_scaled"]),

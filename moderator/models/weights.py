@@ -91,12 +91,15 @@ def weight_shapes(cfg: ClipConfig) -> dict[str, tuple[int, ...]]:
         "visual.conv1.weight": (vw, cfg.patch_in_channels, cfg.patch_kernel, cfg.patch_kernel),
         "visual.class_embedding": (vw,),
         "visual.positional_embedding": (grid * grid + 1, vw),
-        "visual.ln_pre.weight": (vw,), "visual.ln_pre.bias": (vw,),
-        "visual.ln_post.weight": (vw,), "visual.ln_post.bias": (vw,),
+        "visual.ln_pre.weight": (vw,),
+        "visual.ln_pre.bias": (vw,),
+        "visual.ln_post.weight": (vw,),
+        "visual.ln_post.bias": (vw,),
         "visual.proj": (vw, cfg.embed_dim),
         "token_embedding.weight": (cfg.vocab_size, tw),
         "positional_embedding": (cfg.context_length, tw),
-        "ln_final.weight": (tw,), "ln_final.bias": (tw,),
+        "ln_final.weight": (tw,),
+        "ln_final.bias": (tw,),
         "text_projection": (tw, cfg.embed_dim),
     }
     channels = 3
@@ -105,10 +108,18 @@ def weight_shapes(cfg: ClipConfig) -> dict[str, tuple[int, ...]]:
         channels = out
     for prefix, width, layers in (("visual.", vw, cfg.vision_layers), ("", tw, cfg.text_layers)):
         per = {
-            "ln_1.weight": (width,), "ln_1.bias": (width,), "attn.in_proj_weight": (3 * width, width),
-            "attn.in_proj_bias": (3 * width,), "attn.out_proj.weight": (width, width), "attn.out_proj.bias": (width,),
-            "ln_2.weight": (width,), "ln_2.bias": (width,), "mlp.c_fc.weight": (4 * width, width),
-            "mlp.c_fc.bias": (4 * width,), "mlp.c_proj.weight": (width, 4 * width), "mlp.c_proj.bias": (width,),
+            "ln_1.weight": (width,),
+            "ln_1.bias": (width,),
+            "attn.in_proj_weight": (3 * width, width),
+            "attn.in_proj_bias": (3 * width,),
+            "attn.out_proj.weight": (width, width),
+            "attn.out_proj.bias": (width,),
+            "ln_2.weight": (width,),
+            "ln_2.bias": (width,),
+            "mlp.c_fc.weight": (4 * width, width),
+            "mlp.c_fc.bias": (4 * width,),
+            "mlp.c_proj.weight": (width, 4 * width),
+            "mlp.c_proj.bias": (width,),
         }
         for i in range(layers):
             for k, s in per.items():

@@ -13,6 +13,16 @@ from moderator.pictograms.dataset import (
 from moderator.pictograms.draw import BACKGROUNDS, COLOURS, OBJECTS
 
 __all__ = [
-    "BACKGROUNDS", "BENIGN", "CATEGORIES", "COLOURS", "HELD_OUT_COMBOS", "MODERATED", "OBJECTS", "Sample",
-    "caption", "class_prompt", "class_prompts", "generate",
+    "BACKGROUNDS",
+    "BENIGN",
+    "CATEGORIES",
+    "COLOURS",
+    "HELD_OUT_COMBOS",
+    "MODERATED",
+    "OBJECTS",
+    "Sample",
+    "caption",
+    "class_prompt",
+    "class_prompts",
+    "generate",
 ]

@@ -25,16 +25,27 @@ SYNONYMS: dict[str, list[str]] = {
 IRREGULAR = {"knife": "knives", "kitchen knife": "kitchen knives", "dagger": "daggers", "glass": "glasses"}
 COUNT_WORDS = {1: "one", 2: "two", 3: "three"}
 COLOURED = [
-    "a {c} {o}", "a photo of a {c} {o}", "a drawing of a {c} {o}", "an image of a {c} {o}",
-    "a {c} {o} on a {bg} background", "a pictogram of a {c} {o}", "an illustration of a {c} {o}",
+    "a {c} {o}",
+    "a photo of a {c} {o}",
+    "a drawing of a {c} {o}",
+    "an image of a {c} {o}",
+    "a {c} {o} on a {bg} background",
+    "a pictogram of a {c} {o}",
+    "an illustration of a {c} {o}",
 ]
-PLAIN = ["a photo of a {o}", "a picture of a {o}", "a simple icon of a {o}", "a {o}", "a drawing of a {o}", "an image of a {o}",
-         "a {o} on a {bg} background"]
+PLAIN = ["a photo of a {o}", "a picture of a {o}", "a simple icon of a {o}", "a {o}", "a drawing of a {o}", "an image of a {o}", "a {o} on a {bg} background"]
 TEMPLATES = COLOURED + PLAIN
 PLURAL_COLOURED = ["{n} {c} {os}", "a photo of {n} {c} {os}", "a photo of a {c} {o} and {m}", "a {c} {o} and {m}"]
-PLURAL_PLAIN = ["{n} {os} on a {bg} background", "a drawing of {n} {os}", "{n} {os}", "a photo of {n} {os}",
-                # The singular noun on a picture of several, so "a photo of a knife" finds two knives too.
-                "a photo of a {o} and {m}", "a {o} and {m}", "a drawing of a {o} and {m}"]
+PLURAL_PLAIN = [
+    "{n} {os} on a {bg} background",
+    "a drawing of {n} {os}",
+    "{n} {os}",
+    "a photo of {n} {os}",
+    # The singular noun on a picture of several, so "a photo of a knife" finds two knives too.
+    "a photo of a {o} and {m}",
+    "a {o} and {m}",
+    "a drawing of a {o} and {m}",
+]
 MORE = {2: "another one", 3: "two more"}
 # Half the captions leave the colour out, so that matching a caption takes the object's shape,
 # not just its colour (which alone separates most pictograms in a batch).

@@ -14,13 +14,25 @@ Colour = tuple[int, int, int]
 Parts = Callable[[Colour], Colour]
 
 COLOURS: dict[str, Colour] = {
-    "red": (214, 40, 40), "orange": (245, 140, 30), "yellow": (240, 210, 40), "green": (50, 160, 70),
-    "blue": (40, 90, 220), "purple": (140, 60, 190), "pink": (240, 120, 180), "brown": (125, 80, 40),
-    "black": (25, 25, 25), "white": (245, 245, 245), "grey": (128, 128, 128),
+    "red": (214, 40, 40),
+    "orange": (245, 140, 30),
+    "yellow": (240, 210, 40),
+    "green": (50, 160, 70),
+    "blue": (40, 90, 220),
+    "purple": (140, 60, 190),
+    "pink": (240, 120, 180),
+    "brown": (125, 80, 40),
+    "black": (25, 25, 25),
+    "white": (245, 245, 245),
+    "grey": (128, 128, 128),
 }
 BACKGROUNDS: dict[str, Colour] = {
-    "white": (250, 250, 250), "light grey": (205, 205, 205), "beige": (235, 220, 190), "light blue": (185, 215, 240),
-    "dark": (45, 45, 55), "light green": (195, 230, 190),
+    "white": (250, 250, 250),
+    "light grey": (205, 205, 205),
+    "beige": (235, 220, 190),
+    "light blue": (185, 215, 240),
+    "dark": (45, 45, 55),
+    "light green": (195, 230, 190),
 }
 # Below this RGB distance a part does not stand apart from the object's main colour and is drawn
 # in its alternative colour (backgrounds keep a wider margin: dataset.BACKGROUND_CONTRAST).
@@ -164,8 +176,21 @@ def sun(d, cx, cy, s, c, p):
 
 
 OBJECTS: dict[str, Callable] = {
-    "knife": knife, "pistol": pistol, "syringe": syringe, "pill": pill, "bottle": bottle, "cigarette": cigarette,
-    "flame": flame, "tree": tree, "house": house, "car": car, "flower": flower, "cat": cat, "cup": cup, "ball": ball, "sun": sun,
+    "knife": knife,
+    "pistol": pistol,
+    "syringe": syringe,
+    "pill": pill,
+    "bottle": bottle,
+    "cigarette": cigarette,
+    "flame": flame,
+    "tree": tree,
+    "house": house,
+    "car": car,
+    "flower": flower,
+    "cat": cat,
+    "cup": cup,
+    "ball": ball,
+    "sun": sun,
 }
 
 
@@ -174,8 +199,7 @@ def usual(colour: Colour) -> Colour:
     return colour
 
 
-def render(obj: str, colour: str | Colour, count: int, background: str, rng: random.Random, size: tuple[int, int],
-           parts: Parts = usual) -> Image.Image:
+def render(obj: str, colour: str | Colour, count: int, background: str, rng: random.Random, size: tuple[int, int], parts: Parts = usual) -> Image.Image:
     """Draw ``count`` instances of ``obj`` in ``colour`` (a name of COLOURS or an RGB triple) on
     ``background``, with random placement, scale, rotation, background noise and blur; ``parts``
     recolours the parts that have a colour of their own."""

@@ -7,6 +7,18 @@ from moderator.policy.schema import Category, Policy
 from moderator.policy.score import ACTIONS, CategoryResult, Decision, category_scores, explain, score
 
 __all__ = [
-    "ACTIONS", "Category", "CategoryResult", "CompiledCategory", "CompiledPolicy", "Decision", "LoadedPolicy", "Policy",
-    "PolicyFileError", "category_scores", "compile_policy", "explain", "load_policy", "score",
+    "ACTIONS",
+    "Category",
+    "CategoryResult",
+    "CompiledCategory",
+    "CompiledPolicy",
+    "Decision",
+    "LoadedPolicy",
+    "Policy",
+    "PolicyFileError",
+    "category_scores",
+    "compile_policy",
+    "explain",
+    "load_policy",
+    "score",
 ]

@@ -58,7 +58,7 @@ class EmbeddingCache:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=self.path.parent, suffix=".npz.tmp")
             with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **self._mem)
+                np.savez(fh, **self._mem)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
             os.replace(tmp, self.path)  # atomic: concurrent readers see the old or the new file
         except OSError as exc:
             log.warning("embedding cache %s is not writable (%s); caching in memory only", self.path, exc)

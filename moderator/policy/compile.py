@@ -79,24 +79,45 @@ def compile_policy(loaded: LoadedPolicy, encoder: Encoder, cache: EmbeddingCache
     for c in policy.categories:
         r = resolve(c, policy.defaults)
         if r.scoring == "sigmoid" and info.logit_bias is None:
-            raise PolicyError(f"{loaded.path}: category {c.name!r} uses sigmoid scoring, which needs a sigmoid-trained model "
-                              f"(SigLIP) with a logit bias; {info.model_name} has none: use cosine or softmax")
+            raise PolicyError(
+                f"{loaded.path}: category {c.name!r} uses sigmoid scoring, which needs a sigmoid-trained model "
+                f"(SigLIP) with a logit bias; {info.model_name} has none: use cosine or softmax"
+            )
         prompts = tuple(c.all_prompts())
         p_emb = np.stack([embeds[t] for t in prompts])
-        entries.append(CompiledCategory(
-            name=c.name, scoring=r.scoring, temperature=r.temperature, review=float(r.review), block=float(r.block),
-            action=c.action, severity=c.severity, prompts=prompts, prompt_embeddings=p_emb,
-            ensemble=_normalise(p_emb.mean(axis=0)), contrast=tuple(c.contrast),
-            contrast_embeddings=np.stack([embeds[t] for t in c.contrast]) if c.contrast else None,
-            prototypes=_prototypes(loaded.path.parent, c.examples, encoder) if c.examples else None,
-            aggregate=r.aggregate, k=r.k, n=r.n,
-        ))
+        entries.append(
+            CompiledCategory(
+                name=c.name,
+                scoring=r.scoring,
+                temperature=r.temperature,
+                review=float(r.review),  # type: ignore[arg-type]  # validation requires both thresholds
+                block=float(r.block),  # type: ignore[arg-type]
+                action=c.action,
+                severity=c.severity,
+                prompts=prompts,
+                prompt_embeddings=p_emb,
+                ensemble=_normalise(p_emb.mean(axis=0)),
+                contrast=tuple(c.contrast),
+                contrast_embeddings=np.stack([embeds[t] for t in c.contrast]) if c.contrast else None,
+                prototypes=_prototypes(loaded.path.parent, c.examples, encoder) if c.examples else None,
+                aggregate=r.aggregate,
+                k=r.k,
+                n=r.n,
+            )
+        )
     return CompiledPolicy(
-        name=policy.name, version=loaded.digest, label=policy.version,
-        categories=tuple(e.name for e in entries), embeddings=np.stack([e.ensemble for e in entries]),
-        review=np.asarray([e.review for e in entries], np.float32), block=np.asarray([e.block for e in entries], np.float32),
-        entries=tuple(entries), escalate_reviews=policy.decision.escalate_reviews,
-        logit_scale=info.logit_scale, logit_bias=info.logit_bias, tests=tuple(policy.tests),
+        name=policy.name,
+        version=loaded.digest,
+        label=policy.version,
+        categories=tuple(e.name for e in entries),
+        embeddings=np.stack([e.ensemble for e in entries]),
+        review=np.asarray([e.review for e in entries], np.float32),
+        block=np.asarray([e.block for e in entries], np.float32),
+        entries=tuple(entries),
+        escalate_reviews=policy.decision.escalate_reviews,
+        logit_scale=info.logit_scale,
+        logit_bias=info.logit_bias,
+        tests=tuple(policy.tests),
         on_overflow=policy.frames.on_overflow,
     )
 

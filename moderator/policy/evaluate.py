@@ -82,8 +82,7 @@ def score_labelled(csv_path: Path, processor: ImageScorer, policy: CompiledPolic
 
 
 def confusion(truth: np.ndarray, fired: np.ndarray) -> dict[str, int]:
-    return {"tp": int((truth & fired).sum()), "fp": int((~truth & fired).sum()),
-            "fn": int((truth & ~fired).sum()), "tn": int((~truth & ~fired).sum())}
+    return {"tp": int((truth & fired).sum()), "fp": int((~truth & fired).sum()), "fn": int((truth & ~fired).sum()), "tn": int((~truth & ~fired).sum())}
 
 
 def prf(c: dict[str, int]) -> tuple[float, float, float]:
@@ -94,9 +93,9 @@ def prf(c: dict[str, int]) -> tuple[float, float, float]:
 
 def report(data: Labelled, policy: CompiledPolicy) -> dict:
     """Per category: confusion at the review threshold (the category fires) and at the block threshold."""
-    out = {"images": len(data.paths), "skipped": [{"path": str(p), "reason": r} for p, r in data.skipped], "categories": {}}
+    out: dict[str, Any] = {"images": len(data.paths), "skipped": [{"path": str(p), "reason": r} for p, r in data.skipped], "categories": {}}
     for j, name in enumerate(policy.categories):
-        cat = {}
+        cat: dict[str, Any] = {}
         for level, threshold in (("fires", float(policy.review[j])), ("blocks", float(policy.block[j]))):
             c = confusion(data.truth[:, j], data.scores[:, j] >= threshold)
             p, r, f = prf(c)
@@ -135,8 +134,11 @@ def suggest(scores: np.ndarray, truth: np.ndarray, target_precision: float, edge
     # Halfway to the next lower score (nothing lies between, so the same images fire), so small
     # score noise does not flip the boundary image; written with as few decimals as keep that so.
     below = thresholds[k + 1] if k + 1 < len(thresholds) else thresholds[k] - 1e-3
-    at = (_short((thresholds[k] + below) / 2, float(below), float(thresholds[k])) if not edge
-          else _short(float(thresholds[k]), float(below), float(thresholds[k]), down=True))
+    at = (
+        _short((thresholds[k] + below) / 2, float(below), float(thresholds[k]))
+        if not edge
+        else _short(float(thresholds[k]), float(below), float(thresholds[k]), down=True)
+    )
     return at, float(precision[k]), float(recall[k])
 
 

@@ -97,8 +97,9 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     if not isinstance(node, yaml.MappingNode):
         got = "an empty file" if node is None else ("a list" if isinstance(node, yaml.SequenceNode) else "a single value")
         mark = node.start_mark if node is not None else None
-        raise PolicyFileError(p, [Problem(mark.line + 1 if mark else 1, mark.column + 1 if mark else 1,
-                                          f"a policy is a mapping with name and categories, got {got}")])
+        raise PolicyFileError(
+            p, [Problem(mark.line + 1 if mark else 1, mark.column + 1 if mark else 1, f"a policy is a mapping with name and categories, got {got}")]
+        )
     data = _construct(p, node)
     try:
         policy = Policy.model_validate(data)
@@ -108,7 +109,7 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         errors = [e for e in exc.errors() if not (e["type"] == "value_error" and not e["loc"])]
         cross = consistency(data)
         total = len(errors) + len(cross)
-        problems = [_locate(node, err) for err in errors[:MAX_PROBLEMS]] + [_at(node, loc, m) for loc, m in cross[:MAX_PROBLEMS]]
+        problems = [_locate(node, dict(err)) for err in errors[:MAX_PROBLEMS]] + [_at(node, loc, m) for loc, m in cross[:MAX_PROBLEMS]]
         problems.sort(key=lambda pr: (pr.line or 0, pr.column or 0, pr.message))
         if total > MAX_PROBLEMS:
             problems = problems[:MAX_PROBLEMS] + [Problem(None, None, f"... and {total - MAX_PROBLEMS} more problems")]
@@ -151,8 +152,8 @@ def _compose(path: Path, text: str) -> yaml.Node | None:
                 continue
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
                 raise refuse(event, "anchors and aliases are not allowed in policies (alias expansion can explode)")
-            if getattr(event, "tag", None) is not None:
-                raise refuse(event, f"YAML tags are not allowed in policies (found {event.tag!r})")
+            if (tag := getattr(event, "tag", None)) is not None:
+                raise refuse(event, f"YAML tags are not allowed in policies (found {tag!r})")
             if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
                 done = stack.pop()
                 done.end_mark = event.end_mark
@@ -160,11 +161,11 @@ def _compose(path: Path, text: str) -> yaml.Node | None:
                 continue
             if isinstance(event, yaml.ScalarEvent):
                 tag = resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
-                node: yaml.Node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+                node: yaml.Node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)  # type: ignore[arg-type]  # libyaml's Mark
             elif isinstance(event, yaml.SequenceStartEvent):
-                node = yaml.SequenceNode(_SEQ, [], event.start_mark, None, flow_style=event.flow_style)
+                node = yaml.SequenceNode(_SEQ, [], event.start_mark, None, flow_style=event.flow_style)  # type: ignore[arg-type]
             elif isinstance(event, yaml.MappingStartEvent):
-                node = yaml.MappingNode(_MAP, [], event.start_mark, None, flow_style=event.flow_style)
+                node = yaml.MappingNode(_MAP, [], event.start_mark, None, flow_style=event.flow_style)  # type: ignore[arg-type]
             else:
                 continue  # stream and document boundaries
             if not stack:
@@ -188,8 +189,9 @@ def _compose(path: Path, text: str) -> yaml.Node | None:
         mark = exc.problem_mark
         ctx = exc.context_mark
         context = f" ({exc.context} at line {ctx.line + 1}, column {ctx.column + 1})" if exc.context and ctx else ""
-        raise PolicyFileError(path, [Problem(mark.line + 1 if mark else None, mark.column + 1 if mark else None,
-                                             f"invalid YAML: {exc.problem}{context}")]) from exc
+        raise PolicyFileError(
+            path, [Problem(mark.line + 1 if mark else None, mark.column + 1 if mark else None, f"invalid YAML: {exc.problem}{context}")]
+        ) from exc
     except yaml.YAMLError as exc:
         raise PolicyFileError(path, [Problem(None, None, f"invalid YAML: {exc}")]) from exc
     if root is not None:
@@ -211,6 +213,7 @@ def _construct(path: Path, node: yaml.Node) -> Any:
             m = node.start_mark
             raise PolicyFileError(path, [Problem(m.line + 1, m.column + 1, f"a number of {len(value)} characters; at most {MAX_NUMBER_CHARS} are accepted")])
         constructor = yaml.constructor.SafeConstructor()
+        assert isinstance(node, yaml.ScalarNode)
         return constructor.construct_yaml_int(node) if node.tag == _INT else constructor.construct_yaml_float(node)
     if node.tag == _BOOL:
         return yaml.constructor.SafeConstructor.bool_values[value.lower()]

@@ -54,8 +54,9 @@ class PolicyReloader(Reloader):
 
     name = "policy-reload"
 
-    def __init__(self, path: Path, target: PolicyTarget, reporter: ReloadReporter, interval_s: float,
-                 role: str = "primary", cache: EmbeddingCache | None = None) -> None:
+    def __init__(
+        self, path: Path, target: PolicyTarget, reporter: ReloadReporter, interval_s: float, role: str = "primary", cache: EmbeddingCache | None = None
+    ) -> None:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
         self.path = path
@@ -82,8 +83,7 @@ class PolicyReloader(Reloader):
             if isinstance(exc, (PolicyError, BackendError)):
                 log.error("%s policy reload failed; still serving %s: %s", self.role, was, exc)
             else:
-                log.exception("%s policy reload failed unexpectedly; still serving %s: %s: %s",
-                              self.role, was, type(exc).__name__, exc)
+                log.exception("%s policy reload failed unexpectedly; still serving %s: %s: %s", self.role, was, type(exc).__name__, exc)
             return False
         self.target.set_policy(self.role, compiled)
         self.reporter.policy_reloaded(self.role, compiled)

@@ -16,12 +16,14 @@ def with_thresholds(text: str, thresholds: dict[str, dict[str, float]]) -> str:
     ``name``. Categories not named are left alone.
     """
     root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is None:
+        raise ValueError("an empty policy has no categories to set thresholds in")
     categories = next((v for k, v in root.value if k.value == "categories"), None)
     edits: list[tuple[int, int, str]] = []
     for cat in getattr(categories, "value", []):
         fields = {k.value: (k, v) for k, v in cat.value}
         name = fields.get("name", (None, None))[1]
-        wanted = thresholds.get(getattr(name, "value", None), {})
+        wanted = thresholds.get(str(getattr(name, "value", "")), {})
         for key, value in wanted.items():
             new = _number(value)
             if key in fields:

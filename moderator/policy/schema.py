@@ -41,16 +41,17 @@ class Defaults(_Strict):
 class Decision(_Strict):
     """How category actions combine into the verdict's decision."""
 
-    escalate_reviews: int | None = Field(
-        None, ge=2, description="When at least this many categories ask for review, the decision is block.")
+    escalate_reviews: int | None = Field(None, ge=2, description="When at least this many categories ask for review, the decision is block.")
 
 
 class Frames(_Strict):
     """How animated images are judged (every frame is scored; see docs/policies.md#frames)."""
 
     on_overflow: Literal["review", "reject", "sample"] = Field(
-        "review", description="When a message has more distinct frames than media.max_frames: review (at least review), "
-                              "reject (block), or sample (decide on the evenly sampled frames alone).")
+        "review",
+        description="When a message has more distinct frames than media.max_frames: review (at least review), "
+        "reject (block), or sample (decide on the evenly sampled frames alone).",
+    )
 
 
 class InlineTest(_Strict):
@@ -78,8 +79,11 @@ class Category(_Strict):
     review: float | None = Field(None, description="Score at or above which the category asks for review.")
     block: float | None = Field(None, description="Score at or above which the category blocks (when action is block).")
     action: Action = Field("block", description="The most severe action this category may take.")
-    aggregate: Aggregate | None = Field(None, description="How frame scores make the category's score (default from defaults.aggregate): "
-                                                          "max, mean, or k_of_n (k of n consecutive scored frames over the threshold).")
+    aggregate: Aggregate | None = Field(
+        None,
+        description="How frame scores make the category's score (default from defaults.aggregate): "
+        "max, mean, or k_of_n (k of n consecutive scored frames over the threshold).",
+    )
     k: int | None = Field(None, ge=1, description="k_of_n: frames over the threshold needed (default from defaults.k).")
     n: int | None = Field(None, ge=1, description="k_of_n: the window of consecutive scored frames (default from defaults.n).")
     severity: int = Field(0, ge=0, le=100, description="Orders fired categories of equal action in reasons; higher first.")
@@ -170,23 +174,24 @@ def consistency(data: dict) -> list[tuple[tuple, str]]:
     beside any type or unknown-key error, not only once everything else is right. Values of the
     wrong type are skipped here (the schema reports them).
     """
+
     def num(value) -> float | None:
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     problems: list[tuple[tuple, str]] = []
-    defaults = data.get("defaults") if isinstance(data.get("defaults"), dict) else {}
-    categories = data.get("categories") if isinstance(data.get("categories"), list) else []
+    defaults: dict = data["defaults"] if isinstance(data.get("defaults"), dict) else {}
+    categories: list = data["categories"] if isinstance(data.get("categories"), list) else []
     seen: dict[str, int] = {}
     for i, c in enumerate(categories):
         if not isinstance(c, dict):
             continue
-        name = c.get("name") if isinstance(c.get("name"), str) else f"#{i}"
+        name: str = c["name"] if isinstance(c.get("name"), str) else f"#{i}"
         if name in seen:
             problems.append((("categories", i, "name"), f"duplicate category name {name!r} (first at categories.{seen[name]})"))
         else:
             seen[name] = i
 
-        def pick(key: str, fallback=None):
+        def pick(key: str, fallback=None, c=c, i=i):  # bound now: called only in this iteration
             """The category's value and where it is set (its own key, or the defaults)."""
             if c.get(key) is not None:
                 return c[key], ("categories", i, key)
@@ -209,8 +214,9 @@ def consistency(data: dict) -> list[tuple[tuple, str]]:
             if not low <= v <= 1.0:
                 problems.append((where, f"category {name!r}: {label} threshold {raw} is out of range [{low:g}, 1] for {scoring} scoring"))
         if "review" in values and "block" in values and values["review"][0] > values["block"][0]:
-            problems.append((values["block"][1], f"category {name!r}: review threshold {values['review'][0]:g} is above "
-                                                 f"block threshold {values['block'][0]:g}"))
+            problems.append(
+                (values["block"][1], f"category {name!r}: review threshold {values['review'][0]:g} is above block threshold {values['block'][0]:g}")
+            )
         aggregate, _ = pick("aggregate", "max")
         (k, k_at), (n, _) = pick("k", 2), pick("n", 3)
         if aggregate == "k_of_n" and num(k) is not None and num(n) is not None and k > n:
@@ -218,9 +224,12 @@ def consistency(data: dict) -> list[tuple[tuple, str]]:
         if c.get("examples") and scoring != "cosine":
             problems.append((("categories", i, "examples"), f"category {name!r}: example images are prototypes for cosine scoring; set scoring: cosine"))
         if c.get("contrast") and scoring != "softmax":
-            problems.append((("categories", i, "contrast"), f"category {name!r}: contrast prompts need scoring: softmax (they compete with the category's prompts)"))
+            problems.append(
+                (("categories", i, "contrast"), f"category {name!r}: contrast prompts need scoring: softmax (they compete with the category's prompts)")
+            )
     names = set(seen)
-    for i, t in enumerate(data.get("tests") if isinstance(data.get("tests"), list) else []):
+    tests: list = data["tests"] if isinstance(data.get("tests"), list) else []
+    for i, t in enumerate(tests):
         wanted = t.get("categories") if isinstance(t, dict) else None
         if isinstance(wanted, list):
             unknown = sorted({x for x in wanted if isinstance(x, str)} - names)

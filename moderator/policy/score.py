@@ -64,8 +64,7 @@ class Decision:
 
     @property
     def fired(self) -> list[CategoryResult]:
-        return sorted((c for c in self.categories if c.fired),
-                      key=lambda c: (-ACTIONS.index(c.action), -c.severity, -c.margin, c.name))
+        return sorted((c for c in self.categories if c.fired), key=lambda c: (-ACTIONS.index(c.action), -c.severity, -c.margin, c.name))
 
     @property
     def reasons(self) -> list[str]:
@@ -108,8 +107,7 @@ def score(image_embeds: np.ndarray, policy: CompiledPolicy) -> list[Decision]:
     return score_frames(image_embeds, policy, [1] * len(image_embeds))
 
 
-def score_frames(frame_embeds: np.ndarray, policy: CompiledPolicy, frames: list[int],
-                 overflow: list[bool] | None = None) -> list[Decision]:
+def score_frames(frame_embeds: np.ndarray, policy: CompiledPolicy, frames: list[int], overflow: list[bool] | None = None) -> list[Decision]:
     """Decisions for messages of several frames: ``frame_embeds`` ``[sum(frames), D]`` holds the
     frames of message i as the next ``frames[i]`` rows; ``overflow[i]`` says it had more distinct
     frames than were scored. Category scores are aggregated by :func:`message_scores`."""
@@ -121,8 +119,9 @@ def score_frames(frame_embeds: np.ndarray, policy: CompiledPolicy, frames: list[
     overflow = overflow or [False] * len(frames)
     for i, (row_scores, row_act, row_frame) in enumerate(zip(scores.tolist(), severity.tolist(), deciding.tolist())):
         cats = tuple(
-            CategoryResult(name=name, score=s, review=float(policy.review[j]), block=float(policy.block[j]),
-                           action=ACTIONS[a], fired=a > 0, severity=sev[j], frame=int(f))
+            CategoryResult(
+                name=name, score=s, review=float(policy.review[j]), block=float(policy.block[j]), action=ACTIONS[a], fired=a > 0, severity=sev[j], frame=int(f)
+            )
             for j, (name, s, a, f) in enumerate(zip(policy.categories, row_scores, row_act, row_frame))
         )
         top = max(row_act)
@@ -150,7 +149,7 @@ def message_scores(per_frame: np.ndarray, policy: CompiledPolicy, frames: list[i
         return per_frame, np.zeros(per_frame.shape, int)
     rules = [(e.aggregate, e.k, e.n) for e in policy.entries] or [("max", 1, 1)] * len(policy.categories)
     starts = np.concatenate([[0], np.cumsum(frames)[:-1]]).astype(int)
-    aggregated = [_aggregate(per_frame[a:a + n], rules) for a, n in zip(starts, frames)]
+    aggregated = [_aggregate(per_frame[a : a + n], rules) for a, n in zip(starts, frames)]
     return np.stack([s for s, _ in aggregated]), np.stack([f for _, f in aggregated])
 
 

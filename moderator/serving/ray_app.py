@@ -17,12 +17,12 @@ import logging
 import threading
 from typing import Any
 
+from ray import serve  # after encoders.ray_server, which says how to install Ray when it is missing
+
 from moderator.app import Application
 from moderator.encoders.ray_server import encoder_app, portable_encoder_settings
 from moderator.encoders.rayserve import RayEncoder
 from moderator.settings import Settings, load_settings
-
-from ray import serve  # after encoders.ray_server, which says how to install Ray when it is missing
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,12 @@ def _portable_settings(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     for key in SECRETS:
         if data["kafka"].pop(key, None) is not None and getattr(settings.kafka, f"{key}_file") is None:
-            log.warning("kafka.%s is not shipped to the consumer replicas: give it to them as kafka.%s_file or as "
-                        "MODERATOR_KAFKA__%s in the application's runtime_env", key, key, key.upper())
+            log.warning(
+                "kafka.%s is not shipped to the consumer replicas: give it to them as kafka.%s_file or as MODERATOR_KAFKA__%s in the application's runtime_env",
+                key,
+                key,
+                key.upper(),
+            )
     data["encoder"] = portable_encoder_settings(settings.encoder) | {"backend": "ray"}
     for key in ("path", "shadow_path", "cache_dir"):
         value = getattr(settings.policy, key)
@@ -95,7 +99,7 @@ def pipeline(args: dict[str, Any]):
     consumers = int(args.get("consumers", 1))
     if consumers < 1:
         raise ValueError("consumers must be at least 1")
-    worker = ModeratorServer.options(
+    worker = ModeratorServer.options(  # type: ignore[attr-defined]  # @serve.deployment made it a Deployment
         name="Moderator",
         num_replicas=consumers,
         # Each replica serves /metrics on settings.telemetry.port: one per node keeps ports apart.

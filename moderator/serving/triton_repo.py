@@ -51,12 +51,11 @@ class RepoOptions:
     text_engine: Path | None = None
 
 
-def _config(name: str, inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]],
-            manifest: Manifest, opts: RepoOptions, engine: bool = False) -> str:
+def _config(
+    name: str, inputs: list[tuple[str, str, list[int]]], outputs: list[tuple[str, str, list[int]]], manifest: Manifest, opts: RepoOptions, engine: bool = False
+) -> str:
     def tensors(items: list[tuple[str, str, list[int]]]) -> str:
-        return ",\n".join(
-            f'  {{ name: "{n}" data_type: {t} dims: [ {", ".join(str(d) for d in dims)} ] }}' for n, t, dims in items
-        )
+        return ",\n".join(f'  {{ name: "{n}" data_type: {t} dims: [ {", ".join(str(d) for d in dims)} ] }}' for n, t, dims in items)
 
     lines = [
         f'name: "{name}"',
@@ -73,7 +72,7 @@ def _config(name: str, inputs: list[tuple[str, str, list[int]]], outputs: list[t
     ]
     if opts.tensorrt and opts.kind == "KIND_GPU" and not engine:
         lines.append(
-            "optimization { execution_accelerators { gpu_execution_accelerator: [ { name: \"tensorrt\" "
+            'optimization { execution_accelerators { gpu_execution_accelerator: [ { name: "tensorrt" '
             'parameters { key: "precision_mode" value: "FP16" } '
             'parameters { key: "trt_engine_cache_enable" value: "true" } } ] } }'
         )
@@ -99,8 +98,9 @@ def write_repository(model_dir: str | Path, out: str | Path, opts: RepoOptions =
         if opts.kind != "KIND_GPU":
             raise ModelError(f"TensorRT engine {engine}: tensorrt_plan models run on GPU instances only (--kind gpu)")
         if not Path(engine).is_file() or Path(engine).stat().st_size == 0:
-            raise ModelError(f"TensorRT engine {engine}: not a file (write the repository without engines, "
-                             f"then build one with: {trtexec_command(out, opts, manifest)})")
+            raise ModelError(
+                f"TensorRT engine {engine}: not a file (write the repository without engines, then build one with: {trtexec_command(out, opts, manifest)})"
+            )
     variant = manifest.variants[opts.precision]
     size, dim = manifest.preprocess.image_size, manifest.embed_dim
 
@@ -123,18 +123,30 @@ def write_repository(model_dir: str | Path, out: str | Path, opts: RepoOptions =
         image = uint8_image_graph(manifest, model_dir / variant.image_encoder.path)
         external = image.ByteSize() > _PROTOBUF_LIMIT
         onnx.save(image, str(image_dir / "1" / "model.onnx"), save_as_external_data=external, location="model.onnx.data")
-    (image_dir / "config.pbtxt").write_text(_config(
-        image_dir.name, [(PIXELS_INPUT, "TYPE_UINT8", [size, size, 3])], [(IMAGE_OUTPUT, "TYPE_FP32", [dim])], manifest, opts,
-        engine=opts.image_engine is not None,
-    ))
+    (image_dir / "config.pbtxt").write_text(
+        _config(
+            image_dir.name,
+            [(PIXELS_INPUT, "TYPE_UINT8", [size, size, 3])],
+            [(IMAGE_OUTPUT, "TYPE_FP32", [dim])],
+            manifest,
+            opts,
+            engine=opts.image_engine is not None,
+        )
+    )
     if opts.text_engine is not None:
         staged["text"].replace(text_dir / "1" / "model.plan")
     else:
         shutil.copyfile(model_dir / variant.text_encoder.path, text_dir / "1" / "model.onnx")
-    (text_dir / "config.pbtxt").write_text(_config(
-        text_dir.name, [(TEXT_INPUT, "TYPE_INT64", [manifest.context_length])], [(TEXT_OUTPUT, "TYPE_FP32", [dim])], manifest, opts,
-        engine=opts.text_engine is not None,
-    ))
+    (text_dir / "config.pbtxt").write_text(
+        _config(
+            text_dir.name,
+            [(TEXT_INPUT, "TYPE_INT64", [manifest.context_length])],
+            [(TEXT_OUTPUT, "TYPE_FP32", [dim])],
+            manifest,
+            opts,
+            engine=opts.text_engine is not None,
+        )
+    )
     return [image_dir, text_dir]
 
 
@@ -143,5 +155,7 @@ def trtexec_command(out: str | Path, opts: RepoOptions, manifest: Manifest | Non
     size = manifest.preprocess.image_size if manifest is not None else "S"
     model = Path(out) / f"{opts.prefix}_image" / "1" / "model.onnx"
     opt = max(1, opts.max_batch_size // 2)
-    return (f"trtexec --onnx={model} --saveEngine=image.plan --fp16 --minShapes={PIXELS_INPUT}:1x{size}x{size}x3 "
-            f"--optShapes={PIXELS_INPUT}:{opt}x{size}x{size}x3 --maxShapes={PIXELS_INPUT}:{opts.max_batch_size}x{size}x{size}x3")
+    return (
+        f"trtexec --onnx={model} --saveEngine=image.plan --fp16 --minShapes={PIXELS_INPUT}:1x{size}x{size}x3 "
+        f"--optShapes={PIXELS_INPUT}:{opt}x{size}x{size}x3 --maxShapes={PIXELS_INPUT}:{opts.max_batch_size}x{size}x{size}x3"
+    )

@@ -46,9 +46,7 @@ class PartitionOffsets:
 
     def track(self, offset: int) -> None:
         if offset <= self._last_tracked:
-            raise OffsetOrderError(
-                f"{self.topic}[{self.partition}] offset={offset} tracked after offset={self._last_tracked}"
-            )
+            raise OffsetOrderError(f"{self.topic}[{self.partition}] offset={offset} tracked after offset={self._last_tracked}")
         self._last_tracked = offset
         self._pending.append(offset)
 
@@ -172,9 +170,13 @@ class Committer:
     so the broker applies it under the old generation).
     """
 
-    def __init__(self, checkpoint: Checkpoint, interval_s: float,
-                 commit_sync: Callable[[dict[tuple[str, int], int]], Any],
-                 commit_async: Callable[[dict[tuple[str, int], int], Callable[[BaseException | None], None]], Any]) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        interval_s: float,
+        commit_sync: Callable[[dict[tuple[str, int], int]], Any],
+        commit_async: Callable[[dict[tuple[str, int], int], Callable[[BaseException | None], None]], Any],
+    ) -> None:
         self.checkpoint = checkpoint
         self.interval_s = interval_s
         self._commit_sync = commit_sync

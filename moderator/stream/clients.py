@@ -42,8 +42,9 @@ def consumer_config(s: KafkaSettings, max_poll_records: int) -> dict[str, Any]:
     from kafka.coordinator.assignors.range import RangePartitionAssignor
     from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 
-    assignor = {"cooperative-sticky": CooperativeStickyAssignor, "range": RangePartitionAssignor,
-                "roundrobin": RoundRobinPartitionAssignor}[s.partition_assignment]
+    assignor = {"cooperative-sticky": CooperativeStickyAssignor, "range": RangePartitionAssignor, "roundrobin": RoundRobinPartitionAssignor}[
+        s.partition_assignment
+    ]
     return {
         "bootstrap_servers": s.bootstrap_servers.split(","),
         "client_id": s.client_id,
@@ -163,8 +164,7 @@ def topic_message_limits(s: KafkaSettings, topics: list[str]) -> dict[str, int]:
     try:
         admin = make_admin(s)
         try:
-            answer = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs={key: None}) for t in topics],
-                                            config_filter="all")
+            answer = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t, configs={key: None}) for t in topics], config_filter="all")
         finally:
             admin.close()
         described = answer.get("topic", {}) if isinstance(answer, dict) else {}
@@ -174,8 +174,9 @@ def topic_message_limits(s: KafkaSettings, topics: list[str]) -> dict[str, int]:
             if value is not None:
                 out[topic] = int(value)
     except Exception as exc:  # older clients answer in another shape, ACLs may refuse: not fatal
-        log.warning("cannot read max.message.bytes of %s (%s: %s); dead letters are sized by kafka.max_request_size only",
-                    ",".join(topics), type(exc).__name__, exc)
+        log.warning(
+            "cannot read max.message.bytes of %s (%s: %s); dead letters are sized by kafka.max_request_size only", ",".join(topics), type(exc).__name__, exc
+        )
     return out
 
 

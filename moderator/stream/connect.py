@@ -16,10 +16,21 @@ import threading
 
 # kafka-python 3 logs connection failures on these; 2.x on kafka.conn and kafka.client_async.
 # (A logger's filters do not apply to its children's records: each is named.)
-CONNECTION_LOGGERS = ("kafka.net.manager", "kafka.net.connection", "kafka.net.transport", "kafka.net.selector",
-                      "kafka.net.sasl.scram", "kafka.net.sasl.plain", "kafka.net.sasl.oauth", "kafka.conn", "kafka.client_async")
-_CAUSE = re.compile(r"(SaslAuthenticationFailedError: .*?|Handshake failed: .*?|CERTIFICATE_VERIFY_FAILED.*?|"
-                    r"Connection refused.*?|Authentication failed.*?)(?: \(backoff [\d.]+ secs\))?$")
+CONNECTION_LOGGERS = (
+    "kafka.net.manager",
+    "kafka.net.connection",
+    "kafka.net.transport",
+    "kafka.net.selector",
+    "kafka.net.sasl.scram",
+    "kafka.net.sasl.plain",
+    "kafka.net.sasl.oauth",
+    "kafka.conn",
+    "kafka.client_async",
+)
+_CAUSE = re.compile(
+    r"(SaslAuthenticationFailedError: .*?|Handshake failed: .*?|CERTIFICATE_VERIFY_FAILED.*?|"
+    r"Connection refused.*?|Authentication failed.*?)(?: \(backoff [\d.]+ secs\))?$"
+)
 
 
 class _LastCause(logging.Filter):

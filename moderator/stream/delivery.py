@@ -53,13 +53,12 @@ class Outgoing:
 
 
 class Delivery:
-    def __init__(self, producer, checkpoint: Checkpoint, metrics: Metrics, backoff: Backoff = Backoff(0.5, 10.0),
-                 renew: Callable[[], object] | None = None) -> None:
+    def __init__(self, producer, checkpoint: Checkpoint, metrics: Metrics, backoff: Backoff | None = None, renew: Callable[[], object] | None = None) -> None:
         self._producer = producer
         self._renew = renew
         self._checkpoint = checkpoint
         self._metrics = metrics
-        self._backoff = backoff
+        self._backoff = backoff if backoff is not None else Backoff(0.5, 10.0)
         self._retries: list[tuple[float, int, Outgoing]] = []
         self._seq = itertools.count()
         self._cv = threading.Condition()
@@ -93,7 +92,12 @@ class Delivery:
             if msg.too_large >= 2:  # once may be another record's: the fatal state aborts every pending send
                 log.warning(
                     "%s for %s[%d] offset=%d is too large (%s: %s); sending its smaller form",
-                    msg.topic, msg.token.topic, msg.token.partition, msg.offset, type(exc).__name__, exc,
+                    msg.topic,
+                    msg.token.topic,
+                    msg.token.partition,
+                    msg.offset,
+                    type(exc).__name__,
+                    exc,
                     extra={"topic": msg.token.topic, "partition": msg.token.partition, "offset": msg.offset},
                 )
                 self._schedule(msg.fallback(exc), 0.0)
@@ -101,7 +105,13 @@ class Delivery:
         delay = self._backoff.delay(msg.attempts - 1)
         log.warning(
             "delivery to %s for %s[%d] offset=%d failed (%s: %s); sending again in %.1fs",
-            msg.topic, msg.token.topic, msg.token.partition, msg.offset, type(exc).__name__, exc, delay,
+            msg.topic,
+            msg.token.topic,
+            msg.token.partition,
+            msg.offset,
+            type(exc).__name__,
+            exc,
+            delay,
             extra={"topic": msg.token.topic, "partition": msg.token.partition, "offset": msg.offset},
         )
         self._metrics.delivery_retries.inc()

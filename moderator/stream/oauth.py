@@ -30,8 +30,8 @@ def token_provider(path: Path | None, command: str | None):
 
 def read_token(path: Path | None, command: str | None) -> str:
     """Raises:
-        SettingsError: the file cannot be read, the command fails, or the token is empty or too long
-            (the message never contains the token)."""
+    SettingsError: the file cannot be read, the command fails, or the token is empty or too long
+        (the message never contains the token)."""
     if path is not None:
         try:
             raw = Path(path).read_bytes()[: MAX_TOKEN_BYTES + 1]
@@ -45,8 +45,7 @@ def read_token(path: Path | None, command: str | None) -> str:
         except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
             raise SettingsError(f"kafka.sasl_oauth_token_command failed to run: {type(exc).__name__}") from exc
         if done.returncode != 0:
-            raise SettingsError(f"kafka.sasl_oauth_token_command exited {done.returncode}: "
-                                f"{done.stderr.decode(errors='replace').strip()[:200]}")
+            raise SettingsError(f"kafka.sasl_oauth_token_command exited {done.returncode}: {done.stderr.decode(errors='replace').strip()[:200]}")
         raw = done.stdout[: MAX_TOKEN_BYTES + 1]
         what = "kafka.sasl_oauth_token_command's output"
     token = raw.decode("utf-8", errors="replace").strip()

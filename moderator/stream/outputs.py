@@ -43,8 +43,16 @@ REQUEST_OVERHEAD_BYTES = 1024
 
 
 class Outputs:
-    def __init__(self, kafka: KafkaSettings, delivery: Delivery, metrics: Metrics, info: EncoderInfo,
-                 limits: MessageLimits, topic_limits: dict[str, int] | None = None, partitions: dict[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        delivery: Delivery,
+        metrics: Metrics,
+        info: EncoderInfo,
+        limits: MessageLimits,
+        topic_limits: dict[str, int] | None = None,
+        partitions: dict[str, int] | None = None,
+    ) -> None:
         self._partitions = partitions or {}
         self._kafka = kafka
         self._max_dead_letter = min(kafka.max_request_size, (topic_limits or {}).get(kafka.dead_letter_topic, kafka.max_request_size))
@@ -57,8 +65,7 @@ class Outputs:
 
     def verdict(self, item: Item, request: ImageRequest, outcome: Outcome, timings: Timings, cached: bool = False) -> None:
         """Send the verdict of one decided message (its dead letter if the verdict cannot be built)."""
-        payload = contain("building the verdict", lambda: build_verdict(
-            request, outcome, self._info, timings, cached).model_dump_json().encode())
+        payload = contain("building the verdict", lambda: build_verdict(request, outcome, self._info, timings, cached).model_dump_json().encode())
         if isinstance(payload, MessageError):
             self.dead_letter(item, request.id, payload)
             return
@@ -67,12 +74,19 @@ class Outputs:
             error = ProcessingFailed(f"the verdict ({len(payload)} bytes) was refused by the broker: {type(exc).__name__}: {exc}")
             return self._dead_letter_message(item, request.id, error)
 
-        self._delivery.send(Outgoing(
-            self._kafka.verdict_topic, verdict_key(item, request.id), payload,
-            [("content-type", b"application/json"), ("moderation-id", request.id.encode())],
-            item.token, item.source.offset, on_acked=self._verdict_acked(item, outcome), fallback=refused,
-            partition=self.partition_for(item, self._kafka.verdict_topic),
-        ))
+        self._delivery.send(
+            Outgoing(
+                self._kafka.verdict_topic,
+                verdict_key(item, request.id),
+                payload,
+                [("content-type", b"application/json"), ("moderation-id", request.id.encode())],
+                item.token,
+                item.source.offset,
+                on_acked=self._verdict_acked(item, outcome),
+                fallback=refused,
+                partition=self.partition_for(item, self._kafka.verdict_topic),
+            )
+        )
 
     def partition_for(self, item: Item, topic: str, mid: str | None = None) -> int | None:
         """The input's partition number when ``topic`` has as many partitions as the input topic;
@@ -115,45 +129,94 @@ class Outputs:
             mid = message_id(item.source, item.headers, None, self._limits)
         src = item.source
         log.info(
-            "dead letter %s[%d] offset=%d id=%s: %s: %s", src.topic, src.partition, src.offset, mid, error.reason, error,
+            "dead letter %s[%d] offset=%d id=%s: %s: %s",
+            src.topic,
+            src.partition,
+            src.offset,
+            mid,
+            error.reason,
+            error,
             extra={"topic": src.topic, "partition": src.partition, "offset": src.offset, "id": mid, "reason": error.reason},
         )
         headers = dead_letter_headers(item.headers, src, mid, error)
         value = item.value or b""
         size = len(value) + len(item.key or b"") + sum(len(k) + len(v or b"") for k, v in headers) + REQUEST_OVERHEAD_BYTES
         if size > self._max_dead_letter:
-            return self._without_value(item, mid, error, f"the value ({len(value)} bytes) does not fit in a dead letter "
-                                                         f"({self._max_dead_letter} bytes: the topic's max.message.bytes or kafka.max_request_size)")
+            return self._without_value(
+                item,
+                mid,
+                error,
+                f"the value ({len(value)} bytes) does not fit in a dead letter "
+                f"({self._max_dead_letter} bytes: the topic's max.message.bytes or kafka.max_request_size)",
+            )
 
         def refused(exc: BaseException) -> Outgoing:
             return self._without_value(item, mid, error, f"the broker refused the dead letter with its value ({len(value)} bytes): {type(exc).__name__}")
 
-        return Outgoing(self._kafka.dead_letter_topic, item.key, value, headers, item.token, src.offset,
-                        on_acked=self._dead_letter_acked(error, src), fallback=refused,
-                        partition=self.partition_for(item, self._kafka.dead_letter_topic, mid))
+        return Outgoing(
+            self._kafka.dead_letter_topic,
+            item.key,
+            value,
+            headers,
+            item.token,
+            src.offset,
+            on_acked=self._dead_letter_acked(error, src),
+            fallback=refused,
+            partition=self.partition_for(item, self._kafka.dead_letter_topic, mid),
+        )
 
     def _without_value(self, item: Item, mid: str, error: MessageError, why: str) -> Outgoing:
-        headers = dead_letter_headers(item.headers, item.source, mid, error, {VALUE_OMITTED_HEADER[len(PREFIX):]: why})
+        headers = dead_letter_headers(item.headers, item.source, mid, error, {VALUE_OMITTED_HEADER[len(PREFIX) :]: why})
         if sum(len(k) + len(v or b"") for k, v in headers) + REQUEST_OVERHEAD_BYTES > self._max_dead_letter:
-            headers = dead_letter_headers(None, item.source, mid, error, {VALUE_OMITTED_HEADER[len(PREFIX):]: why + "; original headers omitted too"})
-        return Outgoing(self._kafka.dead_letter_topic, None, b"", headers, item.token, item.source.offset,
-                        on_acked=self._dead_letter_acked(error, item.source),
-                        partition=self.partition_for(item, self._kafka.dead_letter_topic, mid))
+            headers = dead_letter_headers(None, item.source, mid, error, {VALUE_OMITTED_HEADER[len(PREFIX) :]: why + "; original headers omitted too"})
+        return Outgoing(
+            self._kafka.dead_letter_topic,
+            None,
+            b"",
+            headers,
+            item.token,
+            item.source.offset,
+            on_acked=self._dead_letter_acked(error, item.source),
+            partition=self.partition_for(item, self._kafka.dead_letter_topic, mid),
+        )
 
     def unreadable(self, token: PartitionOffsets, skipped: UnreadableRange) -> None:
         """One dead letter for offsets the client could not read; it completes the range's last offset."""
         source = Source(skipped.topic, skipped.partition, skipped.first, None)
         error = UnreadableRecord(f"offsets {skipped.first}..{skipped.last} could not be read by the Kafka client: {skipped.error}")
-        log.warning("unreadable records %s[%d] offsets %d..%d skipped: %s", skipped.topic, skipped.partition,
-                    skipped.first, skipped.last, skipped.error,
-                    extra={"topic": skipped.topic, "partition": skipped.partition, "offset": skipped.first, "reason": error.reason})
-        headers = dead_letter_headers(None, source, source.coordinates, error, {
-            "source-offset-last": str(skipped.last), VALUE_OMITTED_HEADER[len(PREFIX):]: "the record could not be read",
-        })
+        log.warning(
+            "unreadable records %s[%d] offsets %d..%d skipped: %s",
+            skipped.topic,
+            skipped.partition,
+            skipped.first,
+            skipped.last,
+            skipped.error,
+            extra={"topic": skipped.topic, "partition": skipped.partition, "offset": skipped.first, "reason": error.reason},
+        )
+        headers = dead_letter_headers(
+            None,
+            source,
+            source.coordinates,
+            error,
+            {
+                "source-offset-last": str(skipped.last),
+                VALUE_OMITTED_HEADER[len(PREFIX) :]: "the record could not be read",
+            },
+        )
         outputs = self._partitions.get(self._kafka.dead_letter_topic)
         same = outputs is not None and self._partitions.get(skipped.topic) == outputs and skipped.partition < outputs
-        self._delivery.send(Outgoing(self._kafka.dead_letter_topic, None, b"", headers, token, skipped.last,
-                                     on_acked=self._dead_letter_acked(error, source), partition=skipped.partition if same else None))
+        self._delivery.send(
+            Outgoing(
+                self._kafka.dead_letter_topic,
+                None,
+                b"",
+                headers,
+                token,
+                skipped.last,
+                on_acked=self._dead_letter_acked(error, source),
+                partition=skipped.partition if same else None,
+            )
+        )
 
     def _dead_letter_acked(self, error: MessageError, source: Source):
         def acked() -> None:

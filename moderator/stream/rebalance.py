@@ -19,8 +19,12 @@ log = logging.getLogger(__name__)
 Partitions = list[tuple[str, int]]
 
 
-def make_listener(on_revoked: Callable[[Partitions], None], on_lost: Callable[[Partitions], None],
-                  on_assigned: Callable[[Partitions], None], on_error: Callable[[BaseException], None]):
+def make_listener(
+    on_revoked: Callable[[Partitions], None],
+    on_lost: Callable[[Partitions], None],
+    on_assigned: Callable[[Partitions], None],
+    on_error: Callable[[BaseException], None],
+):
     from kafka import ConsumerRebalanceListener
 
     def guarded(what: str, fn: Callable[[Partitions], None], partitions: Any) -> None:

@@ -39,12 +39,13 @@ log = logging.getLogger(__name__)
 
 _STOP = object()
 
-Scorable = tuple[Item, ImageRequest, Prepared]
+Scorable = tuple[Item, ImageRequest | None, Prepared]
 
 
 class ScoringLoop:
-    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics, health: Health,
-                 abandon: threading.Event, on_fatal: Callable[[BaseException], None]) -> None:
+    def __init__(
+        self, settings: Settings, processor: Processor, metrics: Metrics, health: Health, abandon: threading.Event, on_fatal: Callable[[BaseException], None]
+    ) -> None:
         self.settings = settings
         self.processor = processor
         self.metrics = metrics
@@ -61,6 +62,12 @@ class ScoringLoop:
     def start(self, outputs: Outputs) -> None:
         self.outputs = outputs
         self._thread.start()
+
+    @property
+    def _outputs(self) -> Outputs:
+        if self.outputs is None:
+            raise RuntimeError("the scoring loop has not been started")
+        return self.outputs
 
     def put(self, batch: list[Item]) -> None:
         self._batches.put(batch)
@@ -105,7 +112,7 @@ class ScoringLoop:
             self.health.beat("encode")
             self.metrics.stage_seconds.labels("decode").observe(prepared.decode_ms / 1e3)
             if prepared.error is not None:
-                self.outputs.dead_letter(item, request.id if request is not None else None, prepared.error)
+                self._outputs.dead_letter(item, request.id if request is not None else None, prepared.error)
                 continue
             self._observe_known(prepared)
             outcome = self.processor.decided(prepared)
@@ -114,20 +121,28 @@ class ScoringLoop:
                 ready.append(None)
                 continue
             self.metrics.encodes_saved.labels("cache" if prepared.cached is not None else "hash_match").inc()
-            decided[len(ready)] = (outcome, Timings(
-                decode_ms=round(prepared.decode_ms, 3), queue_ms=round((time.perf_counter() - item.polled_at) * 1e3, 3),
-                encode_ms=0.0, score_ms=0.0, batch_size=0))
+            decided[len(ready)] = (
+                outcome,
+                Timings(
+                    decode_ms=round(prepared.decode_ms, 3),
+                    queue_ms=round((time.perf_counter() - item.polled_at) * 1e3, 3),
+                    encode_ms=0.0,
+                    score_ms=0.0,
+                    batch_size=0,
+                ),
+            )
             ready.append((item, request, prepared))
         scored = iter(self._score(good) if good else [])
         for i, entry in enumerate(ready):
             if entry is None:
                 done = next(scored)
                 if done is not None:  # None: abandoned at shutdown, or dead-lettered by the bisection
-                    self.outputs.verdict(*done)
+                    self._outputs.verdict(*done)
             else:
                 item, request, prepared = entry
                 outcome, timings = decided[i]
-                self.outputs.verdict(item, request, outcome, timings, cached=prepared.cached is not None)
+                assert request is not None  # parsed: only a message that failed to parse has none, and it is a dead letter
+                self._outputs.verdict(item, request, outcome, timings, cached=prepared.cached is not None)
 
     def _observe_known(self, prepared: Prepared) -> None:
         if self.processor.cache is not None:
@@ -145,29 +160,31 @@ class ScoringLoop:
         except Exception as exc:
             if len(good) == 1:
                 item, request, _ = good[0]
-                self.outputs.dead_letter(item, request.id, unexpected("encoding and scoring the image", exc))
+                self._outputs.dead_letter(item, request.id if request is not None else None, unexpected("encoding and scoring the image", exc))
                 return [None]
-            log.warning("a batch of %d failed to encode or score (%s: %s); splitting it to find the image that fails",
-                        len(good), type(exc).__name__, exc)
+            log.warning("a batch of %d failed to encode or score (%s: %s); splitting it to find the image that fails", len(good), type(exc).__name__, exc)
             half = len(good) // 2
             return self._score(good[:half]) + self._score(good[half:])
         if result is None:
-            return [None] * len(good)  # abandoned at shutdown: left unacknowledged, so uncommitted and redelivered
-        self.metrics.batch_size.observe(sum(len(p.pixels) for _, _, p in good))
+            return [None for _ in good]  # abandoned at shutdown: left unacknowledged, so uncommitted and redelivered
+        self.metrics.batch_size.observe(sum(len(p.pixels) for _, _, p in good if p.pixels is not None))
         for _, _, p in good:
             self.metrics.observe_frames(p.frames)
         self.metrics.stage_seconds.labels("encode").observe(result.encode_ms / 1e3)
         self.metrics.stage_seconds.labels("score").observe(result.score_ms / 1e3)
         return self._verdicts(good, result, self.processor.outcomes([p for _, _, p in good], result), encode_start)
 
-    def _verdicts(self, good: list[Scorable], result: BatchResult, outcomes: list[Outcome], encode_start: float) -> list[tuple]:
-        out = []
+    def _verdicts(self, good: list[Scorable], result: BatchResult, outcomes: list[Outcome], encode_start: float) -> list[tuple | None]:
+        out: list[tuple | None] = []
         for (item, request, prepared), outcome in zip(good, outcomes):
             queue_ms = (encode_start - item.polled_at) * 1e3
             self.metrics.stage_seconds.labels("queue").observe(queue_ms / 1e3)
             timings = Timings(
-                decode_ms=round(prepared.decode_ms, 3), queue_ms=round(queue_ms, 3), encode_ms=round(result.encode_ms, 3),
-                score_ms=round(result.score_ms, 3), batch_size=len(good),
+                decode_ms=round(prepared.decode_ms, 3),
+                queue_ms=round(queue_ms, 3),
+                encode_ms=round(result.encode_ms, 3),
+                score_ms=round(result.score_ms, 3),
+                batch_size=len(good),
             )
             if outcome.classifier is not None and outcome.classifier.overflow:
                 self.metrics.frame_overflows.labels(outcome.classifier.overflow).inc()
@@ -195,8 +212,7 @@ class ScoringLoop:
             log.warning("encoder failed (%s); retrying batch of %d in %.1fs", exc, len(pixels), delay)
 
         try:
-            result = retry(attempt, on=BackendError, backoff=Backoff.from_ms(es.retry_initial_ms, es.retry_max_ms),
-                           stop=self._abandon, on_failure=failed)
+            result = retry(attempt, on=BackendError, backoff=Backoff.from_ms(es.retry_initial_ms, es.retry_max_ms), stop=self._abandon, on_failure=failed)
         except RetryStopped:
             return None
         self.health.set("backend", True)

@@ -89,8 +89,7 @@ def wait_for_topics(s: KafkaSettings, health: Health, stop: threading.Event, bac
         health.set("topics", False)
         health.note("topics", why)
         delay = backoff.delay(attempt)
-        log.error("%s; the service never creates topics (create them, e.g. with `moderator topics create`); "
-                  "checking again in %.1fs", why, delay)
+        log.error("%s; the service never creates topics (create them, e.g. with `moderator topics create`); checking again in %.1fs", why, delay)
         attempt += 1
         stop.wait(delay)
     return None
@@ -111,13 +110,35 @@ def recommend(s: KafkaSettings, partitions: int, brokers: int) -> list[Recommend
     rf = min(3, max(1, brokers))
     isr = str(max(1, min(2, rf - 1)))
     common = {"min.insync.replicas": isr, "compression.type": "producer"}
-    out = [Recommendation(t, "input", partitions, rf, {**common, "retention.ms": str(7 * DAY_MS)},
-                          "partitions bound the workers that can share the load: at least the most workers you will run")
-           for t in s.input_topics]
-    out.append(Recommendation(s.verdict_topic, "verdicts", partitions, rf, {**common, "retention.ms": str(7 * DAY_MS)},
-                              "as many partitions as the input: verdicts keep each input partition's order and balance"))
-    out.append(Recommendation(s.dead_letter_topic, "dead letters", partitions, rf,
-                              {**common, "retention.ms": str(30 * DAY_MS), "max.message.bytes": str(s.max_request_size)},
-                              "dead letters carry the original image: max.message.bytes fits kafka.max_request_size; kept "
-                              "30 days for review and replay"))
+    out = [
+        Recommendation(
+            t,
+            "input",
+            partitions,
+            rf,
+            {**common, "retention.ms": str(7 * DAY_MS)},
+            "partitions bound the workers that can share the load: at least the most workers you will run",
+        )
+        for t in s.input_topics
+    ]
+    out.append(
+        Recommendation(
+            s.verdict_topic,
+            "verdicts",
+            partitions,
+            rf,
+            {**common, "retention.ms": str(7 * DAY_MS)},
+            "as many partitions as the input: verdicts keep each input partition's order and balance",
+        )
+    )
+    out.append(
+        Recommendation(
+            s.dead_letter_topic,
+            "dead letters",
+            partitions,
+            rf,
+            {**common, "retention.ms": str(30 * DAY_MS), "max.message.bytes": str(s.max_request_size)},
+            "dead letters carry the original image: max.message.bytes fits kafka.max_request_size; kept 30 days for review and replay",
+        )
+    )
     return out

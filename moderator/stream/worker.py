@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from moderator.boundary import contain
 from moderator.errors import MessageError
@@ -31,12 +32,12 @@ from moderator.stream.batching import Batcher, Item
 from moderator.stream.checkpoint import Checkpoint, Committer
 from moderator.stream.clients import kafka_offsets, make_consumer, make_producer, topic_message_limits
 from moderator.stream.connect import quiet_connection_errors
-from moderator.stream.topics import wait_for_topics
 from moderator.stream.delivery import Delivery
 from moderator.stream.lag import LagMeter
 from moderator.stream.outputs import Outputs
 from moderator.stream.rebalance import make_listener
 from moderator.stream.scoring import ScoringLoop
+from moderator.stream.topics import wait_for_topics
 from moderator.stream.unreadable import skip_unreadable
 from moderator.telemetry.health import Health
 from moderator.telemetry.metrics import Metrics
@@ -46,8 +47,7 @@ log = logging.getLogger(__name__)
 
 
 class Worker:
-    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics, health: Health,
-                 limits: MessageLimits | None = None) -> None:
+    def __init__(self, settings: Settings, processor: Processor, metrics: Metrics, health: Health, limits: MessageLimits | None = None) -> None:
         self.settings = settings
         self.processor = processor
         self.metrics = metrics
@@ -61,7 +61,8 @@ class Worker:
         self._batcher = Batcher(settings.batch.micro_batch_size, settings.batch.max_wait_ms / 1e3)
         self._pool = ThreadPoolExecutor(settings.media.decode_workers, thread_name_prefix="decode")
         self._paused = False
-        self._consumer = None
+        self._consumer: Any = None  # the KafkaConsumer, made in run()
+        self._outputs: Any = None  # Outputs, made in run() once the producer is up
         self._delivery: Delivery | None = None
         self._scoring = ScoringLoop(settings, processor, metrics, health, self._abandon, self.fail)
         self._committer = Committer(self._checkpoint, settings.kafka.commit_interval_ms / 1e3, self._commit_sync, self._commit_async)
@@ -107,8 +108,9 @@ class Worker:
         self._delivery = Delivery(producer, self._checkpoint, self.metrics, kafka_backoff(self.settings), renew=lambda: make_producer(ks))
         sizes = topic_message_limits(ks, [ks.verdict_topic, ks.dead_letter_topic])
         self._outputs = Outputs(ks, self._delivery, self.metrics, self._info, self.limits, sizes, partitions)
-        self._consumer.subscribe(list(ks.input_topics), listener=make_listener(
-            self.on_revoked, lambda tps: self.on_revoked(tps, lost=True), self.on_assigned, self.fail))
+        self._consumer.subscribe(
+            list(ks.input_topics), listener=make_listener(self.on_revoked, lambda tps: self.on_revoked(tps, lost=True), self.on_assigned, self.fail)
+        )
         # "broker" stays false until a poll has found the group coordinator (see _broker_ok):
         # setting it here made /readyz flap true, false, true while the first poll looked it up.
         self._scoring.start(self._outputs)
@@ -131,11 +133,11 @@ class Worker:
 
         ks = self.settings.kafka
         with quiet_connection_errors() as cause:
+
             def failed(exc: BaseException, _attempt: int, delay: float) -> None:
                 why = cause() or f"{type(exc).__name__}: {exc}"
                 self.health.note("broker", f"cannot connect: {why}")
-                log.error("cannot connect to Kafka at %s (%s): %s; retrying in %.1fs", ks.bootstrap_servers,
-                          ks.security_protocol, why, delay)
+                log.error("cannot connect to Kafka at %s (%s): %s; retrying in %.1fs", ks.bootstrap_servers, ks.security_protocol, why, delay)
 
             if self._stop.is_set():
                 return None
@@ -227,8 +229,7 @@ class Worker:
         self._consumer.commit(kafka_offsets(offsets), timeout_ms=self.settings.kafka.request_timeout_ms)
 
     def _commit_async(self, offsets: dict[tuple[str, int], int], done) -> None:
-        self._consumer.commit_async(kafka_offsets(offsets), callback=lambda _o, response: done(
-            response if isinstance(response, Exception) else None))
+        self._consumer.commit_async(kafka_offsets(offsets), callback=lambda _o, response: done(response if isinstance(response, Exception) else None))
 
     def _flow_control(self) -> None:
         in_flight = self._checkpoint.in_flight()
@@ -295,11 +296,13 @@ class Worker:
             log.warning("shutdown timeout: %d messages in flight will be redelivered", self._checkpoint.in_flight())
         self._abandon.set()
         self._scoring.join(max(0.1, deadline - time.monotonic()))
-        self._delivery.flush(timeout=max(1.0, deadline - time.monotonic()))
+        delivery = self._delivery
+        assert delivery is not None  # made in run() before the loop this stops
+        delivery.flush(timeout=max(1.0, deadline - time.monotonic()))
         self._maybe_commit(force=True)
         committed = {f"{t}[{p}]": o for (t, p), o in self._checkpoint.committed_offsets().items()}
         log.info("stopped; committed offsets %s", committed)
-        self._delivery.close()
+        delivery.close()
         try:
             consumer.close(autocommit=False)
         except Exception as exc:  # leaving the group is best effort; the session times out anyway

@@ -19,7 +19,10 @@ VALUE_OMITTED_HEADER = PREFIX + "value-omitted"
 
 
 def dead_letter_headers(
-    original: list[tuple[str, bytes]] | None, source: Source, message_id: str, error: MessageError,
+    original: list[tuple[str, bytes]] | None,
+    source: Source,
+    message_id: str,
+    error: MessageError,
     extra: dict[str, str] | None = None,
 ) -> list[tuple[str, bytes]]:
     """Original headers unchanged and first, then ``moderator-*`` headers describing the failure.

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from moderator.errors import InvalidMessage, MessageLimitExceeded
@@ -110,8 +109,7 @@ def header_value(headers: list[tuple[str, bytes]] | None, name: str) -> str | No
     return value
 
 
-def message_id(source: Source, headers: list[tuple[str, bytes]] | None, envelope_id: Any = None,
-               limits: MessageLimits | None = None) -> str:
+def message_id(source: Source, headers: list[tuple[str, bytes]] | None, envelope_id: Any = None, limits: MessageLimits | None = None) -> str:
     """The id rule above, for verdicts and dead letters; never raises.
 
     An id over the length limit is not used (its message is dead-lettered by :func:`parse_message`
@@ -129,8 +127,7 @@ def message_id(source: Source, headers: list[tuple[str, bytes]] | None, envelope
     return source.coordinates
 
 
-def parse_message(source: Source, value: bytes | None, headers: list[tuple[str, bytes]] | None,
-                  limits: MessageLimits | None = None) -> ImageRequest:
+def parse_message(source: Source, value: bytes | None, headers: list[tuple[str, bytes]] | None, limits: MessageLimits | None = None) -> ImageRequest:
     """Turn one Kafka record into an :class:`ImageRequest`.
 
     Raises:
@@ -148,7 +145,9 @@ def parse_message(source: Source, value: bytes | None, headers: list[tuple[str, 
     if header_id is not None and len(header_id) > limits.max_id_chars:
         raise MessageLimitExceeded(f"{ID_HEADER} header is {len(header_id)} characters, over the limit of {limits.max_id_chars}")
     ctype = (content_type or "").split(";")[0].strip().lower()
-    first = value[_LEADING_BLANKS.match(value).end():][:1]
+    blanks = _LEADING_BLANKS.match(value)  # always matches (possibly nothing)
+    start = blanks.end() if blanks is not None else 0
+    first = value[start : start + 1]  # one byte: no copy of the rest of a large value
     is_json = ctype in JSON_TYPES or (not ctype.startswith("image/") and first == b"{")
     passthrough = {
         utf8_safe(k): bytes(raw).decode("utf-8", errors="replace")
@@ -158,8 +157,12 @@ def parse_message(source: Source, value: bytes | None, headers: list[tuple[str, 
     if not is_json:
         _check_metadata(passthrough, limits)
         return ImageRequest(
-            id=message_id(source, headers, None, limits), source=source, image=value, content_type=content_type,
-            encoding="raw", metadata=passthrough,
+            id=message_id(source, headers, None, limits),
+            source=source,
+            image=value,
+            content_type=content_type,
+            encoding="raw",
+            metadata=passthrough,
         )
     envelope = _load_json(value, limits)
     envelope_id, image_b64, metadata = _envelope_fields(envelope, limits)
@@ -170,8 +173,12 @@ def parse_message(source: Source, value: bytes | None, headers: list[tuple[str, 
     except (binascii.Error, ValueError) as exc:
         raise InvalidMessage(f"image.base64 is not valid base64: {exc}") from exc
     return ImageRequest(
-        id=message_id(source, headers, envelope_id, limits), source=source, image=image, content_type=None,
-        encoding="envelope", metadata=merged,
+        id=message_id(source, headers, envelope_id, limits),
+        source=source,
+        image=image,
+        content_type=None,
+        encoding="envelope",
+        metadata=merged,
     )
 
 
@@ -195,8 +202,7 @@ def _load_json(value: bytes, limits: MessageLimits) -> Any:
         raise InvalidMessage(f"{name} is not valid JSON")
 
     try:
-        return json.loads(value, parse_int=lambda t: number(t, int), parse_float=lambda t: number(t, float),
-                          parse_constant=constant)
+        return json.loads(value, parse_int=lambda t: number(t, int), parse_float=lambda t: number(t, float), parse_constant=constant)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidMessage(f"value is not valid JSON: {exc}") from exc
     except RecursionError as exc:  # unreachable below the depth limit; kept so the bound is never the only guard
@@ -230,9 +236,7 @@ def _envelope_fields(envelope: Any, limits: MessageLimits) -> tuple[str | int | 
     try:
         env = Envelope.model_validate(envelope)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(utf8_safe(str(x))[:40] for x in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:10]
-        )
+        problems = "; ".join(f"{'.'.join(utf8_safe(str(x))[:40] for x in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()[:10])
         raise InvalidMessage(f"invalid envelope: {problems}") from exc
     if env.id is not None and len(str(env.id)) > limits.max_id_chars:
         raise MessageLimitExceeded(f"id is {len(str(env.id))} characters long, over the limit of {limits.max_id_chars}")
@@ -270,5 +274,3 @@ def _check_metadata(metadata: dict[str, Any], limits: MessageLimits) -> None:
                 size += 24
             if size > limits.max_metadata_chars:
                 raise MessageLimitExceeded(f"metadata is over the limit of {limits.max_metadata_chars} characters")
-
-

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from moderator.policy.schema import Policy
 from moderator.wire.input import Envelope
 from moderator.wire.verdict import Verdict
 
-SCHEMAS = {"schemas/verdict.schema.json": Verdict, "schemas/input-envelope.schema.json": Envelope, "policy.schema.json": Policy}
+SCHEMAS: dict[str, type[BaseModel]] = {"schemas/verdict.schema.json": Verdict, "schemas/input-envelope.schema.json": Envelope, "policy.schema.json": Policy}
 
 
 def schema_documents() -> dict[str, str]:

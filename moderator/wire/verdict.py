@@ -15,7 +15,7 @@ from moderator.wire.input import ImageRequest
 
 # 2 (compatible with 1: fields only added): hashes, known, cached; categories empty when a
 # known-content match decided without the classifier.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION: Literal[2] = 2
 MAX_MATCHES_SHOWN = 16
 
 
@@ -51,7 +51,9 @@ class ShadowVerdict(_Model):
 
 class CategoryVerdict(_Model):
     name: str
-    score: float = Field(description="The category's score (cosine similarity, or a probability under softmax/sigmoid scoring): its highest over the scored frames.")
+    score: float = Field(
+        description="The category's score (cosine similarity, or a probability under softmax/sigmoid scoring): its highest over the scored frames."
+    )
     review_threshold: float
     block_threshold: float
     action: Literal["allow", "review", "block"]
@@ -65,7 +67,8 @@ class FramesRef(_Model):
     distinct: int = Field(description="Frames that differ visibly from the frames before them.")
     scored: int = Field(description="Frames encoded and scored.")
     overflow: Literal["review", "reject", "sample"] | None = Field(
-        None, description="Set when there were more distinct frames than media.max_frames: the policy's frames.on_overflow rule applied.")
+        None, description="Set when there were more distinct frames than media.max_frames: the policy's frames.on_overflow rule applied."
+    )
 
 
 class PdqRef(_Model):
@@ -94,12 +97,15 @@ class MatchRef(_Model):
 
 
 class KnownRef(_Model):
-    kind: Literal["deny", "allow"] = Field(description="deny: known bad content; allow: known good content: the classifier overridden, up to what the match may override (decision says what stood).")
+    kind: Literal["deny", "allow"] = Field(
+        description="deny: known bad content; allow: known good content: the classifier overridden, up to what the match may override (decision says what stood)."
+    )
     reason: Literal["hash_match", "hash_allow"]
     match: MatchRef = Field(description="The deciding match.")
     matches: list[MatchRef] = Field(description="Every match found (at most 16), the deciding one first.")
     classifier_decision: Literal["allow", "review", "block"] | None = Field(
-        description="What the classifier decided on its own; null when the deny match decided without it.")
+        description="What the classifier decided on its own; null when the deny match decided without it."
+    )
 
 
 class Timings(_Model):
@@ -123,20 +129,24 @@ class Verdict(_Model):
     categories: list[CategoryVerdict] = Field(description="The classifier's categories; empty when a deny match decided without it.")
     metadata: dict[str, Any] = Field(description="Input headers (raw images) or envelope metadata, passed through.")
     timings: Timings
-    frames: FramesRef | None = Field(None, description="Animated and multi-image files: how many frames there were and how many were scored; null for a still image.")
+    frames: FramesRef | None = Field(
+        None, description="Animated and multi-image files: how many frames there were and how many were scored; null for a still image."
+    )
     shadow: ShadowVerdict | None = Field(None, description="The shadow policy's decision, when one is configured. Never acted on.")
     hashes: HashesRef | None = Field(None, description="The image's hashes (schema 2).")
     known: KnownRef | None = Field(None, description="Known content: the hash bank match that decided or overrode (schema 2).")
-    cached: bool = Field(False, description="Decided from the result cache: an identical image was decided before with the same model, policies and banks (schema 2).")
+    cached: bool = Field(
+        False, description="Decided from the result cache: an identical image was decided before with the same model, policies and banks (schema 2)."
+    )
     processed_at: str = Field(description="RFC 3339 UTC time the verdict was made.")
 
 
 def build_verdict(request: ImageRequest, outcome: Outcome, model: EncoderInfo, timings: Timings, cached: bool = False) -> Verdict:
     frames = outcome.frames
-    animated = frames is not None and frames.animated
+    shown = frames if frames is not None and frames.animated else None  # the frames a verdict reports: an animation's
     decision = outcome.classifier
     src = request.source
-    indices = frames.indices if animated else None
+    indices = shown.indices if shown is not None else None
     return Verdict(
         id=request.id,
         source=SourceRef(topic=src.topic, partition=src.partition, offset=src.offset, timestamp=src.timestamp_ms),
@@ -146,28 +156,40 @@ def build_verdict(request: ImageRequest, outcome: Outcome, model: EncoderInfo, t
         reasons=outcome.reasons,
         categories=[
             CategoryVerdict(
-                name=c.name, score=round(c.score, 6), review_threshold=c.review, block_threshold=c.block,
-                action=c.action, fired=c.fired,
-                frame=frames.indices[c.frame] if animated else None,
-                frame_timestamp_ms=frames.timestamps_ms[c.frame] if animated else None,
+                name=c.name,
+                score=round(c.score, 6),
+                review_threshold=c.review,
+                block_threshold=c.block,
+                action=c.action,
+                fired=c.fired,
+                frame=shown.indices[c.frame] if shown is not None else None,
+                frame_timestamp_ms=shown.timestamps_ms[c.frame] if shown is not None else None,
             )
             for c in (decision.categories if decision is not None else ())
         ],
         metadata=request.metadata,
         timings=timings,
-        frames=FramesRef(total=frames.total, distinct=frames.distinct, scored=len(frames.indices),
-                         overflow=decision.overflow if decision is not None else None)
-        if animated else None,
-        shadow=None if outcome.shadow is None else ShadowVerdict(
-            policy=_policy_ref(outcome.shadow), decision=outcome.shadow_decision or outcome.decision,
+        frames=FramesRef(total=shown.total, distinct=shown.distinct, scored=len(shown.indices), overflow=decision.overflow if decision is not None else None)
+        if shown is not None
+        else None,
+        shadow=None
+        if outcome.shadow is None
+        else ShadowVerdict(
+            policy=_policy_ref(outcome.shadow),
+            decision=outcome.shadow_decision or outcome.decision,
             fired=[c.name for c in outcome.shadow_classifier.fired] if outcome.shadow_classifier is not None else [],
         ),
-        hashes=None if outcome.hashes is None else HashesRef(
+        hashes=None
+        if outcome.hashes is None
+        else HashesRef(
             sha256=outcome.hashes.sha256.hex(),
             pdq=[PdqRef(hash=h.hex, quality=h.quality, frame=indices[i] if indices else None) for i, h in enumerate(outcome.hashes.pdq)],
         ),
-        known=None if outcome.known is None else KnownRef(
-            kind=outcome.known.kind, reason="hash_match" if outcome.known.kind == "deny" else "hash_allow",
+        known=None
+        if outcome.known is None
+        else KnownRef(
+            kind=outcome.known.kind,
+            reason="hash_match" if outcome.known.kind == "deny" else "hash_allow",
             match=_match_ref(outcome.known.match, indices),
             matches=[_match_ref(m, indices) for m in outcome.known.matches[:MAX_MATCHES_SHOWN]],
             classifier_decision=decision.decision if decision is not None else None,
@@ -183,5 +205,16 @@ def _policy_ref(policy: CompiledPolicy) -> PolicyRef:
 
 def _match_ref(m: Match, indices: tuple[int, ...] | None) -> MatchRef:
     frame = None if m.frame is None else (indices[m.frame] if indices else None)
-    return MatchRef(bank=m.bank, kind=m.kind, hash_type=m.hash_type, hash=m.hash, distance=m.distance, category=m.category,
-                    action=m.action, note=m.note, added=m.added, line=m.line, frame=frame)
+    return MatchRef(
+        bank=m.bank,
+        kind=m.kind,
+        hash_type=m.hash_type,
+        hash=m.hash,
+        distance=m.distance,
+        category=m.category,
+        action=m.action,
+        note=m.note,
+        added=m.added,
+        line=m.line,
+        frame=frame,
+    )

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 import torch  # the export extra is part of the dev install (make install)
 
 TEXT = {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2}
@@ -24,6 +23,7 @@ def _small_timm(base: str, **overrides) -> str:
 
     name = f"moderator_tiny_{base}"
     if name not in timm.list_models(name):
+
         def create(pretrained: bool = False, **kwargs):
             return timm.create_model(base, pretrained=False, **{**overrides, **kwargs})
 
@@ -35,33 +35,70 @@ def _small_timm(base: str, **overrides) -> str:
 def _configs() -> dict[str, dict]:
     return {
         # OpenAI CLIP layout (ViT-B/32: quick_gelu, causal text transformer, argmax pooling).
-        "test-openai-vit": {"embed_dim": 32, "quick_gelu": True,
-                            "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 32, "head_width": 32},
-                            "text_cfg": TEXT},
+        "test-openai-vit": {
+            "embed_dim": 32,
+            "quick_gelu": True,
+            "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "patch_size": 32, "head_width": 32},
+            "text_cfg": TEXT,
+        },
         # OpenCLIP layout (ViT-H/14: gelu, patch 14).
-        "test-openclip-vit": {"embed_dim": 32,
-                              "vision_cfg": {"image_size": 56, "layers": 2, "width": 64, "patch_size": 14, "head_width": 32},
-                              "text_cfg": TEXT},
+        "test-openclip-vit": {
+            "embed_dim": 32,
+            "vision_cfg": {"image_size": 56, "layers": 2, "width": 64, "patch_size": 14, "head_width": 32},
+            "text_cfg": TEXT,
+        },
         # SigLIP: timm ViT with attention pooling, bidirectional text pooled at the last token, logit bias.
-        "test-siglip": {"embed_dim": 64, "init_logit_bias": -10, "custom_text": True,
-                        "vision_cfg": {"image_size": 64, "timm_model_name": _small_timm(
-                            "vit_base_patch16_siglip_224", img_size=64, embed_dim=64, depth=2, num_heads=2),
-                            "timm_model_pretrained": False, "timm_pool": "map", "timm_proj": "none"},
-                        "text_cfg": {"context_length": 16, "vocab_size": 512, "hf_tokenizer_name": "local",
-                                     "tokenizer_kwargs": {"clean": "canonicalize"}, "width": 64, "heads": 2, "layers": 2,
-                                     "no_causal_mask": True, "proj_bias": True, "pool_type": "last", "norm_kwargs": {"eps": 1e-6}}},
+        "test-siglip": {
+            "embed_dim": 64,
+            "init_logit_bias": -10,
+            "custom_text": True,
+            "vision_cfg": {
+                "image_size": 64,
+                "timm_model_name": _small_timm("vit_base_patch16_siglip_224", img_size=64, embed_dim=64, depth=2, num_heads=2),
+                "timm_model_pretrained": False,
+                "timm_pool": "map",
+                "timm_proj": "none",
+            },
+            "text_cfg": {
+                "context_length": 16,
+                "vocab_size": 512,
+                "hf_tokenizer_name": "local",
+                "tokenizer_kwargs": {"clean": "canonicalize"},
+                "width": 64,
+                "heads": 2,
+                "layers": 2,
+                "no_causal_mask": True,
+                "proj_bias": True,
+                "pool_type": "last",
+                "norm_kwargs": {"eps": 1e-6},
+            },
+        },
         # EVA-CLIP: timm EVA-02 (rotary embeddings, SwiGLU) image tower.
-        "test-eva": {"embed_dim": 32, "custom_text": True,
-                     "vision_cfg": {"image_size": 64, "timm_model_name": _small_timm(
-                         "eva02_base_patch16_clip_224", img_size=64, embed_dim=64, depth=2, num_heads=2),
-                         "timm_model_pretrained": False, "timm_pool": "token", "timm_proj": None},
-                     "text_cfg": TEXT},
+        "test-eva": {
+            "embed_dim": 32,
+            "custom_text": True,
+            "vision_cfg": {
+                "image_size": 64,
+                "timm_model_name": _small_timm("eva02_base_patch16_clip_224", img_size=64, embed_dim=64, depth=2, num_heads=2),
+                "timm_model_pretrained": False,
+                "timm_pool": "token",
+                "timm_proj": None,
+            },
+            "text_cfg": TEXT,
+        },
         # MobileCLIP: timm FastViT-MCi image tower at 256 pixels, bidirectional text.
-        "test-mobileclip": {"embed_dim": 32, "custom_text": True,
-                            "vision_cfg": {"timm_model_name": _small_timm(
-                                "fastvit_mci1", layers=(1, 1, 1, 1), embed_dims=(16, 32, 64, 128)),
-                                "timm_model_pretrained": False, "timm_pool": "avg", "timm_proj": None, "image_size": 256},
-                            "text_cfg": {**TEXT, "no_causal_mask": True}},
+        "test-mobileclip": {
+            "embed_dim": 32,
+            "custom_text": True,
+            "vision_cfg": {
+                "timm_model_name": _small_timm("fastvit_mci1", layers=(1, 1, 1, 1), embed_dims=(16, 32, 64, 128)),
+                "timm_model_pretrained": False,
+                "timm_pool": "avg",
+                "timm_proj": None,
+                "image_size": 256,
+            },
+            "text_cfg": {**TEXT, "no_causal_mask": True},
+        },
     }
 
 
@@ -88,11 +125,12 @@ def sentencepiece_style_tokenizer(vocab_size: int = 512):
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace("  ", " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator(tokenizer_corpus() * 4, trainers.UnigramTrainer(
-        vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False))
+    tok.train_from_iterator(
+        tokenizer_corpus() * 4,
+        trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>", show_progress=False),
+    )
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   model_max_length=64)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=64)
 
 
 @pytest.fixture(scope="session")
@@ -126,9 +164,21 @@ def siglip_sentencepiece_tokenizer(out: Path):
     out.mkdir(parents=True, exist_ok=True)
     corpus = out / "corpus.txt"
     corpus.write_text("\n".join(tokenizer_corpus() * 3))
-    spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=str(out / "spiece"), vocab_size=90, model_type="unigram", hard_vocab_limit=False,
-                                   pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece="<pad>", eos_piece="</s>",
-                                   unk_piece="<unk>", minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        input=str(corpus),
+        model_prefix=str(out / "spiece"),
+        vocab_size=90,
+        model_type="unigram",
+        hard_vocab_limit=False,
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        pad_piece="<pad>",
+        eos_piece="</s>",
+        unk_piece="<unk>",
+        minloglevel=2,
+    )
     corpus.unlink()
     tok = SiglipTokenizer(vocab_file=str(out / "spiece.model"), model_max_length=64)
     tok.save_pretrained(str(out))

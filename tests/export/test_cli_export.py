@@ -13,8 +13,10 @@ pytestmark = [pytest.mark.export]
 
 def test_export_cli_writes_a_verified_model_directory_with_variants(tmp_path, capsys):
     out = tmp_path / "model"
-    assert main(["models", "export", "--open-clip", "test-openai-vit", "--out", str(out), "--name", "tiny-openai",
-                 "--precision", "int8", "--precision", "fp16"]) == 0
+    assert (
+        main(["models", "export", "--open-clip", "test-openai-vit", "--out", str(out), "--name", "tiny-openai", "--precision", "int8", "--precision", "fp16"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "ONNX vs torch max abs diff" in printed and "added the fp16 variant" in printed
     manifest = load_manifest(out)

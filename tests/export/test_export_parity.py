@@ -17,8 +17,7 @@ from tests.export.conftest import FAMILIES, build_open_clip, torch
 
 pytestmark = [pytest.mark.export]
 
-TEXTS = ["a photo of a knife", "Two RED pills!", "", "  leading and trailing  ", "ünïcödé 🔪 日本語",
-         "a very long prompt " * 30]
+TEXTS = ["a photo of a knife", "Two RED pills!", "", "  leading and trailing  ", "ünïcödé 🔪 日本語", "a very long prompt " * 30]
 
 
 def _torch_embeddings(model, tokenizer, pixels_u8: np.ndarray, texts: list[str], manifest):
@@ -104,8 +103,7 @@ def test_an_operator_without_onnx_form_is_reported_not_hidden(tmp_path):
             return torch.linalg.eigh(x @ x.transpose(-1, -2))[0]
 
     with pytest.raises(ModelError, match=r"the image tower does not export to ONNX \(opset 17\).*eigh"):
-        export_tower(torch, (Eigen(), lambda m, x: m(x)), torch.randn(2, 4, 4), tmp_path / "x.onnx", "pixel_values",
-                     "image_embeds", "test: the image tower")
+        export_tower(torch, (Eigen(), lambda m, x: m(x)), torch.randn(2, 4, 4), tmp_path / "x.onnx", "pixel_values", "image_embeds", "test: the image tower")
 
 
 def test_a_cached_tag_resolves_to_its_file_without_the_network(tmp_path, monkeypatch):

@@ -24,13 +24,15 @@ def _save_clip(path):
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, PreTrainedTokenizerFast
 
     torch.manual_seed(0)
-    cfg = CLIPConfig(text_config=dict(SMALL, vocab_size=49408, max_position_embeddings=77),
-                     vision_config=dict(SMALL, image_size=64, patch_size=16), projection_dim=16)
+    cfg = CLIPConfig(
+        text_config=dict(SMALL, vocab_size=49408, max_position_embeddings=77), vision_config=dict(SMALL, image_size=64, patch_size=16), projection_dim=16
+    )
     model = CLIPModel(cfg).eval()
     model.save_pretrained(str(path))
     CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}).save_pretrained(str(path))
-    tok = PreTrainedTokenizerFast(tokenizer_object=openai_clip_tokenizer(), bos_token="<start_of_text>",
-                                  eos_token="<end_of_text>", pad_token="<end_of_text>", model_max_length=77)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=openai_clip_tokenizer(), bos_token="<start_of_text>", eos_token="<end_of_text>", pad_token="<end_of_text>", model_max_length=77
+    )
     tok.save_pretrained(str(path))
     return model, tok
 
@@ -39,8 +41,7 @@ def _save_siglip(path):
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
 
     torch.manual_seed(0)
-    cfg = SiglipConfig(text_config=dict(SMALL, vocab_size=128, max_position_embeddings=16),
-                       vision_config=dict(SMALL, image_size=64, patch_size=16))
+    cfg = SiglipConfig(text_config=dict(SMALL, vocab_size=128, max_position_embeddings=16), vision_config=dict(SMALL, image_size=64, patch_size=16))
     model = SiglipModel(cfg).eval()
     with torch.no_grad():
         model.logit_bias.fill_(-10.0)
@@ -102,8 +103,20 @@ def test_processor_configs_of_older_transformers_read_the_same(tmp_path):
 
     from moderator.models.export.hf import _preprocess
 
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps({  # openai/clip-vit-base-patch32 as first published
-        "crop_size": 224, "do_center_crop": True, "do_normalize": True, "do_resize": True, "feature_extractor_type": "CLIPFeatureExtractor",
-        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3, "size": 224}))
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps(
+            {  # openai/clip-vit-base-patch32 as first published
+                "crop_size": 224,
+                "do_center_crop": True,
+                "do_normalize": True,
+                "do_resize": True,
+                "feature_extractor_type": "CLIPFeatureExtractor",
+                "image_mean": [0.48145466, 0.4578275, 0.40821073],
+                "image_std": [0.26862954, 0.26130258, 0.27577711],
+                "resample": 3,
+                "size": 224,
+            }
+        )
+    )
     pre = _preprocess(tmp_path)
     assert (pre.image_size, pre.resize_mode, pre.interpolation) == (224, "shortest", "bicubic")

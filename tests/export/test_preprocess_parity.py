@@ -41,8 +41,9 @@ def test_service_preprocessing_matches_open_clip(resize_mode, interpolation):
     from open_clip.transform import PreprocessCfg, image_transform_v2
 
     cfg = Preprocess(image_size=224, mean=MEAN, std=STD, interpolation=interpolation, resize_mode=resize_mode)
-    reference = image_transform_v2(PreprocessCfg(size=224, mode="RGB", mean=MEAN, std=STD, interpolation=interpolation,
-                                                 resize_mode=resize_mode, fill_color=0), is_train=False)
+    reference = image_transform_v2(
+        PreprocessCfg(size=224, mode="RGB", mean=MEAN, std=STD, interpolation=interpolation, resize_mode=resize_mode, fill_color=0), is_train=False
+    )
     ours = Preprocessor(cfg)
     rng = random.Random(0)
     worst: dict[str, float] = {}

@@ -25,9 +25,8 @@ def test_engine_agrees_with_fp32_and_triton_engine_builds(tmp_path):
     from moderator.encoders.onnx import OnnxEncoder
     from moderator.media.preprocess import normalize
     from moderator.models.manifest import load_manifest
-    from moderator.models.tensorrt import Profile, build_engines
-
     from moderator.models.quantize import add_variant
+    from moderator.models.tensorrt import Profile, build_engines
 
     model = tmp_path / "model"
     shutil.copytree(TINY_MODEL, model)

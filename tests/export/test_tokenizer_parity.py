@@ -11,25 +11,57 @@ from moderator.models.tokenizer import TextTokenizer
 pytestmark = [pytest.mark.export]
 
 AWKWARD = [
-    "", " ", "a photo of a cat", "  leading and trailing spaces  ", "MiXeD CaSe Words",
+    "",
+    " ",
+    "a photo of a cat",
+    "  leading and trailing spaces  ",
+    "MiXeD CaSe Words",
     # Unicode: accents composed and decomposed, German, Turkish dotted I, symbols
-    "ÉCOLE Ünïcödé naïve café", "cafe\u0301", "Straße İstanbul", "x² ½ ™ © ° µ",
+    "ÉCOLE Ünïcödé naïve café",
+    "cafe\u0301",
+    "Straße İstanbul",
+    "x² ½ ™ © ° µ",
     # emoji: single, skin tone, ZWJ family, flags
-    "emoji 🔪🔫💊 ok", "👍🏽 👨‍👩‍👧 🇩🇪", "🔥🔥🔥",
+    "emoji 🔪🔫💊 ok",
+    "👍🏽 👨‍👩‍👧 🇩🇪",
+    "🔥🔥🔥",
     # scripts: CJK, mixed, Greek, Cyrillic, Hebrew, Arabic, Devanagari, Thai, Korean
-    "日本語のテキスト", "中文和English混合", "Ελληνικά", "русский текст", "עברית", "العربية", "हिन्दी", "ภาษาไทย", "한국어",
+    "日本語のテキスト",
+    "中文和English混合",
+    "Ελληνικά",
+    "русский текст",
+    "עברית",
+    "العربية",
+    "हिन्दी",
+    "ภาษาไทย",
+    "한국어",
     # what ftfy fixes: ligatures, full/half width, curly quotes, controls, terminal escapes, C1
-    "ﬁne ﬂow", "ＦＵＬＬＷＩＤＴＨ　ｔｅｘｔ", "ｶﾞｷﾞ", "“curly” ‘quotes’", "ctrl\x00\x07 chars", "\x1b[31mred\x1b[0m",
-    "\x1c\x1d\x1e\x1fsep", "\x85nel \x96dash",
+    "ﬁne ﬂow",
+    "ＦＵＬＬＷＩＤＴＨ　ｔｅｘｔ",
+    "ｶﾞｷﾞ",
+    "“curly” ‘quotes’",
+    "ctrl\x00\x07 chars",
+    "\x1b[31mred\x1b[0m",
+    "\x1c\x1d\x1e\x1fsep",
+    "\x85nel \x96dash",
     # whitespace of every kind
-    "tabs\tand\nnewlines\r\n", "a\u00a0b\u2003c\u3000d\u2028e",
+    "tabs\tand\nnewlines\r\n",
+    "a\u00a0b\u2003c\u3000d\u2028e",
     # HTML entities, once and twice escaped
-    "&amp; &lt;b&gt; &quot;q&quot; &#39;s", "&amp;amp; &amp;lt;", "fish &amp; chips",
+    "&amp; &lt;b&gt; &quot;q&quot; &#39;s",
+    "&amp;amp; &amp;lt;",
+    "fish &amp; chips",
     # contractions, digits, punctuation, special-token text
-    "don't it's we're I'll you'd they've I'm", "123 4.56 1,000,000", "!!!???...---", "<end_of_text> <start_of_text>",
-    "under_score snake_case", "e-mail@example.com http://x.y/z?q=1",
+    "don't it's we're I'll you'd they've I'm",
+    "123 4.56 1,000,000",
+    "!!!???...---",
+    "<end_of_text> <start_of_text>",
+    "under_score snake_case",
+    "e-mail@example.com http://x.y/z?q=1",
     # longer than the context
-    "a" * 400, " ".join(["word"] * 100), "🔪" * 100,
+    "a" * 400,
+    " ".join(["word"] * 100),
+    "🔪" * 100,
 ]
 
 

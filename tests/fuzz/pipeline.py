@@ -95,9 +95,12 @@ class Pipeline:
         self.scoring.process(items)
         assert not self.fatal, f"the encode path failed outside every message's boundary: {self.fatal}"
         outputs = [
-            Output("dead_letter" if m.topic.endswith("dlq") else "verdict", m.offset,
-                   {k: (v or b"").decode("utf-8", "strict" if k.startswith("moderator-") else "replace") for k, v in m.headers},
-                   m.value)
+            Output(
+                "dead_letter" if m.topic.endswith("dlq") else "verdict",
+                m.offset,
+                {k: (v or b"").decode("utf-8", "strict" if k.startswith("moderator-") else "replace") for k, v in m.headers},
+                m.value,
+            )
             for m in self.delivery.sent
         ]
         return sorted(outputs, key=lambda o: o.offset)

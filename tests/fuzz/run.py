@@ -26,8 +26,16 @@ def main() -> None:
         (corpus / f"seed-{i}").write_bytes(seed)
     kept = targets.CORPUS / target
     dirs = [str(corpus)] + ([str(kept)] if kept.is_dir() else [])
-    args = [sys.argv[0], f"-max_total_time={seconds}", "-max_len=65536", "-rss_limit_mb=4096", "-timeout=20",
-            f"-artifact_prefix={workdir}/", "-print_final_stats=1", *dirs]
+    args = [
+        sys.argv[0],
+        f"-max_total_time={seconds}",
+        "-max_len=65536",
+        "-rss_limit_mb=4096",
+        "-timeout=20",
+        f"-artifact_prefix={workdir}/",
+        "-print_final_stats=1",
+        *dirs,
+    ]
     atheris.Setup(args, fn)
     atheris.Fuzz()
 

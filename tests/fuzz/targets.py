@@ -82,7 +82,7 @@ class _Bytes:
         self.data, self.pos = data, 0
 
     def take(self, n: int) -> bytes:
-        out = self.data[self.pos:self.pos + n]
+        out = self.data[self.pos : self.pos + n]
         self.pos += n
         return out
 

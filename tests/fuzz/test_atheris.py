@@ -21,8 +21,9 @@ pytestmark = pytest.mark.fuzz
 @pytest.mark.parametrize("target", targets.TARGETS)
 def test_fuzz(target, tmp_path):
     pytest.importorskip("atheris", reason="atheris is in the dev extra")
-    proc = subprocess.run([sys.executable, "-m", "tests.fuzz.run", target, str(SECONDS), str(tmp_path)],
-                          cwd=targets.REPO, capture_output=True, text=True, timeout=SECONDS + 300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.fuzz.run", target, str(SECONDS), str(tmp_path)], cwd=targets.REPO, capture_output=True, text=True, timeout=SECONDS + 300
+    )
     crashes = sorted(tmp_path.glob("crash-*")) + sorted(tmp_path.glob("timeout-*")) + sorted(tmp_path.glob("oom-*"))
     found = "\n".join(f"{c.name}: {base64.b64encode(c.read_bytes()[:4096]).decode()}" for c in crashes)
     tail = "\n".join(proc.stderr.splitlines()[-40:])

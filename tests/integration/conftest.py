@@ -55,9 +55,16 @@ def service(broker, tmp_path):
 
     def start(t: Topics, wait_ready: bool = True, **overrides) -> ServiceProcess:
         settings = {
-            "kafka": {"bootstrap_servers": broker.bootstrap, "input_topics": [t.input], "verdict_topic": t.verdicts,
-                      "dead_letter_topic": t.dead_letters, "group_id": t.group, "commit_interval_ms": 200,
-                      "session_timeout_ms": 10_000, "heartbeat_interval_ms": 1_000},
+            "kafka": {
+                "bootstrap_servers": broker.bootstrap,
+                "input_topics": [t.input],
+                "verdict_topic": t.verdicts,
+                "dead_letter_topic": t.dead_letters,
+                "group_id": t.group,
+                "commit_interval_ms": 200,
+                "session_timeout_ms": 10_000,
+                "heartbeat_interval_ms": 1_000,
+            },
             "encoder": {"model_dir": TINY_MODEL},
             "policy": {"path": TINY_POLICY},
             "batch": {"micro_batch_size": 8, "max_wait_ms": 20},
@@ -94,7 +101,7 @@ def produce(bootstrap: str, topic: str, messages) -> None:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=20 * 1024 * 1024)
-    for mid, key, value, headers in messages:
+    for _id, key, value, headers in messages:
         producer.send(topic, key=key, value=value, headers=headers)
     producer.flush()
     producer.close()
@@ -133,7 +140,7 @@ def input_offsets(bootstrap: str, topic: str) -> dict[str, tuple[int, int]]:
     out: dict[str, tuple[int, int]] = {}
     deadline = time.monotonic() + 60
     while any(consumer.position(tp) < end[tp] for tp in parts) and time.monotonic() < deadline:
-        for tp, records in consumer.poll(timeout_ms=500).items():
+        for _tp, records in consumer.poll(timeout_ms=500).items():
             for r in records:
                 mid = dict(r.headers or []).get("moderation-id", b"").decode() or f"{topic}/{r.partition}/{r.offset}"
                 out[mid] = (r.partition, r.offset)

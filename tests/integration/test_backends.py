@@ -15,13 +15,20 @@ from moderator.local.samples import sample_messages
 from moderator.settings import load_settings
 from moderator.wire.input import Source, parse_message
 from tests.conftest import REPO, TINY_MODEL, TINY_POLICY
-from tests.integration.conftest import RAY_TEST_APP, log_of, ray_connect, produce, small_jpegs, wait_until
+from tests.integration.conftest import RAY_TEST_APP, log_of, produce, ray_connect, small_jpegs, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 AWKWARD_TEXTS = [
-    "a photo of a knife", "", "   leading and trailing   ", "ÜNÏCÖDÉ ñandú", "emoji 🔪💊🔥", "混合 scripts Ελληνικά",
-    "a very long prompt " * 40, "UPPER case", "tab\tand\nnewline",
+    "a photo of a knife",
+    "",
+    "   leading and trailing   ",
+    "ÜNÏCÖDÉ ñandú",
+    "emoji 🔪💊🔥",
+    "混合 scripts Ελληνικά",
+    "a very long prompt " * 40,
+    "UPPER case",
+    "tab\tand\nnewline",
 ]
 
 
@@ -43,7 +50,13 @@ def test_every_backend_implements_the_encoder_protocol_and_identifies_the_same_m
         info, ref = enc.info(), reference.info()
         assert info.backend == backend_settings["backend"]
         assert (info.model_name, info.model_checksum, info.precision, info.embed_dim, info.preprocess, info.logit_scale) == (
-            ref.model_name, ref.model_checksum, ref.precision, ref.embed_dim, ref.preprocess, ref.logit_scale)
+            ref.model_name,
+            ref.model_checksum,
+            ref.precision,
+            ref.embed_dim,
+            ref.preprocess,
+            ref.logit_scale,
+        )
         assert enc.ready()
     finally:
         enc.close()
@@ -128,11 +141,13 @@ def test_triton_killed_mid_stream_then_restarted_loses_nothing(broker, topics, s
     try:
         t = topics(2)
         out = collector(t)
-        svc = service(t, encoder={"backend": "triton", "model_dir": str(TINY_MODEL), "retry_max_ms": 1000,
-                                  "triton": {"url": server.grpc_url, "timeout_s": 2, "retries": 1}},
-                      batch={"micro_batch_size": 8, "max_wait_ms": 20, "max_in_flight": 32},
-                      # The samples repeat 25 images: with the result cache, reposts need no backend.
-                      hashing={"cache_size": 0})
+        svc = service(
+            t,
+            encoder={"backend": "triton", "model_dir": str(TINY_MODEL), "retry_max_ms": 1000, "triton": {"url": server.grpc_url, "timeout_s": 2, "retries": 1}},
+            batch={"micro_batch_size": 8, "max_wait_ms": 20, "max_in_flight": 32},
+            # The samples repeat 25 images: with the result cache, reposts need no backend.
+            hashing={"cache_size": 0},
+        )
         first = list(small_jpegs(f"{t.input}-a", 60))
         produce(broker.bootstrap, t.input, first)
         wait_until(lambda: len(out.snapshot()) >= 10, 60, "the first verdicts")
@@ -161,8 +176,11 @@ def test_service_started_before_triton_waits_for_it(broker, topics, service, col
     server = LocalTriton(triton_repo, free_port(), free_port(), free_port(), tmp_path / "triton.log")
     t = topics(1)
     out = collector(t)
-    svc = service(t, wait_ready=False, encoder={"backend": "triton", "model_dir": str(TINY_MODEL), "retry_max_ms": 1000,
-                                                "triton": {"url": server.grpc_url, "timeout_s": 2, "retries": 0}})
+    svc = service(
+        t,
+        wait_ready=False,
+        encoder={"backend": "triton", "model_dir": str(TINY_MODEL), "retry_max_ms": 1000, "triton": {"url": server.grpc_url, "timeout_s": 2, "retries": 0}},
+    )
     try:
         wait_until(lambda: "connecting to the encoder" in log_of(svc), 60, "the start-up retry")
         assert svc.proc.poll() is None and svc.get("/readyz")[0] == 503
@@ -179,34 +197,35 @@ def test_service_started_before_triton_waits_for_it(broker, topics, service, col
 def _replicas(app_name: str) -> list[str]:
     import ray
 
-    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["name"].startswith(f"SERVE_REPLICA::{app_name}#")]
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(f"SERVE_REPLICA::{app_name}#")]
 
 
 def test_ray_replica_killed_mid_stream_loses_nothing(broker, topics, service, collector, local_ray):
     import ray
-
     from ray import serve
 
     app = {**RAY_TEST_APP, "address": local_ray.address, "app_name": "moderator-kill-test"}
     t = topics(2)
     out = collector(t)
-    svc = service(t, encoder={"backend": "ray", "model_dir": str(TINY_MODEL), "retry_max_ms": 1000,
-                              "ray": {**app, "request_timeout_s": 5}},
-                  batch={"micro_batch_size": 8, "max_wait_ms": 20, "max_in_flight": 32},
-                  hashing={"cache_size": 0})  # every repeated sample goes to the replicas, as the test means
+    svc = service(
+        t,
+        encoder={"backend": "ray", "model_dir": str(TINY_MODEL), "retry_max_ms": 1000, "ray": {**app, "request_timeout_s": 5}},
+        batch={"micro_batch_size": 8, "max_wait_ms": 20, "max_in_flight": 32},
+        hashing={"cache_size": 0},
+    )  # every repeated sample goes to the replicas, as the test means
     ray_connect(local_ray)
     (replica,) = wait_until(lambda: _replicas(app["app_name"]), 60, "the encoder replica")
     first = list(small_jpegs(f"{t.input}-a", 60))
     produce(broker.bootstrap, t.input, first)
     wait_until(lambda: len(out.snapshot()) >= 10, 60, "the first verdicts")
     second = list(small_jpegs(f"{t.input}-b", 60))
+
     # The kill lands while messages keep arriving. Whether the worker sees a failed call depends
     # on Ray's routing (a request on the dead replica fails; one routed after Serve noticed waits
     # for the new replica), so the test holds the outcome: every verdict, the service alive.
     def feed() -> None:
         for i in range(0, len(second), 10):
-            produce(broker.bootstrap, t.input, second[i:i + 10])
+            produce(broker.bootstrap, t.input, second[i : i + 10])
             time.sleep(0.2)  # pacing, not waiting: messages keep arriving for ~1 s around the kill
 
     feeder = threading.Thread(target=feed)
@@ -235,18 +254,27 @@ def test_whole_pipeline_runs_as_ray_serve_deployments(broker, topics, collector,
     ray_connect(local_ray)
     t = topics(2)
     out = collector(t)
-    app = pipeline({
-        "consumers": 1,
-        "consumer_cpus": 0.5,
-        "settings": {
-            "kafka": {"bootstrap_servers": broker.bootstrap, "input_topics": [t.input], "verdict_topic": t.verdicts,
-                      "dead_letter_topic": t.dead_letters, "group_id": t.group, "commit_interval_ms": 200,
-                      "session_timeout_ms": 10_000, "heartbeat_interval_ms": 1_000},
-            "encoder": {"model_dir": str(TINY_MODEL), "ray": {"app_name": "moderator-pipeline", "replica_batch_size": 16, "num_cpus": 0.5}},
-            "policy": {"path": str(TINY_POLICY), "cache_dir": str(tmp_path / "cache")},
-            "telemetry": {"port": free_port(), "host": "127.0.0.1"},
-        },
-    })
+    app = pipeline(
+        {
+            "consumers": 1,
+            "consumer_cpus": 0.5,
+            "settings": {
+                "kafka": {
+                    "bootstrap_servers": broker.bootstrap,
+                    "input_topics": [t.input],
+                    "verdict_topic": t.verdicts,
+                    "dead_letter_topic": t.dead_letters,
+                    "group_id": t.group,
+                    "commit_interval_ms": 200,
+                    "session_timeout_ms": 10_000,
+                    "heartbeat_interval_ms": 1_000,
+                },
+                "encoder": {"model_dir": str(TINY_MODEL), "ray": {"app_name": "moderator-pipeline", "replica_batch_size": 16, "num_cpus": 0.5}},
+                "policy": {"path": str(TINY_POLICY), "cache_dir": str(tmp_path / "cache")},
+                "telemetry": {"port": free_port(), "host": "127.0.0.1"},
+            },
+        }
+    )
     serve.run(app, name="moderator-pipeline", route_prefix=None, blocking=False)
     try:
         samples = sample_messages(prefix=t.input)
@@ -283,5 +311,4 @@ def test_triton_refuses_a_server_serving_another_model(local_triton, tmp_path):
 
 def test_ray_without_deploy_names_the_missing_application(local_ray):
     with pytest.raises(BackendError, match="MODERATOR_ENCODER__RAY__DEPLOY"):
-        make_encoder({"backend": "ray", "model_dir": str(TINY_MODEL),
-                      "ray": {"address": local_ray.address, "app_name": "no-such-app", "deploy": False}})
+        make_encoder({"backend": "ray", "model_dir": str(TINY_MODEL), "ray": {"address": local_ray.address, "app_name": "no-such-app", "deploy": False}})

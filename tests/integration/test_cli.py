@@ -17,8 +17,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_demo_prints_a_verdict_or_dead_letter_for_every_sample():
-    proc = subprocess.run([sys.executable, "-m", "moderator", "demo", "--port", str(free_port())],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "moderator", "demo", "--port", str(free_port())], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert "service exited with code 0" in out
@@ -37,9 +36,27 @@ def test_demo_prints_a_verdict_or_dead_letter_for_every_sample():
 
 def test_bench_json_reports_both_throughputs_side_by_side(broker):
     proc = subprocess.run(
-        [sys.executable, "-m", "moderator", "bench", "--json", "--model", str(TINY_MODEL), "--images", "48",
-         "--batch", "8", "--latency-images", "8", "--bootstrap", broker.bootstrap],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "moderator",
+            "bench",
+            "--json",
+            "--model",
+            str(TINY_MODEL),
+            "--images",
+            "48",
+            "--batch",
+            "8",
+            "--latency-images",
+            "8",
+            "--bootstrap",
+            broker.bootstrap,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -11,8 +11,9 @@ pytestmark = [pytest.mark.integration]
 
 
 def test_a_join_in_flight_counts_as_a_reason_to_rejoin(broker):
-    consumer = make_consumer(KafkaSettings(bootstrap_servers=broker.bootstrap, input_topics=["x"], verdict_topic="v",
-                                           dead_letter_topic="d", group_id="g-clients"), 8)
+    consumer = make_consumer(
+        KafkaSettings(bootstrap_servers=broker.bootstrap, input_topics=["x"], verdict_topic="v", dead_letter_topic="d", group_id="g-clients"), 8
+    )
     try:
         coordinator = consumer._coordinator  # the kafka-python 3 internals the work-around relies on
         assert coordinator._join_task is None and coordinator.need_rejoin() is False  # not subscribed: nothing to join

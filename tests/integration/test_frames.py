@@ -49,8 +49,10 @@ def test_a_flash_in_a_video_is_blocked_through_the_broker(broker, topics, servic
 
     t = topics(1)
     cup, knife, flower = scenes(50)
-    messages = [(f"{t.input}-mp4-flash", clip([cup] * 30 + [knife] + [cup] * 29), "block"),
-                (f"{t.input}-webm-benign", clip([cup] * 20 + [flower] * 20, codec="libvpx-vp9", fmt="webm"), "allow")]
+    messages = [
+        (f"{t.input}-mp4-flash", clip([cup] * 30 + [knife] + [cup] * 29), "block"),
+        (f"{t.input}-webm-benign", clip([cup] * 20 + [flower] * 20, codec="libvpx-vp9", fmt="webm"), "allow"),
+    ]
     produce(broker.bootstrap, t.input, [(mid, mid.encode(), data, [("moderation-id", mid.encode())]) for mid, data, _ in messages])
     out = collector(t)
     svc = service(t, encoder={"model_dir": str(REPO / "models" / "default")}, policy={"path": str(REPO / "policies" / "default.yaml")})

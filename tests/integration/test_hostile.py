@@ -7,7 +7,6 @@ SIGTERM ends it cleanly within its bound."""
 from __future__ import annotations
 
 import random
-
 import re
 import shutil
 import subprocess
@@ -32,12 +31,12 @@ def good(mid: str) -> Sample:
 def librdkafka_produce(bootstrap: str, topic: str, samples: list[Sample], compression: str) -> None:
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "compression.type": compression, "linger.ms": 50,
-                         "enable.idempotence": True, "message.max.bytes": 10_000_000})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "compression.type": compression, "linger.ms": 50, "enable.idempotence": True, "message.max.bytes": 10_000_000}
+    )
     errors: list = []
     for s in samples:
-        producer.produce(topic, value=s.value, key=s.key, headers=s.headers, partition=0,
-                         on_delivery=lambda err, _msg: errors.append(err) if err else None)
+        producer.produce(topic, value=s.value, key=s.key, headers=s.headers, partition=0, on_delivery=lambda err, _msg: errors.append(err) if err else None)
     assert producer.flush(60) == 0 and not errors, errors
 
 
@@ -82,8 +81,11 @@ def test_records_the_client_cannot_read_are_skipped_by_offset_and_dead_lettered(
     image_file.write_bytes(GOOD)
     produce(broker.bootstrap, t.input, [(s.id, s.key, s.value, s.headers) for s in [good(f"{t.input}-a")]])
     # 1. A header key that is not UTF-8: the broker stores it, kafka-python cannot decode it.
-    subprocess.run(["kcat", "-P", "-b", broker.bootstrap, "-t", t.input, "-p", "0", "-k", "bad-header",
-                    "-H", b"\xff\xfe-not-utf8=v", str(image_file)], check=True, timeout=60)
+    subprocess.run(
+        ["kcat", "-P", "-b", broker.bootstrap, "-t", t.input, "-p", "0", "-k", "bad-header", "-H", b"\xff\xfe-not-utf8=v", str(image_file)],
+        check=True,
+        timeout=60,
+    )
     produce(broker.bootstrap, t.input, [(s.id, s.key, s.value, s.headers) for s in [good(f"{t.input}-b")]])
     # 2. A batch whose bytes change on the broker's disk after it was written: its CRC fails.
     marker = b"CORRUPT-ME-" + t.input.encode()
@@ -146,11 +148,15 @@ def test_outputs_too_large_for_their_topics_are_sent_in_their_smaller_form(broke
         admin.close()
     noise = random.Random(3).randbytes  # incompressible: the producer compresses (zstd), the limit is on compressed batches
     big_broken = b"\xff\xd8\xff\xe0" + noise(10_240)  # 10 KB that is not a JPEG
-    produce(broker.bootstrap, t.input, [
-        ("big-broken", b"big-broken", big_broken, [("moderation-id", b"big-broken")]),
-        ("small-broken", b"small-broken", b"not an image", [("moderation-id", b"small-broken")]),
-        (f"{t.input}-after", b"k", GOOD, [("moderation-id", f"{t.input}-after".encode())]),
-    ])
+    produce(
+        broker.bootstrap,
+        t.input,
+        [
+            ("big-broken", b"big-broken", big_broken, [("moderation-id", b"big-broken")]),
+            ("small-broken", b"small-broken", b"not an image", [("moderation-id", b"small-broken")]),
+            (f"{t.input}-after", b"k", GOOD, [("moderation-id", f"{t.input}-after".encode())]),
+        ],
+    )
     out = collector(t)
     svc = service(t)
     assert out.wait_for({"big-broken", "small-broken", f"{t.input}-after"}, timeout=120), svc.log_tail()
@@ -170,10 +176,14 @@ def test_outputs_too_large_for_their_topics_are_sent_in_their_smaller_form(broke
     finally:
         admin.close()
     mid = b"\xff\xd8\xff\xe0" + noise(2_560)  # 2.5 KB: under the limit read at start, over the new one
-    produce(broker.bootstrap, t.input, [
-        ("mid-broken", b"mid-broken", mid, [("moderation-id", b"mid-broken")]),
-        (f"{t.input}-later", b"k", GOOD, [("moderation-id", f"{t.input}-later".encode())]),
-    ])
+    produce(
+        broker.bootstrap,
+        t.input,
+        [
+            ("mid-broken", b"mid-broken", mid, [("moderation-id", b"mid-broken")]),
+            (f"{t.input}-later", b"k", GOOD, [("moderation-id", f"{t.input}-later".encode())]),
+        ],
+    )
     assert out.wait_for({"mid-broken", f"{t.input}-later"}, timeout=120), svc.log_tail()
     by_id = {o.id: o for o in out.snapshot()}
     assert by_id["mid-broken"].value == b"" and "refused" in by_id["mid-broken"].headers["moderator-value-omitted"]

@@ -32,10 +32,13 @@ def test_reposts_banks_and_overrides_through_the_broker(broker, topics, service,
     banks = tmp_path / "banks"
     banks.mkdir()
     denied = [scene(1000 + i, (320, 240)) for i in range(5)]  # scene-0..4 are known bad (banked by PDQ)
-    write_bank(banks / "known-bad.csv", "deny", [{"hash_type": "pdq", "hash": pdq_of(img).hex, "note": f"case {i}"}
-                                                  for i, img in enumerate(denied)], category="weapons")
-    write_bank(banks / "cleared.csv", "allow", [{"hash_type": "pdq", "hash": pdq_of(knife).hex, "note": "prop knife"}],
-               overrides="block")
+    write_bank(
+        banks / "known-bad.csv",
+        "deny",
+        [{"hash_type": "pdq", "hash": pdq_of(img).hex, "note": f"case {i}"} for i, img in enumerate(denied)],
+        category="weapons",
+    )
+    write_bank(banks / "cleared.csv", "allow", [{"hash_type": "pdq", "hash": pdq_of(knife).hex, "note": "prop knife"}], overrides="block")
     messages = []
     for name, data in originals.items():
         messages.append((f"{t.input}-{name}", data))
@@ -111,8 +114,7 @@ def test_banks_reload_under_load_and_a_broken_file_keeps_the_old_ones(broker, to
         written_at = time.time()
         write_bank(banks / "new.csv", "deny", [{"hash_type": "pdq", "hash": pdq_of(target).hex, "note": "added live"}])
         # The new bank in service (stale can clear between the unlink and the write, before it exists).
-        wait_until(lambda: svc.metric("moderator_bank_entries", {"bank": "new", "kind": "deny", "hash_type": "pdq"}) == 1, 30,
-                   "the new bank to load")
+        wait_until(lambda: svc.metric("moderator_bank_entries", {"bank": "new", "kind": "deny", "hash_type": "pdq"}) == 1, 30, "the new bank to load")
         assert svc.metric("moderator_banks_stale") == 0
         switched_at = len(sent)
         wait_until(lambda: len(out.snapshot()) >= switched_at + 20, 120, "verdicts after the reload")
@@ -122,8 +124,9 @@ def test_banks_reload_under_load_and_a_broken_file_keeps_the_old_ones(broker, to
     before = [v for v in by_id.values() if _epoch(v["processed_at"]) < written_at]
     assert len(before) >= 20 and all(v["known"] is None for v in before), "nothing matched before the bank existed"
     after = [by_id[mid] for mid in sent[switched_at:]]
-    assert len(after) >= 20 and all(v["known"] and v["known"]["match"]["bank"] == "new" for v in after), \
+    assert len(after) >= 20 and all(v["known"] and v["known"]["match"]["bank"] == "new" for v in after), (
         "every message sent after the swap was seen is matched by the new bank"
+    )
     assert svc.metric("moderator_bank_reloads_total", {"result": "ok"}) >= 1
     assert svc.terminate() == 0
 

@@ -19,8 +19,7 @@ from tests.integration.conftest import produce, small_jpegs, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 JOB = "moderator"
-SUBSTITUTIONS = {"$__rate_interval": "15s", "$__range": "2m", "$job": JOB, "$category": ".*",
-                 "$ray_job": "ray", "$triton_job": "triton", "$deployment": ".*"}
+SUBSTITUTIONS = {"$__rate_interval": "15s", "$__range": "2m", "$job": JOB, "$category": ".*", "$ray_job": "ray", "$triton_job": "triton", "$deployment": ".*"}
 BACKENDS_DASHBOARD = "moderator-backends.json"
 
 
@@ -29,17 +28,20 @@ class Prometheus:
         binary = shutil.which("prometheus") or pytest.fail("prometheus is not installed (.ci/run installs Debian's package)")
         self.port = free_port()
         config = tmp_path / "prometheus.yml"
-        config.write_text(json.dumps({
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(REPO / "deploy/prometheus/rules/moderator.rules.yml")],
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [t]}]}
-                               for job, t in {JOB: target, **(more_jobs or {})}.items()],
-        }))
+        config.write_text(
+            json.dumps(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(REPO / "deploy/prometheus/rules/moderator.rules.yml")],
+                    "scrape_configs": [{"job_name": job, "static_configs": [{"targets": [t]}]} for job, t in {JOB: target, **(more_jobs or {})}.items()],
+                }
+            )
+        )
         self.log = (tmp_path / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
 
     def api(self, path: str, **params) -> dict:
@@ -117,8 +119,11 @@ def test_every_dashboard_panel_returns_data_and_every_rule_evaluates(broker, top
         wait_until(prom.ready, 60, "Prometheus to start")
         wait_until(lambda: prom.api("/api/v1/query", query=f'up{{job="{JOB}"}} == 1')["data"]["result"], 60, "the first scrape")
         # Enough history for 2-minute increases and 15-second rates, under continuous load.
-        wait_until(lambda: prom.api("/api/v1/query", query=f'count_over_time(moderator_verdicts_total{{job="{JOB}",decision="allow"}}[2m]) >= 20')["data"]["result"],
-                   120, "twenty scrapes with traffic")
+        wait_until(
+            lambda: prom.api("/api/v1/query", query=f'count_over_time(moderator_verdicts_total{{job="{JOB}",decision="allow"}}[2m]) >= 20')["data"]["result"],
+            120,
+            "twenty scrapes with traffic",
+        )
         queries = list(panel_queries())
         assert len(queries) >= 32
         assert_all_return_data(prom, queries)
@@ -147,8 +152,14 @@ def test_backends_dashboard_returns_data_from_ray_and_triton(broker, topics, ser
     from tests.integration.conftest import RAY_TEST_APP, delete_serve_app
 
     ta, tb = topics(1), topics(1)
-    ray_svc = service(ta, encoder={"backend": "ray", "model_dir": str(TINY_MODEL), "ray": {
-        **RAY_TEST_APP, "address": local_ray.address, "app_name": "moderator-observability", "max_replicas": 2}})
+    ray_svc = service(
+        ta,
+        encoder={
+            "backend": "ray",
+            "model_dir": str(TINY_MODEL),
+            "ray": {**RAY_TEST_APP, "address": local_ray.address, "app_name": "moderator-observability", "max_replicas": 2},
+        },
+    )
     triton_svc = service(tb, encoder={"backend": "triton", "model_dir": str(TINY_MODEL), "triton": {"url": local_triton.grpc_url}})
     stop = threading.Event()
 
@@ -162,16 +173,19 @@ def test_backends_dashboard_returns_data_from_ray_and_triton(broker, topics, ser
 
     loader = threading.Thread(target=load, daemon=True)
     loader.start()
-    prom = Prometheus(tmp_path, f"127.0.0.1:{ray_svc.port}", {
-        "moderator-triton": f"127.0.0.1:{triton_svc.port}",
-        "ray": f"127.0.0.1:{local_ray.metrics_port}",
-        "triton": f"127.0.0.1:{local_triton.metrics_port}",
-    })
+    prom = Prometheus(
+        tmp_path,
+        f"127.0.0.1:{ray_svc.port}",
+        {
+            "moderator-triton": f"127.0.0.1:{triton_svc.port}",
+            "ray": f"127.0.0.1:{local_ray.metrics_port}",
+            "triton": f"127.0.0.1:{local_triton.metrics_port}",
+        },
+    )
     try:
         wait_until(prom.ready, 60, "Prometheus to start")
         for metric in ("ray_serve_deployment_processing_latency_ms_count", "nv_inference_exec_count"):
-            wait_until(lambda m=metric: prom.api("/api/v1/query", query=f"count_over_time({m}[2m]) >= 5")["data"]["result"],
-                       180, f"five scrapes of {metric}")
+            wait_until(lambda m=metric: prom.api("/api/v1/query", query=f"count_over_time({m}[2m]) >= 5")["data"]["result"], 180, f"five scrapes of {metric}")
         queries = list(panel_queries(backends=True))
         assert len(queries) >= 10
         assert_all_return_data(prom, queries)

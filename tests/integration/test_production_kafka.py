@@ -84,24 +84,52 @@ def test_end_to_end_through_mutual_tls_sasl_ssl_scram_and_oauthbearer(secure_bro
     token_file = tmp_path / "token"
     token_file.write_text(unsigned_jwt("moderator"))
     listeners = {
-        "mtls": {"bootstrap_servers": secure_broker.ssl_bootstrap, "security_protocol": "SSL", "ssl_cafile": str(pki.ca),
-                 "ssl_certfile": str(pki.client_cert), "ssl_keyfile": str(pki.client_key)},
-        "scram": {"bootstrap_servers": secure_broker.sasl_ssl_bootstrap, "security_protocol": "SASL_SSL", "ssl_cafile": str(pki.ca),
-                  "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "alice", "sasl_plain_password_file": str(password_file)},
-        "scram256": {"bootstrap_servers": secure_broker.sasl_ssl_bootstrap, "security_protocol": "SASL_SSL", "ssl_cafile": str(pki.ca),
-                     "sasl_mechanism": "SCRAM-SHA-256", "sasl_plain_username": "alice", "sasl_plain_password": PASSWORD},
+        "mtls": {
+            "bootstrap_servers": secure_broker.ssl_bootstrap,
+            "security_protocol": "SSL",
+            "ssl_cafile": str(pki.ca),
+            "ssl_certfile": str(pki.client_cert),
+            "ssl_keyfile": str(pki.client_key),
+        },
+        "scram": {
+            "bootstrap_servers": secure_broker.sasl_ssl_bootstrap,
+            "security_protocol": "SASL_SSL",
+            "ssl_cafile": str(pki.ca),
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": "alice",
+            "sasl_plain_password_file": str(password_file),
+        },
+        "scram256": {
+            "bootstrap_servers": secure_broker.sasl_ssl_bootstrap,
+            "security_protocol": "SASL_SSL",
+            "ssl_cafile": str(pki.ca),
+            "sasl_mechanism": "SCRAM-SHA-256",
+            "sasl_plain_username": "alice",
+            "sasl_plain_password": PASSWORD,
+        },
         # OAUTHBEARER against the broker's built-in validator of unsigned tokens (kafka.sh: tests only).
-        "oauth-file": {"bootstrap_servers": secure_broker.sasl_ssl_bootstrap, "security_protocol": "SASL_SSL", "ssl_cafile": str(pki.ca),
-                       "sasl_mechanism": "OAUTHBEARER", "sasl_oauth_token_file": str(token_file)},
-        "oauth-command": {"bootstrap_servers": secure_broker.sasl_ssl_bootstrap, "security_protocol": "SASL_SSL", "ssl_cafile": str(pki.ca),
-                          "sasl_mechanism": "OAUTHBEARER", "sasl_oauth_token_command": f"cat {token_file}"},
+        "oauth-file": {
+            "bootstrap_servers": secure_broker.sasl_ssl_bootstrap,
+            "security_protocol": "SASL_SSL",
+            "ssl_cafile": str(pki.ca),
+            "sasl_mechanism": "OAUTHBEARER",
+            "sasl_oauth_token_file": str(token_file),
+        },
+        "oauth-command": {
+            "bootstrap_servers": secure_broker.sasl_ssl_bootstrap,
+            "security_protocol": "SASL_SSL",
+            "ssl_cafile": str(pki.ca),
+            "sasl_mechanism": "OAUTHBEARER",
+            "sasl_oauth_token_command": f"cat {token_file}",
+        },
     }
     for name, security in listeners.items():
         t = _topics(secure_broker, name)
         out = OutputCollector(secure_broker.bootstrap, t.verdicts, t.dead_letters).start()
         try:
-            svc = service(t, kafka={**security, "input_topics": [t.input], "verdict_topic": t.verdicts,
-                                    "dead_letter_topic": t.dead_letters, "group_id": t.group})
+            svc = service(
+                t, kafka={**security, "input_topics": [t.input], "verdict_topic": t.verdicts, "dead_letter_topic": t.dead_letters, "group_id": t.group}
+            )
             batch = list(small_jpegs(f"{name}-", 6))
             produce(secure_broker.bootstrap, t.input, batch)
             assert out.wait_for({mid for mid, *_ in batch}, timeout=120), svc.log_tail()
@@ -116,19 +144,45 @@ def test_end_to_end_through_mutual_tls_sasl_ssl_scram_and_oauthbearer(secure_bro
 def test_a_wrong_password_or_an_untrusted_broker_keeps_the_service_waiting_not_crashing(secure_broker, service, tmp_path):
     pki = secure_broker.pki
     cases = {
-        "wrong-password": ({"bootstrap_servers": secure_broker.sasl_ssl_bootstrap, "security_protocol": "SASL_SSL",
-                            "ssl_cafile": str(pki.ca), "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "alice",
-                            "sasl_plain_password": "not-" + PASSWORD}, "invalid credentials"),
-        "untrusted-broker": ({"bootstrap_servers": secure_broker.ssl_bootstrap, "security_protocol": "SSL",
-                              "ssl_cafile": str(pki.stranger_ca), "ssl_certfile": str(pki.client_cert),
-                              "ssl_keyfile": str(pki.client_key)}, "certificate verify failed"),
+        "wrong-password": (
+            {
+                "bootstrap_servers": secure_broker.sasl_ssl_bootstrap,
+                "security_protocol": "SASL_SSL",
+                "ssl_cafile": str(pki.ca),
+                "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_plain_username": "alice",
+                "sasl_plain_password": "not-" + PASSWORD,
+            },
+            "invalid credentials",
+        ),
+        "untrusted-broker": (
+            {
+                "bootstrap_servers": secure_broker.ssl_bootstrap,
+                "security_protocol": "SSL",
+                "ssl_cafile": str(pki.stranger_ca),
+                "ssl_certfile": str(pki.client_cert),
+                "ssl_keyfile": str(pki.client_key),
+            },
+            "certificate verify failed",
+        ),
     }
     for name, (security, expected) in cases.items():
         t = _topics(secure_broker, name)
-        svc = service(t, wait_ready=False, kafka={**security, **FAST_FAIL, "input_topics": [t.input], "verdict_topic": t.verdicts,
-                                                   "dead_letter_topic": t.dead_letters, "group_id": t.group,
-                                                   "retry_initial_ms": 200, "retry_max_ms": 1000})
-        wait_until(lambda: svc.log_path.read_text().count("cannot connect to Kafka") >= 1, 90, f"{name}: a failed attempt logged")
+        svc = service(
+            t,
+            wait_ready=False,
+            kafka={
+                **security,
+                **FAST_FAIL,
+                "input_topics": [t.input],
+                "verdict_topic": t.verdicts,
+                "dead_letter_topic": t.dead_letters,
+                "group_id": t.group,
+                "retry_initial_ms": 200,
+                "retry_max_ms": 1000,
+            },
+        )
+        wait_until(lambda: svc.log_path.read_text().count("cannot connect to Kafka") >= 1, 90, f"{name}: a failed attempt logged")  # noqa: B023 (called here)
         assert svc.proc.poll() is None, "the service waits; it does not exit into a crash loop"
         status, body = svc.get("/readyz")
         assert status == 503 and expected in svc.readiness().get("notes", {}).get("broker", ""), body
@@ -147,9 +201,19 @@ def test_missing_topics_keep_the_service_not_ready_and_are_never_created(secure_
 
     t = _topics(secure_broker, "missing")
     missing = t.input + "-typo"
-    svc = service(t, wait_ready=False, kafka={"bootstrap_servers": secure_broker.bootstrap, "input_topics": [missing],
-                                               "verdict_topic": t.verdicts, "dead_letter_topic": t.dead_letters,
-                                               "group_id": t.group, "retry_initial_ms": 200, "retry_max_ms": 1000})
+    svc = service(
+        t,
+        wait_ready=False,
+        kafka={
+            "bootstrap_servers": secure_broker.bootstrap,
+            "input_topics": [missing],
+            "verdict_topic": t.verdicts,
+            "dead_letter_topic": t.dead_letters,
+            "group_id": t.group,
+            "retry_initial_ms": 200,
+            "retry_max_ms": 1000,
+        },
+    )
     wait_until(lambda: svc.log_path.read_text().count("missing topics") >= 2, 60, "the missing topic to be reported")
     body = svc.readiness()
     assert body["ready"] is False and body["checks"]["topics"] is False
@@ -208,8 +272,10 @@ def test_keyless_output_is_balanced(broker, service, collector):
             assert all(o.partition == o.json()["source"]["partition"] for o in verdicts), "same partition counts: same partition"
         assert len(counts) == verdict_partitions
         assert svc.terminate() == 0
-    print(f"\n[kafka] keyless verdict balance, max/mean share: 6 -> 6 partitions {shares[6][0]:.3f} {shares[6][1]}; "
-          f"6 -> 4 partitions {shares[4][0]:.3f} {shares[4][1]}")
+    print(
+        f"\n[kafka] keyless verdict balance, max/mean share: 6 -> 6 partitions {shares[6][0]:.3f} {shares[6][1]}; "
+        f"6 -> 4 partitions {shares[4][0]:.3f} {shares[4][1]}"
+    )
     assert shares[4][0] <= 1.2, "keyed by message id"
     assert shares[6][0] == 1.0, "by the input's partition: as balanced as the input"
 
@@ -244,8 +310,10 @@ def test_restarting_one_of_three_workers_does_not_stop_the_others(broker, topics
     down = back_at - restarted_at
     threshold = max(0.6, 0.4 * down)
     flowing = [p for p, g in gaps.items() if g < threshold]
-    print(f"\n[kafka] one of three workers restarted (down {down:.1f}s, drain {down_for:.1f}s); "
-          f"largest verdict gap per partition meanwhile: { {p: round(g, 2) for p, g in sorted(gaps.items())} }")
+    print(
+        f"\n[kafka] one of three workers restarted (down {down:.1f}s, drain {down_for:.1f}s); "
+        f"largest verdict gap per partition meanwhile: { {p: round(g, 2) for p, g in sorted(gaps.items())} }"
+    )
     assert len(flowing) == 4, "the two workers that stayed kept their four partitions flowing throughout; only the restarted one's paused"
     duplicates = [mid for mid, n in seen.items() if n > 1]
     dup_partitions = {int(mid.split("-")[1]) % 6 for mid in duplicates}
@@ -260,14 +328,19 @@ def test_topics_create_and_check(secure_broker, tmp_path):
 
     from tests.conftest import REPO
 
-    env = {"MODERATOR_KAFKA__BOOTSTRAP_SERVERS": secure_broker.bootstrap, "MODERATOR_KAFKA__INPUT_TOPICS": "cli-images",
-           "MODERATOR_KAFKA__VERDICT_TOPIC": "cli-verdicts", "MODERATOR_KAFKA__DEAD_LETTER_TOPIC": "cli-dlq"}
+    env = {
+        "MODERATOR_KAFKA__BOOTSTRAP_SERVERS": secure_broker.bootstrap,
+        "MODERATOR_KAFKA__INPUT_TOPICS": "cli-images",
+        "MODERATOR_KAFKA__VERDICT_TOPIC": "cli-verdicts",
+        "MODERATOR_KAFKA__DEAD_LETTER_TOPIC": "cli-dlq",
+    }
 
     def moderator(*args):
         import os
 
-        return subprocess.run([sys.executable, "-m", "moderator", "topics", *args], cwd=REPO, capture_output=True, text=True,
-                              timeout=120, env={**os.environ, **env})
+        return subprocess.run(
+            [sys.executable, "-m", "moderator", "topics", *args], cwd=REPO, capture_output=True, text=True, timeout=120, env={**os.environ, **env}
+        )
 
     check = moderator("check")
     assert check.returncode == 1 and "cli-images (input): MISSING" in check.stdout

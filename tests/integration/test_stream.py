@@ -61,8 +61,7 @@ def test_metrics_and_health_reflect_the_traffic(broker, topics, service, collect
     produce(broker.bootstrap, t.input, [(s.id, s.key, s.value, s.headers) for s in samples])
     assert out.wait_for({s.id for s in samples}, timeout=120)
     valid = sum(s.expect == "verdict" for s in samples)
-    wait_until(lambda: sum(svc.metric("moderator_verdicts_total", {"decision": d}) or 0 for d in ("allow", "review", "block")) == valid,
-               30, "verdict counters")
+    wait_until(lambda: sum(svc.metric("moderator_verdicts_total", {"decision": d}) or 0 for d in ("allow", "review", "block")) == valid, 30, "verdict counters")
     assert svc.metric("moderator_messages_consumed_total", {"topic": t.input}) == len(samples)
     for reason, n in Counter(s.expect for s in samples if s.expect != "verdict").items():
         assert svc.metric("moderator_dead_letters_total", {"reason": reason}) == n
@@ -165,8 +164,9 @@ def test_two_workers_split_partitions_and_process_each_message_once(broker, topi
     t = topics(4)
     a = service(t)
     b = service(t)
-    wait_until(lambda: a.metric("moderator_assigned_partitions") == 2 and b.metric("moderator_assigned_partitions") == 2,
-               60, "both workers to own two partitions")
+    wait_until(
+        lambda: a.metric("moderator_assigned_partitions") == 2 and b.metric("moderator_assigned_partitions") == 2, 60, "both workers to own two partitions"
+    )
     out = collector(t)
     produce(broker.bootstrap, t.input, small_jpegs(t.input, 400))
     ids = {f"{t.input}-{i}" for i in range(400)}
@@ -225,16 +225,18 @@ def test_policy_reload_under_load_loses_nothing_and_never_mixes_policies(broker,
     for v in verdicts:
         by_version.setdefault(v["policy"]["version"], set()).add(tuple(c["name"] for c in v["categories"]))
     assert len(by_version) == 2, f"old and new policy both scored: {list(by_version)}"
-    assert sorted(by_version.values(), key=str) == [{("weapons", "drugs", "fire")}, {("weapons", "drugs", "smoke")}], \
+    assert sorted(by_version.values(), key=str) == [{("weapons", "drugs", "fire")}, {("weapons", "drugs", "smoke")}], (
         "each version scored with exactly its own categories"
+    )
 
 
 def test_shadow_policy_is_reported_and_counted_but_never_acted_on(broker, topics, service, collector, tmp_path):
     from tests.conftest import TINY_POLICY
 
     shadow = tmp_path / "candidate.yaml"
-    shadow.write_text(TINY_POLICY.read_text().replace("name: tiny-random-demo", "name: candidate")
-                      .replace("review: 0.0\n    block: 0.012", "review: -1.0\n    block: -1.0"))  # blocks everything
+    shadow.write_text(
+        TINY_POLICY.read_text().replace("name: tiny-random-demo", "name: candidate").replace("review: 0.0\n    block: 0.012", "review: -1.0\n    block: -1.0")
+    )  # blocks everything
     t = topics(1)
     out = collector(t)
     svc = service(t, policy={"shadow_path": shadow})
@@ -245,8 +247,15 @@ def test_shadow_policy_is_reported_and_counted_but_never_acted_on(broker, topics
     assert all("weapons" in v["shadow"]["fired"] for v in verdicts)
     acting = Counter(v["decision"] for v in verdicts)
     assert acting["block"] < 60, "the shadow policy's decision is never the verdict's decision"
-    wait_until(lambda: (svc.metric("moderator_shadow_agreement_total", {"result": "agree"}) or 0)
-               + (svc.metric("moderator_shadow_agreement_total", {"result": "disagree"}) or 0) == 60, 30, "agreement counters")
+    wait_until(
+        lambda: (
+            (svc.metric("moderator_shadow_agreement_total", {"result": "agree"}) or 0)
+            + (svc.metric("moderator_shadow_agreement_total", {"result": "disagree"}) or 0)
+            == 60
+        ),
+        30,
+        "agreement counters",
+    )
     assert svc.metric("moderator_shadow_agreement_total", {"result": "agree"}) == acting["block"]
     assert svc.metric("moderator_shadow_decisions_total", {"decision": "block"}) == 60
     assert svc.terminate() == 0

@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from moderator.policy.evaluate import pr_curve, suggest
 
@@ -32,8 +33,10 @@ def test_tied_scores_are_one_threshold():
 
 
 @settings(max_examples=int(os.environ.get("MODERATOR_FUZZ_EXAMPLES", "200")), deadline=None)
-@given(data=st.lists(st.tuples(st.sampled_from([0.0, 0.25, 0.5, 0.5000001, 0.75, 0.99999, 1.0]), st.booleans()), min_size=1, max_size=60),
-       target=st.floats(0.05, 1.0))
+@given(
+    data=st.lists(st.tuples(st.sampled_from([0.0, 0.25, 0.5, 0.5000001, 0.75, 0.99999, 1.0]), st.booleans()), min_size=1, max_size=60),
+    target=st.floats(0.05, 1.0),
+)
 def test_every_suggested_threshold_delivers_what_it_reports(data, target):
     scores = np.array([s for s, _ in data], np.float32)  # the service's scores are float32
     truth = np.array([t for _, t in data])

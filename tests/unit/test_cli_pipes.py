@@ -13,11 +13,15 @@ from tests.conftest import REPO
 EXAMPLES = str(REPO / "examples" / "images")
 
 
-@pytest.mark.parametrize("args", [
-    ["scan", "--json", EXAMPLES],
-    ["scan", EXAMPLES],
-    ["hashes", "compute", "--json", EXAMPLES],
-], ids=["scan-json", "scan-table", "hashes-compute"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scan", "--json", EXAMPLES],
+        ["scan", EXAMPLES],
+        ["hashes", "compute", "--json", EXAMPLES],
+    ],
+    ids=["scan-json", "scan-table", "hashes-compute"],
+)
 def test_a_closed_pipe_ends_the_command_quietly(args):
     proc = subprocess.Popen([sys.executable, "-m", "moderator", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = proc.stdout.readline()

@@ -172,15 +172,18 @@ def _frames(scores: list[float]) -> np.ndarray:
     return np.stack([s, np.sqrt(1 - s**2)], axis=1)
 
 
-@pytest.mark.parametrize("scores, aggregate, k, n, expected, frame", [
-    ([0.1, 0.9, 0.1, 0.1], "max", 1, 1, 0.9, 1),
-    ([0.1, 0.9, 0.1, 0.1], "mean", 1, 1, 0.3, 1),
-    ([0.9, 0.1, 0.9, 0.1, 0.1], "k_of_n", 2, 3, 0.9, 2),   # 2 of frames 0..2 reach 0.9
-    ([0.9, 0.1, 0.1, 0.9, 0.1], "k_of_n", 2, 3, 0.1, 1),   # no window of 3 has two high frames: only noise
-    ([0.2, 0.85, 0.95, 0.3], "k_of_n", 2, 2, 0.85, 1),     # the second-highest of the best pair
-    ([0.95], "k_of_n", 2, 3, 0.95, 0),                     # a still: one window of one frame
-    ([0.95, 0.1], "k_of_n", 3, 5, 0.1, 1),                 # fewer frames than n: all of them must be over
-])
+@pytest.mark.parametrize(
+    "scores, aggregate, k, n, expected, frame",
+    [
+        ([0.1, 0.9, 0.1, 0.1], "max", 1, 1, 0.9, 1),
+        ([0.1, 0.9, 0.1, 0.1], "mean", 1, 1, 0.3, 1),
+        ([0.9, 0.1, 0.9, 0.1, 0.1], "k_of_n", 2, 3, 0.9, 2),  # 2 of frames 0..2 reach 0.9
+        ([0.9, 0.1, 0.1, 0.9, 0.1], "k_of_n", 2, 3, 0.1, 1),  # no window of 3 has two high frames: only noise
+        ([0.2, 0.85, 0.95, 0.3], "k_of_n", 2, 2, 0.85, 1),  # the second-highest of the best pair
+        ([0.95], "k_of_n", 2, 3, 0.95, 0),  # a still: one window of one frame
+        ([0.95, 0.1], "k_of_n", 3, 5, 0.1, 1),  # fewer frames than n: all of them must be over
+    ],
+)
 def test_aggregation_modes_on_hand_made_score_sequences(scores, aggregate, k, n, expected, frame):
     from moderator.policy.score import score_frames
 

@@ -20,16 +20,20 @@ from tests.conftest import TINY_POLICY
 from tests.fuzz import targets
 
 EXAMPLES = int(os.environ.get("MODERATOR_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-                derandomize=bool(os.environ.get("CI")))
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], derandomize=bool(os.environ.get("CI"))
+)
 SRC = Source("in", 0, 7, None)
 PNG = encode(draw("square", COLOURS["blue"], (32, 24)), "PNG")
 
 # Text that includes lone surrogates and control characters, which JSON escapes can carry.
 texts = st.text(st.characters(codec=None, exclude_categories=()), max_size=40) | st.sampled_from(["\ud800", "a\udfffb", "\x00", "\u2028"])
 json_leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | texts
-json_values = st.recursive(json_leaves | st.sampled_from(["[", "]]", "{\\\"[", '\\', '\\"']),
-                           lambda inner: st.lists(inner, max_size=5) | st.dictionaries(texts, inner, max_size=5), max_leaves=40)
+json_values = st.recursive(
+    json_leaves | st.sampled_from(["[", "]]", '{\\"[', "\\", '\\"']),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(texts, inner, max_size=5),
+    max_leaves=40,
+)
 header_lists = st.lists(st.tuples(texts, st.binary(max_size=64) | st.none()), max_size=8)
 
 

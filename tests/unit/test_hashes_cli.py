@@ -34,8 +34,7 @@ def test_compute_add_and_match(tmp_path, images, capsys):
     banks = tmp_path / "banks"
     banks.mkdir()
     assert main(["hashes", "add", str(banks / "bad.csv"), str(images / "scene-0.jpg"), "--category", "weapons"]) == 0
-    assert main(["hashes", "add", str(banks / "bad.csv"), str(images / "scene-1.jpg"), "--category", "drugs",
-                 "--action", "review", "--hash-types", "pdq"]) == 0
+    assert main(["hashes", "add", str(banks / "bad.csv"), str(images / "scene-1.jpg"), "--category", "drugs", "--action", "review", "--hash-types", "pdq"]) == 0
     rows = read_bank(banks / "bad.csv")
     assert rows.hash_types == ["sha256", "pdq", "pdq"] and rows.actions == ["block", "block", "review"]
     capsys.readouterr()
@@ -59,10 +58,12 @@ def test_add_refuses_a_kind_that_differs_and_keeps_the_bank(tmp_path, images, ca
 
 def test_import_threatexchange_csv_and_hash_lines(tmp_path, capsys):
     te = tmp_path / "collab.csv"
-    te.write_text("collab,signal_type,signal_str,category,tags\n"
-                  f"Sample Data,pdq,{GOOD},TRUE_POSITIVE,tag1 tag2\n"
-                  f"Sample Data,md5,{'0' * 32},TRUE_POSITIVE,\n"
-                  f"Sample Data,pdq,{'cd' * 32},FALSE_POSITIVE,\n")
+    te.write_text(
+        "collab,signal_type,signal_str,category,tags\n"
+        f"Sample Data,pdq,{GOOD},TRUE_POSITIVE,tag1 tag2\n"
+        f"Sample Data,md5,{'0' * 32},TRUE_POSITIVE,\n"
+        f"Sample Data,pdq,{'cd' * 32},FALSE_POSITIVE,\n"
+    )
     assert main(["hashes", "import", "--format", "te-csv", str(te), "--out", str(tmp_path / "te.csv"), "--category", "terrorism"]) == 0
     rows = read_bank(tmp_path / "te.csv")
     assert rows.hashes == [bytes.fromhex(GOOD)] and rows.categories == ["terrorism"] and rows.notes == ["Sample Data tag1 tag2"]
@@ -85,9 +86,14 @@ def test_a_bank_from_reviewed_verdicts(tmp_path, capsys):
     verdicts = tmp_path / "confirmed.jsonl"
     pdq = "12" * 32
     lines = [
-        {"id": "a", "decision": "block", "processed_at": "2026-12-01T10:00:00.000Z",
-         "categories": [{"name": "weapons", "fired": True}], "known": None,
-         "hashes": {"sha256": "34" * 32, "pdq": [{"hash": pdq, "quality": 90, "frame": None}]}},
+        {
+            "id": "a",
+            "decision": "block",
+            "processed_at": "2026-12-01T10:00:00.000Z",
+            "categories": [{"name": "weapons", "fired": True}],
+            "known": None,
+            "hashes": {"sha256": "34" * 32, "pdq": [{"hash": pdq, "quality": 90, "frame": None}]},
+        },
         {"id": "b", "decision": "allow", "categories": [], "known": None, "hashes": {"sha256": "56" * 32, "pdq": []}},
     ]
     verdicts.write_text("\n".join(json.dumps(v) for v in lines) + "\n")
@@ -96,8 +102,12 @@ def test_a_bank_from_reviewed_verdicts(tmp_path, capsys):
     assert rows.hash_types == ["sha256", "pdq"] and rows.categories == ["weapons", "weapons"]
     assert rows.notes == ["verdict a", "verdict a"] and rows.added == ["2026-12-01", "2026-12-01"]
     before = (tmp_path / "reviewed.csv").read_bytes()
-    for bad in ('{"id": "old", "decision": "block"}', '{"hashes": ["not", "a", "mapping"]}',
-                '{"hashes": {"sha256": "zz", "pdq": []}}', '{"hashes": {"sha256": null, "pdq": [7]}}'):
+    for bad in (
+        '{"id": "old", "decision": "block"}',
+        '{"hashes": ["not", "a", "mapping"]}',
+        '{"hashes": {"sha256": "zz", "pdq": []}}',
+        '{"hashes": {"sha256": null, "pdq": [7]}}',
+    ):
         verdicts.write_text(json.dumps(lines[0]) + "\n" + bad + "\n")
         assert main(["hashes", "from-verdicts", str(verdicts), "--out", str(tmp_path / "reviewed.csv")]) == 2, bad
         assert "confirmed.jsonl:2: not a verdict with hashes" in capsys.readouterr().err

@@ -19,15 +19,18 @@ def scram(**extra):
     return {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "alice", **extra}
 
 
-@pytest.mark.parametrize("kafka, message", [
-    ({"security_protocol": "SASL_SSL"}, "needs sasl_mechanism"),
-    ({"sasl_mechanism": "PLAIN"}, "sasl_mechanism needs security_protocol"),
-    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI"}, "sasl_mechanism"),
-    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-256"}, "needs sasl_plain_username and sasl_plain_password"),
-    ({"security_protocol": "SASL_SSL", "sasl_mechanism": "OAUTHBEARER"}, "exactly one of sasl_oauth_token_file"),
-    ({"security_protocol": "SSL", "ssl_certfile": "/c.pem"}, "both ssl_certfile and ssl_keyfile"),
-    (scram(sasl_plain_password="a", sasl_plain_password_file="/p"), "not both"),
-])
+@pytest.mark.parametrize(
+    "kafka, message",
+    [
+        ({"security_protocol": "SASL_SSL"}, "needs sasl_mechanism"),
+        ({"sasl_mechanism": "PLAIN"}, "sasl_mechanism needs security_protocol"),
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI"}, "sasl_mechanism"),
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-256"}, "needs sasl_plain_username and sasl_plain_password"),
+        ({"security_protocol": "SASL_SSL", "sasl_mechanism": "OAUTHBEARER"}, "exactly one of sasl_oauth_token_file"),
+        ({"security_protocol": "SSL", "ssl_certfile": "/c.pem"}, "both ssl_certfile and ssl_keyfile"),
+        (scram(sasl_plain_password="a", sasl_plain_password_file="/p"), "not both"),
+    ],
+)
 def test_security_settings_are_validated(kafka, message):
     with pytest.raises(SettingsError, match=message):
         load_settings(kafka=kafka)
@@ -58,21 +61,50 @@ def test_secrets_from_files_are_read_when_connecting(tmp_path):
 def test_mutual_tls_options_reach_the_clients(tmp_path):
     key_password = tmp_path / "key-password"
     key_password.write_text(SECRET)
-    s = load_settings(kafka={"security_protocol": "SSL", "ssl_cafile": "/ca.pem", "ssl_certfile": "/c.pem", "ssl_keyfile": "/k.pem",
-                             "ssl_password_file": str(key_password), "ssl_check_hostname": False, "ssl_crlfile": "/crl.pem"})
+    s = load_settings(
+        kafka={
+            "security_protocol": "SSL",
+            "ssl_cafile": "/ca.pem",
+            "ssl_certfile": "/c.pem",
+            "ssl_keyfile": "/k.pem",
+            "ssl_password_file": str(key_password),
+            "ssl_check_hostname": False,
+            "ssl_crlfile": "/crl.pem",
+        }
+    )
     cfg = security_config(s.kafka)
-    assert cfg == {"security_protocol": "SSL", "ssl_check_hostname": False, "ssl_cafile": "/ca.pem", "ssl_certfile": "/c.pem",
-                   "ssl_keyfile": "/k.pem", "ssl_crlfile": "/crl.pem", "ssl_password": SECRET}
+    assert cfg == {
+        "security_protocol": "SSL",
+        "ssl_check_hostname": False,
+        "ssl_cafile": "/ca.pem",
+        "ssl_certfile": "/c.pem",
+        "ssl_keyfile": "/k.pem",
+        "ssl_crlfile": "/crl.pem",
+        "ssl_password": SECRET,
+    }
 
 
 def test_clients_never_create_topics_and_use_the_rebalancing_and_fetch_settings():
-    s = load_settings(kafka={"group_instance_id": "pod-0", "client_rack": "zone-a", "isolation_level": "read_committed",
-                             "fetch_min_bytes": 1024, "fetch_max_wait_ms": 250, "compression_type": "zstd"})
+    s = load_settings(
+        kafka={
+            "group_instance_id": "pod-0",
+            "client_rack": "zone-a",
+            "isolation_level": "read_committed",
+            "fetch_min_bytes": 1024,
+            "fetch_max_wait_ms": 250,
+            "compression_type": "zstd",
+        }
+    )
     c, p = consumer_config(s.kafka, 8), producer_config(s.kafka)
     assert c["allow_auto_create_topics"] is False and p["allow_auto_create_topics"] is False
     assert c["partition_assignment_strategy"][0].name == "cooperative-sticky"
-    assert (c["group_instance_id"], c["client_rack"], c["isolation_level"], c["fetch_min_bytes"], c["fetch_max_wait_ms"]) == \
-        ("pod-0", "zone-a", "read_committed", 1024, 250)
+    assert (c["group_instance_id"], c["client_rack"], c["isolation_level"], c["fetch_min_bytes"], c["fetch_max_wait_ms"]) == (
+        "pod-0",
+        "zone-a",
+        "read_committed",
+        1024,
+        250,
+    )
     assert p["compression_type"] == "zstd"
     assert producer_config(load_settings(kafka={"compression_type": "none"}).kafka)["compression_type"] is None
     assert consumer_config(load_settings(kafka={"partition_assignment": "range"}).kafka, 8)["partition_assignment_strategy"][0].name == "range"
@@ -126,8 +158,9 @@ def test_outputs_go_to_the_input_partition_or_by_message_id():
     same = Outputs(s.kafka, None, None, None, None, partitions={"in": 6, s.kafka.verdict_topic: 6, s.kafka.dead_letter_topic: 1})
     assert [same.partition_for(Item(p), s.kafka.verdict_topic) for p in range(6)] == list(range(6))
     assert same.partition_for(Item(3), s.kafka.dead_letter_topic, "m") == 0
-    assert same.partition_for(Item(7), s.kafka.verdict_topic) is None, \
+    assert same.partition_for(Item(7), s.kafka.verdict_topic) is None, (
         "an input partition added since start, past the verdict topic's: by key, never an unknown partition (a send that fails forever)"
+    )
     other = Outputs(s.kafka, None, None, None, None, partitions={"in": 6, s.kafka.verdict_topic: 4, s.kafka.dead_letter_topic: 4})
     assert other.partition_for(Item(5), s.kafka.verdict_topic) is None, "by key"
     spread = {other.partition_for(Item(0), s.kafka.dead_letter_topic, f"id-{i}") for i in range(200)}

@@ -18,7 +18,7 @@ def _section(marker: str) -> str:
 
 def layers() -> dict[str, int]:
     rank = {}
-    for i, line in enumerate(l for l in _section("layers").splitlines() if re.match(r"\d+\.", l.strip())):
+    for i, line in enumerate(x for x in _section("layers").splitlines() if re.match(r"\d+\.", x.strip())):
         for name in re.findall(r"`([\w.]+)`", line):
             rank[name] = i
     return rank
@@ -41,8 +41,7 @@ def unit(module: str) -> str:
 
 
 def module_imports(tree: ast.AST):
-    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                   for n in ast.walk(node)}
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue
@@ -56,8 +55,7 @@ def module_imports(tree: ast.AST):
 
 def test_every_package_has_a_layer():
     rank = layers()
-    units = {unit(".".join(f.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__"))
-             for f in (REPO / "moderator").rglob("*.py")}
+    units = {unit(".".join(f.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")) for f in (REPO / "moderator").rglob("*.py")}
     assert units - set(rank) == set(), f"docs/architecture.md's layers lack {sorted(units - set(rank))}"
 
 

@@ -44,16 +44,19 @@ def test_load_and_version_is_a_content_hash(tmp_path):
     assert load_policy(write(tmp_path, GOOD + "\n# comment\n")).digest != loaded.digest
 
 
-@pytest.mark.parametrize(("edit", "expected"), [
-    (("block: 0.3", "block: 0.1"), "8:12: categories.0.block: category 'weapons': review threshold 0.2 is above block threshold 0.1"),
-    (("name: fire", "name: weapons"), "9:11: categories.1.name: duplicate category name 'weapons' (first at categories.0)"),
-    (("[a photo of fire]", "[]"), "9:5: categories.1: a category needs at least one prompt"),
-    (("[a photo of fire]", "['  ']"), "10:14: categories.1.prompts: must not contain blank strings"),
-    (("review: 0.1", "review: 1.5"), "11:13: categories.1.review: category 'fire': review threshold 1.5 is out of range [-1, 1] for cosine scoring"),
-    (("name: fire", "name: Fire Stuff"), "9:11: categories.1.name: String should match pattern"),
-    (("    review: 0.1", "    reveiw: 0.1"), "11:5: categories.1.reveiw: unknown key 'reveiw'; did you mean 'review'?"),
-    (("version:", "verison:"), "2:1: verison: unknown key 'verison'; did you mean 'version'?"),
-])
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (("block: 0.3", "block: 0.1"), "8:12: categories.0.block: category 'weapons': review threshold 0.2 is above block threshold 0.1"),
+        (("name: fire", "name: weapons"), "9:11: categories.1.name: duplicate category name 'weapons' (first at categories.0)"),
+        (("[a photo of fire]", "[]"), "9:5: categories.1: a category needs at least one prompt"),
+        (("[a photo of fire]", "['  ']"), "10:14: categories.1.prompts: must not contain blank strings"),
+        (("review: 0.1", "review: 1.5"), "11:13: categories.1.review: category 'fire': review threshold 1.5 is out of range [-1, 1] for cosine scoring"),
+        (("name: fire", "name: Fire Stuff"), "9:11: categories.1.name: String should match pattern"),
+        (("    review: 0.1", "    reveiw: 0.1"), "11:5: categories.1.reveiw: unknown key 'reveiw'; did you mean 'review'?"),
+        (("version:", "verison:"), "2:1: verison: unknown key 'verison'; did you mean 'version'?"),
+    ],
+)
 def test_each_error_is_distinct_and_located(tmp_path, edit, expected):
     found = problems(tmp_path, GOOD.replace(*edit))
     assert any(p.startswith(expected) or expected in p for p in found), found
@@ -65,8 +68,9 @@ def test_several_problems_are_reported_together(tmp_path):
     assert [f.split(":")[0] for f in found] == sorted((f.split(":")[0] for f in found), key=int), "sorted by line"
     block = GOOD.replace("block: 0.3", "block: 1.5").replace("    block: 0.5\n", "    block: 2.5\n")
     found = problems(tmp_path, block.replace("version:", "verison:"))
-    assert len(found) == 3 and "verison" in found[0] and "block threshold 1.5" in found[1] and "block threshold 2.5" in found[2], \
+    assert len(found) == 3 and "verison" in found[0] and "block threshold 1.5" in found[1] and "block threshold 2.5" in found[2], (
         "every threshold problem, beside an unknown key, each at its value"
+    )
 
 
 def test_yaml_syntax_errors_point_at_line_and_column(tmp_path):
@@ -142,16 +146,36 @@ def test_embedding_cache_encodes_only_new_prompts(tmp_path, tiny_encoder):
 def _cat(name, scoring="cosine", review=0.5, block=0.8, action="block", severity=0, prompts=None, contrast=None, prototypes=None, temperature=0.1):
     p = np.asarray(prompts if prompts is not None else [[1.0, 0.0, 0.0]], np.float32)
     ens = p.mean(axis=0)
-    return CompiledCategory(name, scoring, temperature, review, block, action, severity, tuple(f"{name}{i}" for i in range(len(p))),
-                            p, ens / np.linalg.norm(ens), tuple(f"c{i}" for i in range(len(contrast or []))),
-                            None if contrast is None else np.asarray(contrast, np.float32),
-                            None if prototypes is None else np.asarray(prototypes, np.float32))
+    return CompiledCategory(
+        name,
+        scoring,
+        temperature,
+        review,
+        block,
+        action,
+        severity,
+        tuple(f"{name}{i}" for i in range(len(p))),
+        p,
+        ens / np.linalg.norm(ens),
+        tuple(f"c{i}" for i in range(len(contrast or []))),
+        None if contrast is None else np.asarray(contrast, np.float32),
+        None if prototypes is None else np.asarray(prototypes, np.float32),
+    )
 
 
 def _policy(*cats, escalate=None, bias=None):
-    return CompiledPolicy("p", "v", tuple(c.name for c in cats), np.stack([c.ensemble for c in cats]),
-                          np.asarray([c.review for c in cats], np.float32), np.asarray([c.block for c in cats], np.float32),
-                          entries=cats, escalate_reviews=escalate, logit_scale=10.0, logit_bias=bias)
+    return CompiledPolicy(
+        "p",
+        "v",
+        tuple(c.name for c in cats),
+        np.stack([c.ensemble for c in cats]),
+        np.asarray([c.review for c in cats], np.float32),
+        np.asarray([c.block for c in cats], np.float32),
+        entries=cats,
+        escalate_reviews=escalate,
+        logit_scale=10.0,
+        logit_bias=bias,
+    )
 
 
 def test_cosine_thresholds_are_inclusive_and_most_severe_wins():

@@ -30,8 +30,10 @@ def test_lint_reports_every_problem_as_file_line_col(tmp_path, capsys):
     assert main(["policy", "lint", str(good), str(bad)]) == 1
     out, err = capsys.readouterr()
     assert f"{good}: ok (3 categories" in out
-    assert err.splitlines() == [f"{bad}:3:5: categories.0: category 'a': review threshold is required (in the category or in defaults)",
-                                f"{bad}:5:5: categories.0.reveiw: unknown key 'reveiw'; did you mean 'review'?"]
+    assert err.splitlines() == [
+        f"{bad}:3:5: categories.0: category 'a': review threshold is required (in the category or in defaults)",
+        f"{bad}:5:5: categories.0.reveiw: unknown key 'reveiw'; did you mean 'review'?",
+    ]
     bad.write_text(bad.read_text().replace("reveiw", "review").replace("block: 0.2", "block: 0.05"))
     assert main(["policy", "lint", str(bad)]) == 1
     assert capsys.readouterr().err.strip() == f"{bad}:6:12: categories.0.block: category 'a': review threshold 0.1 is above block threshold 0.05"
@@ -64,9 +66,7 @@ def test_inline_tests_pass_and_fail(policy_dir, capsys):
     fired = sorted(c["name"] for c in red["categories"] if c["action"] != "allow")
     wrong = "allow" if red["decision"] != "allow" else "block"
     text = TINY_POLICY.read_text() + (
-        "tests:\n"
-        f"  - {{image: img/red.png, decision: {red['decision']}, categories: {json.dumps(fired)}}}\n"
-        f"  - {{image: img/red.png, decision: {wrong}}}\n"
+        f"tests:\n  - {{image: img/red.png, decision: {red['decision']}, categories: {json.dumps(fired)}}}\n  - {{image: img/red.png, decision: {wrong}}}\n"
     )
     p = policy_dir / "p.yaml"
     p.write_text(text)
@@ -136,8 +136,7 @@ def test_calibrate_as_the_docs_show_it_keeps_a_review_band_and_writes_what_it_re
 
     out = tmp_path / "calibrated.yaml"
     labels = REPO / "examples" / "labels.csv"
-    assert main(["policy", "calibrate", str(REPO / "policies" / "default.yaml"), "--labels", str(labels),
-                 "--target-precision", "0.95", "--out", str(out)]) == 0
+    assert main(["policy", "calibrate", str(REPO / "policies" / "default.yaml"), "--labels", str(labels), "--target-precision", "0.95", "--out", str(out)]) == 0
     calibrated = load_policy(out).policy
     for c in calibrated.categories:
         assert c.review < c.block, f"{c.name}: a review band between {c.review} and {c.block}"

@@ -21,8 +21,7 @@ def test_yaml_tags_are_refused_at_their_place(tmp_path):
 
 
 def test_complex_keys_are_refused(tmp_path):
-    assert problems(tmp_path, "name: x\n? [a, b]\n: 1\ncategories: []\n") == [
-        "2:3: complex mapping keys (a list or mapping used as a key) are not allowed"]
+    assert problems(tmp_path, "name: x\n? [a, b]\n: 1\ncategories: []\n") == ["2:3: complex mapping keys (a list or mapping used as a key) are not allowed"]
     assert problems(tmp_path, "name: x\n{a: 1}: 2\n")[0].startswith("2:1: complex mapping keys")
 
 
@@ -78,11 +77,14 @@ def test_more_than_one_document_is_refused(tmp_path):
     assert problems(tmp_path, GOOD + "---\nname: other\n")[0] == "13:1: one YAML document per policy file (found a second one)"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("", "1:1: a policy is a mapping with name and categories, got an empty file"),
-    ("- a\n", "1:1: a policy is a mapping with name and categories, got a list"),
-    ("just text\n", "1:1: a policy is a mapping with name and categories, got a single value"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", "1:1: a policy is a mapping with name and categories, got an empty file"),
+        ("- a\n", "1:1: a policy is a mapping with name and categories, got a list"),
+        ("just text\n", "1:1: a policy is a mapping with name and categories, got a single value"),
+    ],
+)
 def test_documents_that_are_not_mappings(tmp_path, text, expected):
     assert problems(tmp_path, text) == [expected]
 
@@ -92,7 +94,7 @@ def test_non_regular_files_are_refused_without_blocking(tmp_path):
     os.mkfifo(fifo)
     for path in (fifo, tmp_path, "/dev/zero"):
         done: list = []
-        t = threading.Thread(target=lambda p=path: done.append(_error_of(p)), daemon=True)
+        t = threading.Thread(target=lambda p=path, done=done: done.append(_error_of(p)), daemon=True)
         t.start()
         t.join(10)
         assert done, f"load_policy({path}) blocked"

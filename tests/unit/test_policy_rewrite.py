@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from moderator.policy.loader import load_policy
 from moderator.policy.rewrite import with_thresholds
@@ -27,22 +28,26 @@ defaults: {review: 0.5, block: 0.9}
 
 
 def test_flow_and_block_categories_are_rewritten_validly(tmp_path):
-    new = with_thresholds(BLOCK, {"weapons": {"review": 0.25, "block": 0.5}, "fire": {"block": 0.45},
-                                  "drugs": {"review": 0.1, "block": 0.2}, "smoke": {"review": 0.6}})
+    new = with_thresholds(
+        BLOCK, {"weapons": {"review": 0.25, "block": 0.5}, "fire": {"block": 0.45}, "drugs": {"review": 0.1, "block": 0.2}, "smoke": {"review": 0.6}}
+    )
     path = tmp_path / "p.yaml"
     path.write_text(new)
     policy = load_policy(path).policy
     got = {c.name: (c.review, c.block) for c in policy.categories}
     assert got == {"weapons": (0.25, 0.5), "fire": (0.3, 0.45), "drugs": (0.1, 0.2), "smoke": (0.6, None)}
-    assert "  - {name: drugs, review: 0.1, block: 0.2, prompts: [pills]}" in new or \
-           "  - {name: drugs, block: 0.2, review: 0.1, prompts: [pills]}" in new, new
+    assert "  - {name: drugs, review: 0.1, block: 0.2, prompts: [pills]}" in new or "  - {name: drugs, block: 0.2, review: 0.1, prompts: [pills]}" in new, new
     for line in ("name: p  # the policy", "  # weapons first", "    prompts: [a knife]   # one prompt", "defaults: {review: 0.5, block: 0.9}"):
         assert line in new.splitlines()
 
 
 @settings(max_examples=int(os.environ.get("MODERATOR_FUZZ_EXAMPLES", "100")), deadline=None)
-@given(flow=st.lists(st.booleans(), min_size=1, max_size=4), review=st.floats(0, 0.5), block=st.floats(0.5, 1),
-       with_values=st.lists(st.booleans(), min_size=4, max_size=4))
+@given(
+    flow=st.lists(st.booleans(), min_size=1, max_size=4),
+    review=st.floats(0, 0.5),
+    block=st.floats(0.5, 1),
+    with_values=st.lists(st.booleans(), min_size=4, max_size=4),
+)
 def test_any_mix_of_styles_stays_a_valid_policy(tmp_path_factory, flow, review, block, with_values):
     lines = ["name: p", "categories:"]
     for i, f in enumerate(flow):

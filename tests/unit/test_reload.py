@@ -90,8 +90,9 @@ def test_a_hostile_edit_is_a_failed_reload_and_a_later_good_edit_still_loads(tmp
     try:
         old = processor.policy
         path.write_text("name: x\ncategories: !!python/object/apply:os.system ['echo owned']\n")
-        wait_until(lambda: reg.get_sample_value("moderator_policy_reloads_total", {"role": "primary", "result": "failed"}) == 1,
-                   10, "the failed reload to be counted")
+        wait_until(
+            lambda: reg.get_sample_value("moderator_policy_reloads_total", {"role": "primary", "result": "failed"}) == 1, 10, "the failed reload to be counted"
+        )
         assert processor.policy is old
         assert reg.get_sample_value("moderator_policy_stale", {"role": "primary"}) == 1
         seen = looks["n"]  # the watcher looks at the unchanged bad file again, without counting it again

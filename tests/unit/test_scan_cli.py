@@ -23,7 +23,7 @@ def test_scan_json_gives_one_line_per_file(images, capsys):
     code = main(["scan", str(images), "--json", "--model", str(TINY_MODEL), "--policy", str(TINY_POLICY)])
     assert code == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    by_name = {l["path"].rsplit("/", 1)[-1]: l for l in lines}
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in lines}
     assert set(by_name) == {"a.jpg", "b.png", "broken.jpg"}
     assert by_name["broken.jpg"]["error"]["reason"] == "undecodable_image"
     for name in ("a.jpg", "b.png"):

@@ -20,8 +20,7 @@ def test_scan_blocks_a_flash_in_an_animation_and_a_video(tmp_path, capsys):
     from tests.unit.test_video import clip
 
     (tmp_path / "flash.mp4").write_bytes(clip([cup] * 20 + [knife] + [cup] * 19))
-    code = main(["scan", str(tmp_path), "--json", "--model", str(REPO / "models" / "default"),
-                 "--policy", str(REPO / "policies" / "default.yaml")])
+    code = main(["scan", str(tmp_path), "--json", "--model", str(REPO / "models" / "default"), "--policy", str(REPO / "policies" / "default.yaml")])
     assert code == 0
     results = {json.loads(line)["path"].rsplit("/", 1)[-1]: json.loads(line) for line in capsys.readouterr().out.splitlines()}
     assert results["flash.gif"]["decision"] == "block" and results["flash.mp4"]["decision"] == "block"

@@ -88,8 +88,7 @@ def test_repository_refuses_a_missing_precision_and_a_bad_kind(tmp_path):
 
 
 def test_triton_repo_cli(tmp_path, capsys):
-    assert main(["models", "triton-repo", str(TINY_MODEL), "--out", str(tmp_path), "--kind", "cpu", "--prefix", "clip",
-                 "--max-batch-size", "8"]) == 0
+    assert main(["models", "triton-repo", str(TINY_MODEL), "--out", str(tmp_path), "--kind", "cpu", "--prefix", "clip", "--max-batch-size", "8"]) == 0
     cfg = parse(tmp_path / "clip_image" / "config.pbtxt")
     assert cfg.max_batch_size == 8 and cfg.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
     assert "MODERATOR_ENCODER__TRITON__IMAGE_MODEL=clip_image" in capsys.readouterr().out

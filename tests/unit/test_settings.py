@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from moderator.errors import SettingsError
 from moderator.settings import load_settings
@@ -77,7 +78,7 @@ def test_unknown_keys_and_bad_values_are_rejected(tmp_path):
 
 def test_settings_are_frozen():
     s = load_settings()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         s.batch.micro_batch_size = 3  # type: ignore[misc]
 
 
@@ -88,6 +89,7 @@ def test_every_setting_is_documented():
     from tests.conftest import REPO
 
     doc = (REPO / "docs" / "operations.md").read_text()
+
     def walk(model, prefix: str) -> list[str]:
         out = []
         for name, field in model.model_fields.items():

@@ -45,6 +45,5 @@ def test_gpu_benchmark_refuses_a_machine_without_a_gpu_driver(tmp_path):
     bin_dir.mkdir()
     for tool in ("bash", "dirname", "mktemp"):
         os.symlink(shutil.which(tool), bin_dir / tool)
-    proc = subprocess.run([str(REPO / "benchmarks" / "gpu.sh"), str(tmp_path / "work")], capture_output=True, text=True,
-                          timeout=60, env={"PATH": str(bin_dir)})
+    proc = subprocess.run([str(REPO / "benchmarks" / "gpu.sh"), str(tmp_path / "work")], capture_output=True, text=True, timeout=60, env={"PATH": str(bin_dir)})
     assert proc.returncode == 2 and "no NVIDIA driver" in proc.stderr

@@ -84,6 +84,7 @@ def test_verify_and_info_report_a_graph_that_loads_but_cannot_run(model_dir, cap
 
     manifest = load_manifest(model_dir)
     s, d = manifest.preprocess.image_size, manifest.embed_dim
+
     # Declared as the manifest says, but reshapes a batch of N embeddings to N + 1 rows at run time
     # (the shape is computed from the input, so loading and shape inference accept it).
     def const(name, values):

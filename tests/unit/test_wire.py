@@ -9,9 +9,9 @@ import pytest
 
 from moderator.errors import InvalidMessage, UndecodableImage
 from moderator.hashing.compute import Hashes, PdqHash
-from moderator.processing import Outcome
-from moderator.policy.score import CategoryResult, Decision
 from moderator.policy.compile import CompiledPolicy
+from moderator.policy.score import CategoryResult, Decision
+from moderator.processing import Outcome
 from moderator.wire import Source, build_verdict, dead_letter_headers, parse_message
 from moderator.wire.schemas import schema_documents
 from moderator.wire.verdict import Timings
@@ -39,26 +39,31 @@ def test_envelope_by_content_type_or_by_shape():
     assert parse_message(SRC, json.dumps(env).encode(), [("moderation-id", b"h")]).id == "h"
 
 
-@pytest.mark.parametrize(("value", "message"), [
-    (b"", "empty message value"),
-    (b'{"image": ', "not valid JSON"),
-    (b'{"id": "x"}', "image: Field required"),
-    (b'{"image": {"base64": "@@@"}}', "not valid base64"),
-    (b'{"image": {"url": "http://x"}}', "image.base64: Field required"),
-    (b'{"id": [1], "image": {"base64": ""}}', "id"),
-])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (b"", "empty message value"),
+        (b'{"image": ', "not valid JSON"),
+        (b'{"id": "x"}', "image: Field required"),
+        (b'{"image": {"base64": "@@@"}}', "not valid base64"),
+        (b'{"image": {"url": "http://x"}}', "image.base64: Field required"),
+        (b'{"id": [1], "image": {"base64": ""}}', "id"),
+    ],
+)
 def test_bad_envelopes_are_invalid_messages(value, message):
     with pytest.raises(InvalidMessage, match=message):
         parse_message(SRC, value, [])
 
 
 def _verdict():
+    import numpy as np
+
     from moderator.encoders.base import EncoderInfo
     from moderator.models.manifest import Preprocess
 
-    import numpy as np
-
-    info = EncoderInfo("onnx", "m", "0123456789abcdef", "tiny", "fp32", 2, Preprocess(image_size=8, mean=(0, 0, 0), std=(1, 1, 1)), 100.0, None, ("CPUExecutionProvider",))
+    info = EncoderInfo(
+        "onnx", "m", "0123456789abcdef", "tiny", "fp32", 2, Preprocess(image_size=8, mean=(0, 0, 0), std=(1, 1, 1)), 100.0, None, ("CPUExecutionProvider",)
+    )
     pol = CompiledPolicy("p", "feedfacefeedface", ("weapons",), np.eye(2, dtype=np.float32)[:1], np.asarray([0.2], np.float32), np.asarray([0.3], np.float32))
     dec = Decision("review", (CategoryResult("weapons", 0.25, 0.2, 0.3, "review", True),))
     req = parse_message(SRC, b"img", [("moderation-id", b"m1"), ("tenant", b"t")])
@@ -71,8 +76,7 @@ def test_verdict_json_validates_against_the_published_schema():
     doc = json.loads(_verdict().model_dump_json())
     jsonschema.validate(doc, schema)
     assert doc["schema_version"] == 2
-    assert doc["hashes"] == {"sha256": hashlib.sha256(b"img").hexdigest(),
-                             "pdq": [{"hash": bytes(range(32)).hex(), "quality": 87, "frame": None}]}
+    assert doc["hashes"] == {"sha256": hashlib.sha256(b"img").hexdigest(), "pdq": [{"hash": bytes(range(32)).hex(), "quality": 87, "frame": None}]}
     assert doc["known"] is None and doc["cached"] is False
     assert doc["source"] == {"topic": "images", "partition": 2, "offset": 41, "timestamp": 1_700_000_000_000}
     assert doc["decision"] == "review" and doc["reasons"] == ["weapons: score 0.250 >= review threshold 0.200"]

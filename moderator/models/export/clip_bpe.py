@@ -21,8 +21,16 @@ SOT, EOT = "<start_of_text>", "<end_of_text>"
 # open_clip's pre-tokeniser pattern (its special tokens are matched as added tokens here).
 PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 # The HTML entities rebuilt; html.unescape knows about 2,000 more, rare in prompts.
-HTML_ENTITIES = {"&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'", "&#x27;": "'", "&apos;": "'",
-                 "&nbsp;": "\xa0", "&amp;": "&"}  # &amp; last: one pass unescapes one level, as html.unescape
+HTML_ENTITIES = {
+    "&lt;": "<",
+    "&gt;": ">",
+    "&quot;": '"',
+    "&#39;": "'",
+    "&#x27;": "'",
+    "&apos;": "'",
+    "&nbsp;": "\xa0",
+    "&amp;": "&",
+}  # &amp; last: one pass unescapes one level, as html.unescape
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -74,7 +82,8 @@ def cleaning_normalizers(clean: str) -> list:
         normalizers.Replace(Regex(chardata.DOUBLE_QUOTE_RE.pattern), '"'),
         normalizers.Replace(Regex("[" + "".join(f"\\x{{{k:x}}}" for k in sorted(chardata.CONTROL_CHARS)) + "]"), ""),
         normalizers.NFC(),
-        *entities(), *entities(),  # basic_clean's html.unescape(html.unescape(...))
+        *entities(),
+        *entities(),  # basic_clean's html.unescape(html.unescape(...))
     ]
     if clean == "canonicalize":  # big_vision's canonicalize_text: no punctuation, lower case
         punctuation = "".join("\\" + c if c in "[]\\^-" else c for c in string.punctuation)
@@ -98,18 +107,20 @@ def openai_clip_tokenizer(bpe_path: str | Path | None = None, *, clean: str = "l
         except ImportError as exc:
             raise ModelError("CLIP's BPE merges come with open_clip: pip install 'moderator[export]'") from exc
         bpe_path = default_bpe()
-    merges = gzip.open(bpe_path).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
-    merges = [tuple(m.split()) for m in merges]
+    lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")[1 : 49152 - 256 - 2 + 1]
+    merges = [(a, b) for a, b in (m.split() for m in lines)]
     vocab = list(bytes_to_unicode().values())
     vocab = vocab + [v + "</w>" for v in vocab] + ["".join(m) for m in merges]
     ranks = {tok: i for i, tok in enumerate(vocab)}
     tok = Tokenizer(models.BPE(ranks, merges, end_of_word_suffix="</w>", continuing_subword_prefix="", fuse_unk=False))
     tok.add_special_tokens([AddedToken(SOT, special=True, normalized=False), AddedToken(EOT, special=True, normalized=False)])
     tok.normalizer = normalizers.Sequence(cleaning_normalizers(clean))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PATTERN), behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PATTERN), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     sot, eot = tok.token_to_id(SOT), tok.token_to_id(EOT)
     if (sot, eot) != (len(vocab), len(vocab) + 1):

@@ -37,8 +37,7 @@ def _preprocess(model_dir: Path) -> Preprocess:
         if not cfg.get("do_center_crop", True) or not crop or crop.get("height") != crop.get("width"):
             raise ModelError(f"{path}: shortest-edge resize needs a square centre crop")
         if size["shortest_edge"] != crop["height"]:
-            raise ModelError(f"{path}: resize {size['shortest_edge']} then crop {crop['height']} is not supported "
-                             "(the service crops what it resizes)")
+            raise ModelError(f"{path}: resize {size['shortest_edge']} then crop {crop['height']} is not supported (the service crops what it resizes)")
         image_size, mode = int(crop["height"]), "shortest"
     elif "height" in size and size["height"] == size.get("width"):  # SiglipImageProcessor: squash to a square
         if cfg.get("do_center_crop"):
@@ -46,8 +45,7 @@ def _preprocess(model_dir: Path) -> Preprocess:
         image_size, mode = int(size["height"]), "squash"
     else:
         raise ModelError(f"{path}: size {size} is not a shortest-edge or square resize")
-    return Preprocess(image_size=image_size, mean=tuple(cfg["image_mean"]), std=tuple(cfg["image_std"]),
-                      interpolation=_RESAMPLE[resample], resize_mode=mode)
+    return Preprocess(image_size=image_size, mean=tuple(cfg["image_mean"]), std=tuple(cfg["image_std"]), interpolation=_RESAMPLE[resample], resize_mode=mode)
 
 
 def export_hf(model_dir: str | Path, out: str | Path, *, name: str | None = None) -> ExportReport:
@@ -64,21 +62,30 @@ def export_hf(model_dir: str | Path, out: str | Path, *, name: str | None = None
     config = transformers.AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
     classes = {"clip": transformers.CLIPModel, "siglip": transformers.SiglipModel}
     if config.model_type not in classes:
-        raise ModelError(f"{model_dir}: model_type {config.model_type!r} is not supported (clip, siglip); "
-                         "SigLIP 2 needs its patch-size-aware processor, which the service does not implement")
+        raise ModelError(
+            f"{model_dir}: model_type {config.model_type!r} is not supported (clip, siglip); "
+            "SigLIP 2 needs its patch-size-aware processor, which the service does not implement"
+        )
     preprocess = _preprocess(model_dir)
     model = classes[config.model_type].from_pretrained(str(model_dir), local_files_only=True, torch_dtype=torch.float32)
     model.eval()
     tokenizer, pad = load_tokenizer(model_dir)
     bias = getattr(model, "logit_bias", None)
     return write_exported_dir(
-        out, torch=torch,
+        out,
+        torch=torch,
         image_tower=(model, lambda m, x: m.get_image_features(pixel_values=x)),
         text_tower=(model, lambda m, x: m.get_text_features(input_ids=x)),
-        tokenizer=tokenizer, example_texts=EXAMPLE_TEXTS, what=f"{config.model_type} {model_dir.name}",
-        name=name or model_dir.name, family="siglip" if config.model_type == "siglip" else "clip",
-        architecture=f"hf-{config.model_type}", source=f"huggingface {config.model_type} {model_dir.resolve()}",
-        preprocess=preprocess, context_length=int(config.text_config.max_position_embeddings),
-        pad_token_id=pad, logit_scale=float(model.logit_scale.exp().item()),
+        tokenizer=tokenizer,
+        example_texts=EXAMPLE_TEXTS,
+        what=f"{config.model_type} {model_dir.name}",
+        name=name or model_dir.name,
+        family="siglip" if config.model_type == "siglip" else "clip",
+        architecture=f"hf-{config.model_type}",
+        source=f"huggingface {config.model_type} {model_dir.resolve()}",
+        preprocess=preprocess,
+        context_length=int(config.text_config.max_position_embeddings),
+        pad_token_id=pad,
+        logit_scale=float(model.logit_scale.exp().item()),
         logit_bias=None if bias is None else float(bias.item()),
     )

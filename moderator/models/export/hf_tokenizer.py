@@ -45,13 +45,13 @@ def load_tokenizer(path: str | Path):
     try:
         hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # transformers raises OSError/ValueError/ImportError for these
-        raise ModelError(f"{path}: cannot load its tokenizer ({type(exc).__name__}: {exc}); SigLIP's needs "
-                         "sentencepiece and protobuf: pip install 'moderator[export]'") from exc
+        raise ModelError(
+            f"{path}: cannot load its tokenizer ({type(exc).__name__}: {exc}); SigLIP's needs sentencepiece and protobuf: pip install 'moderator[export]'"
+        ) from exc
     if hf.pad_token_id is None:
         raise ModelError(f"{path}: the tokenizer has no pad token")
     if getattr(hf, "is_fast", False):
         return hf.backend_tokenizer, int(hf.pad_token_id)
     if type(hf).__name__ == "SiglipTokenizer":
         return _from_siglip(hf), int(hf.pad_token_id)
-    raise ModelError(f"{path}: {type(hf).__name__} has no fast form to write as tokenizer.json "
-                     "(save the tokenizer with a tokenizer.json beside it)")
+    raise ModelError(f"{path}: {type(hf).__name__} has no fast form to write as tokenizer.json (save the tokenizer with a tokenizer.json beside it)")

@@ -36,14 +36,16 @@ def cached_checkpoint(arch: str, tag: str) -> tuple[str, dict]:
 
     cfg = oc_pretrained.get_pretrained_cfg(arch, tag)
     if not cfg:
-        raise ModelError(f"{tag!r} is neither a checkpoint file nor a pretrained tag of open_clip {arch} "
-                         f"(tags: {', '.join(oc_pretrained.list_pretrained_tags_by_model(arch)) or 'none'})")
+        raise ModelError(
+            f"{tag!r} is neither a checkpoint file nor a pretrained tag of open_clip {arch} "
+            f"(tags: {', '.join(oc_pretrained.list_pretrained_tags_by_model(arch)) or 'none'})"
+        )
     candidates: list[str] = []
     if cfg.get("hf_hub"):
         from huggingface_hub import try_to_load_from_cache
 
         repo, filename = os.path.split(cfg["hf_hub"])
-        for name in ([HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME] if not filename else [filename]):
+        for name in [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME] if not filename else [filename]:
             found = try_to_load_from_cache(repo, name)
             if isinstance(found, str):
                 return found, cfg
@@ -53,9 +55,11 @@ def cached_checkpoint(arch: str, tag: str) -> tuple[str, dict]:
         if local.is_file():
             return str(local), cfg
         candidates.append(str(local))
-    raise ModelError(f"the weights of open_clip {arch} pretrained={tag} are not in this machine's cache "
-                     f"(looked for {', '.join(candidates)}); nothing is downloaded here: download them where there is "
-                     "internet (open_clip.create_model(arch, pretrained=tag)) and copy the cache, or pass the file")
+    raise ModelError(
+        f"the weights of open_clip {arch} pretrained={tag} are not in this machine's cache "
+        f"(looked for {', '.join(candidates)}); nothing is downloaded here: download them where there is "
+        "internet (open_clip.create_model(arch, pretrained=tag)) and copy the cache, or pass the file"
+    )
 
 
 def _preprocess(visual) -> Preprocess:
@@ -67,8 +71,12 @@ def _preprocess(visual) -> Preprocess:
     if size[0] != size[1]:
         raise ModelError(f"non-square input {size} is not supported (the service feeds square images)")
     return Preprocess(
-        image_size=size[0], mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), interpolation=cfg.get("interpolation", "bicubic"),
-        resize_mode=cfg.get("resize_mode", "shortest"), fill_color=cfg.get("fill_color", 0),
+        image_size=size[0],
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        interpolation=cfg.get("interpolation", "bicubic"),
+        resize_mode=cfg.get("resize_mode", "shortest"),
+        fill_color=cfg.get("fill_color", 0),
     )
 
 
@@ -87,17 +95,20 @@ def _tokenizer(arch: str, cfg: dict, tokenizer_dir: Path | None):
         return tok, 0  # open_clip pads with zeros
     if tokenizer_dir is None:
         name = text_cfg.get("hf_tokenizer_name") or "the SigLIP tokenizer"
-        raise ModelError(f"{arch} tokenises with {name} from the Hugging Face hub; nothing is downloaded here: "
-                         "save it on a machine with internet (AutoTokenizer.from_pretrained(...).save_pretrained(DIR)) "
-                         "and pass --tokenizer DIR")
+        raise ModelError(
+            f"{arch} tokenises with {name} from the Hugging Face hub; nothing is downloaded here: "
+            "save it on a machine with internet (AutoTokenizer.from_pretrained(...).save_pretrained(DIR)) "
+            "and pass --tokenizer DIR"
+        )
     from moderator.models.export.hf_tokenizer import load_tokenizer
 
     tokenizer, pad = load_tokenizer(tokenizer_dir)
     return with_cleaning(tokenizer, clean or "whitespace"), pad
 
 
-def export_open_clip(arch: str, out: str | Path, *, pretrained: str | None = None, tokenizer_dir: str | Path | None = None,
-                     name: str | None = None, model=None) -> ExportReport:
+def export_open_clip(
+    arch: str, out: str | Path, *, pretrained: str | None = None, tokenizer_dir: str | Path | None = None, name: str | None = None, model=None
+) -> ExportReport:
     """Export open_clip architecture ``arch`` with weights ``pretrained`` to ``out``.
 
     ``pretrained`` is a local checkpoint file, or a pretrained tag whose weights are already in
@@ -123,22 +134,36 @@ def export_open_clip(arch: str, out: str | Path, *, pretrained: str | None = Non
                 checkpoint, tag_cfg = cached_checkpoint(arch, pretrained)
                 # What open_clip applies for a tag: the activation the weights were trained with
                 # (OpenAI's are QuickGELU) and the tag's preprocessing.
-                overrides = {"force_quick_gelu": bool(tag_cfg.get("quick_gelu", False)), "force_preprocess_cfg": {
-                    k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if tag_cfg.get(k)}}
+                overrides = {
+                    "force_quick_gelu": bool(tag_cfg.get("quick_gelu", False)),
+                    "force_preprocess_cfg": {k: tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if tag_cfg.get(k)},
+                }
         try:
             model = open_clip.create_model(arch, pretrained=checkpoint, device="cpu", **overrides)
         except Exception as exc:  # open_clip raises RuntimeError, OSError, hub errors...
-            raise ModelError(f"cannot build {source}: {type(exc).__name__}: {exc}. Pass a local checkpoint file, or a tag "
-                             "whose weights were downloaded into the Hugging Face cache on this machine") from exc
+            raise ModelError(
+                f"cannot build {source}: {type(exc).__name__}: {exc}. Pass a local checkpoint file, or a tag "
+                "whose weights were downloaded into the Hugging Face cache on this machine"
+            ) from exc
     model.eval()
     bias = getattr(model, "logit_bias", None)
     text_len = int(getattr(model, "context_length", cfg.get("text_cfg", {}).get("context_length", 77)))
     return write_exported_dir(
-        out, torch=torch, tokenizer=tokenizer, example_texts=EXAMPLE_TEXTS, what=f"open_clip {arch}",
-        image_tower=(model, lambda m, x: m.encode_image(x)), text_tower=(model, lambda m, x: m.encode_text(x)),
+        out,
+        torch=torch,
+        tokenizer=tokenizer,
+        example_texts=EXAMPLE_TEXTS,
+        what=f"open_clip {arch}",
+        image_tower=(model, lambda m, x: m.encode_image(x)),
+        text_tower=(model, lambda m, x: m.encode_text(x)),
         name=name or f"{arch}-{Path(pretrained).stem if pretrained and Path(pretrained).is_file() else pretrained or 'random'}",
-        family="siglip" if bias is not None else "clip", architecture=arch, source=source,
-        preprocess=_preprocess(model.visual), context_length=text_len, pad_token_id=pad,
-        logit_scale=float(model.logit_scale.exp().item()), logit_bias=None if bias is None else float(bias.item()),
+        family="siglip" if bias is not None else "clip",
+        architecture=arch,
+        source=source,
+        preprocess=_preprocess(model.visual),
+        context_length=text_len,
+        pad_token_id=pad,
+        logit_scale=float(model.logit_scale.exp().item()),
+        logit_bias=None if bias is None else float(bias.item()),
         notes="" if pretrained else "RANDOM WEIGHTS: exported without a checkpoint; its decisions are arbitrary.",
     )

@@ -12,7 +12,13 @@ import numpy as np
 
 from moderator.errors import ModelError
 from moderator.models.manifest import (
-    IMAGE_INPUT, IMAGE_OUTPUT, MANIFEST_NAME, TEXT_INPUT, TEXT_OUTPUT, Manifest, write_manifest,
+    IMAGE_INPUT,
+    IMAGE_OUTPUT,
+    MANIFEST_NAME,
+    TEXT_INPUT,
+    TEXT_OUTPUT,
+    Manifest,
+    write_manifest,
 )
 
 OPSET = 17
@@ -47,9 +53,11 @@ class ExportReport:
 
     def summary(self) -> str:
         diffs = ", ".join(f"{k} {v:.1e}" for k, v in self.max_abs_diff.items())
-        return (f"wrote {self.out} ({self.manifest.name}: {self.manifest.architecture}, dim {self.manifest.embed_dim}, "
-                f"image {self.manifest.preprocess.image_size}px, context {self.manifest.context_length}, "
-                f"checksum {self.manifest.checksum()}); ONNX vs torch max abs diff: {diffs}")
+        return (
+            f"wrote {self.out} ({self.manifest.name}: {self.manifest.architecture}, dim {self.manifest.embed_dim}, "
+            f"image {self.manifest.preprocess.image_size}px, context {self.manifest.context_length}, "
+            f"checksum {self.manifest.checksum()}); ONNX vs torch max abs diff: {diffs}"
+        )
 
 
 def _normalized(torch, tower: Tower):
@@ -69,8 +77,7 @@ def _normalized(torch, tower: Tower):
     return Normalized().eval()
 
 
-def export_tower(torch, tower: Tower, example, path: Path, input_name: str, output_name: str,
-                 what: str) -> None:
+def export_tower(torch, tower: Tower, example, path: Path, input_name: str, output_name: str, what: str) -> None:
     """Trace ``encode`` (plus L2 normalisation) into ONNX with a dynamic batch axis."""
     module = _normalized(torch, tower)
     try:
@@ -78,9 +85,15 @@ def export_tower(torch, tower: Tower, example, path: Path, input_name: str, outp
         with warnings.catch_warnings():  # the TorchScript exporter's deprecation and tracer notes
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module, (example,), str(path), input_names=[input_name], output_names=[output_name],
+                module,
+                (example,),
+                str(path),
+                input_names=[input_name],
+                output_names=[output_name],
                 dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
-                opset_version=OPSET, do_constant_folding=True, dynamo=False,
+                opset_version=OPSET,
+                do_constant_folding=True,
+                dynamo=False,
             )
     except Exception as exc:  # torch raises many types for unsupported operators
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -108,8 +121,15 @@ def write_exported_dir(
     tokenizer.save(str(out / "tokenizer.json"))
     tok = TextTokenizer(out / "tokenizer.json", manifest_fields["context_length"], manifest_fields["pad_token_id"])
     gen = torch.Generator().manual_seed(0)
-    export_tower(torch, image_tower, torch.randn(EXPORT_BATCH, 3, size, size, generator=gen), out / "image_encoder.onnx",
-                 IMAGE_INPUT, IMAGE_OUTPUT, f"{what}: the image tower")
+    export_tower(
+        torch,
+        image_tower,
+        torch.randn(EXPORT_BATCH, 3, size, size, generator=gen),
+        out / "image_encoder.onnx",
+        IMAGE_INPUT,
+        IMAGE_OUTPUT,
+        f"{what}: the image tower",
+    )
     ids = torch.from_numpy(tok(example_texts[:EXPORT_BATCH]))
     export_tower(torch, text_tower, ids, out / "text_encoder.onnx", TEXT_INPUT, TEXT_OUTPUT, f"{what}: the text tower")
     with torch.no_grad():
@@ -117,8 +137,9 @@ def write_exported_dir(
     diffs = parity(torch, out, image_tower, text_tower, tok, example_texts, size)
     if max(diffs.values()) > PARITY_LIMIT:
         raise ModelError(f"{what}: the ONNX graphs differ from torch by {max(diffs.values()):.1e} (> {PARITY_LIMIT:.0e}): {diffs}")
-    manifest = write_manifest(out, image_encoder="image_encoder.onnx", text_encoder="text_encoder.onnx",
-                              tokenizer="tokenizer.json", embed_dim=dim, opset=OPSET, **manifest_fields)
+    manifest = write_manifest(
+        out, image_encoder="image_encoder.onnx", text_encoder="text_encoder.onnx", tokenizer="tokenizer.json", embed_dim=dim, opset=OPSET, **manifest_fields
+    )
     return ExportReport(manifest=manifest, out=out, max_abs_diff=diffs)
 
 
@@ -143,4 +164,3 @@ def parity(torch, out: Path, image_tower: Tower, text_tower: Tower, tok, texts: 
         diffs[f"image@{n}"] = float(np.abs(got_i - ref_i).max())
         diffs[f"text@{n}"] = float(np.abs(got_t - ref_t).max())
     return diffs
-

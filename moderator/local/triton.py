@@ -49,12 +49,12 @@ class LocalTriton:
         self.proc: subprocess.Popen | None = None
 
     @property
-    @property
     def _proc(self) -> subprocess.Popen:
         if self.proc is None:
             raise RuntimeError("not started")
         return self.proc
 
+    @property
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.grpc_port}"
 

@@ -184,10 +184,12 @@ def test_a_wrong_password_or_an_untrusted_broker_keeps_the_service_waiting_not_c
         )
         wait_until(lambda: svc.log_path.read_text().count("cannot connect to Kafka") >= 1, 90, f"{name}: a failed attempt logged")  # noqa: B023 (called here)
         assert svc.proc.poll() is None, "the service waits; it does not exit into a crash loop"
+        # On a loaded machine an attempt can time out before the handshake says why; the next one does.
+        wait_until(lambda: expected in svc.readiness().get("notes", {}).get("broker", ""), 90, f"{name}: the cause in /readyz")  # noqa: B023
         status, body = svc.get("/readyz")
-        assert status == 503 and expected in svc.readiness().get("notes", {}).get("broker", ""), body
+        assert status == 503, body
         lines = [line for line in svc.log_path.read_text().splitlines() if "cannot connect to Kafka" in line]
-        assert all(expected in line for line in lines), lines[:2]
+        assert all(expected in line or "KafkaTimeoutError" in line for line in lines) and any(expected in line for line in lines), lines[:3]
         log = svc.log_path.read_text()
         assert "Traceback" not in log and "kafka.net" not in log, "one clear line per attempt, not the client's own noise"
         assert PASSWORD not in log

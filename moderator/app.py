@@ -116,6 +116,7 @@ def build_processor(
         banks,
         KnownContentOptions(hs.pdq, hs.pdq_quality_floor),
         ResultCache(hs.cache_size) if hs.cache_size else None,
+        settings.media.fast_decode,
     )
     return processor, cache
 

@@ -22,7 +22,7 @@ from moderator.errors import MessageError, UndecodableImage
 from moderator.hashing import known as known_content
 from moderator.hashing.banks import Banks
 from moderator.hashing.cache import ResultCache
-from moderator.hashing.compute import Hashes, pdq_of, sha256_of
+from moderator.hashing.compute import PDQ_MIN_SIDE, Hashes, pdq_of, sha256_of
 from moderator.hashing.known import Known
 from moderator.media.decode import DecodeLimits
 from moderator.media.frames import FrameLimits, FrameSet, decode_frames
@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 # Most frames sent to the encoder in one call: a message of many frames is encoded in slices, so
 # one animation costs its own frames' time and never one giant call.
 ENCODE_CHUNK = 64
+
+
+# Pillow's reducing_gap for the fast path: >= 3 is indistinguishable from a one-step resize in Pillow's
+# own tests; measured here in docs/benchmarks.md#decode.
+FAST_REDUCING_GAP = 3.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class Processor:
         banks: Banks | None = None,
         known: KnownContentOptions | None = None,
         cache: ResultCache | None = None,
+        fast_decode: bool = True,
     ) -> None:
         self.encoder = encoder
         self.policy = policy
@@ -150,7 +156,13 @@ class Processor:
         self.frame_limits = frame_limits or FrameLimits()
         self.known_options = known or KnownContentOptions()
         self.cache = cache
-        self.preprocessor = Preprocessor(encoder.info().preprocess)
+        pre = encoder.info().preprocess
+        # fast_decode (media.fast_decode): large JPEGs decoded at a reduced DCT scale, to no less
+        # than twice the model's input (and PDQ's working size when hashing), and resizes in two
+        # steps (a box reduce, then the model's filter over at least 3x the output). False: the
+        # training transform exactly. Measured: docs/benchmarks.md#decode.
+        self.preprocessor = Preprocessor(pre, reducing_gap=FAST_REDUCING_GAP if fast_decode else None)
+        self.draft_side = (max(2 * pre.image_size, PDQ_MIN_SIDE if self.known_options.pdq else 0)) if fast_decode else None
         self._checksum = encoder.info().model_checksum
 
     def policy_for(self, role: str) -> CompiledPolicy | None:
@@ -188,7 +200,7 @@ class Processor:
         if exact is not None and exact.decides:  # known bad bytes: not even decoded
             return Prepared(None, None, (time.perf_counter() - start) * 1e3, None, Hashes(sha256), exact, lookup_ms=lookup_ms, banks_version=version)
         try:
-            frames = decode_any(data, self.limits, self.frame_limits, self.preprocessor, pdq_of if self.known_options.pdq else None)
+            frames = decode_any(data, self.limits, self.frame_limits, self.preprocessor, pdq_of if self.known_options.pdq else None, self.draft_side)
         except MessageError as exc:
             return Prepared(None, exc, (time.perf_counter() - start) * 1e3, hashes=Hashes(sha256))
         except Exception as exc:  # a decoder bug on hostile input must not take the service down
@@ -249,16 +261,16 @@ class Processor:
         return BatchResult(policy, decisions, (mid - start) * 1e3, (end - mid) * 1e3, shadow, shadow_decisions)
 
 
-def decode_any(data: bytes, limits: DecodeLimits, frame_limits: FrameLimits, prepare, hasher=None) -> FrameSet:
+def decode_any(data: bytes, limits: DecodeLimits, frame_limits: FrameLimits, prepare, hasher=None, draft_side: int | None = None) -> FrameSet:
     """Decode, select and prepare the frames of an image or video file (hashing each kept frame
-    with ``hasher``, if given).
+    with ``hasher``, if given; large JPEGs at a reduced scale when ``draft_side`` is given).
 
     Raises:
         MessageError: as :func:`~moderator.media.frames.decode_frames` and :func:`~moderator.media.video.decode_video`.
     """
     if looks_like_video(data):
         return decode_video(data, limits, frame_limits, prepare, hasher)
-    return decode_frames(data, limits, frame_limits, prepare, hasher)
+    return decode_frames(data, limits, frame_limits, prepare, hasher, draft_side)
 
 
 def hash_image(data: bytes, limits: DecodeLimits, frame_limits: FrameLimits, pdq: bool = True) -> tuple[Hashes, FrameSet]:

@@ -209,6 +209,10 @@ class MediaSettings(_Section):
         le=1024,
         description="Most frames of one message scored; more distinct frames than this is an overflow (the policy's frames.on_overflow decides).",
     )
+    fast_decode: bool = Field(
+        True,
+        description="Large JPEGs decoded at a reduced DCT scale (to at least twice the model input, and PDQ's 512 px when hashing) and two-step resizes; false = the training transform exactly.",
+    )
     max_decoded_frames: int = Field(2_000, ge=1, description="Most frames of one message decoded; more is an image_too_large dead letter.")
     max_total_pixels: int = Field(400_000_000, ge=1, description="Most pixels decoded over all frames of one message.")
     max_decode_seconds: float = Field(30.0, gt=0, description="Longest one message's frames may take to decode.")
@@ -313,7 +317,7 @@ class EncoderSettings(_Section):
     model_dir: Path = Field(
         default_factory=bundled.model_dir, description="Model directory; default: the bundled pictogram model (package data, moderator/bundled.py)."
     )
-    precision: str = Field("fp32", description="Model variant named in the manifest (fp16 needs a GPU provider; on CPU fp32 is served).")
+    precision: str = Field("fp32", description="Model variant named in the manifest; served as asked or refused at start (fp16 needs a GPU provider).")
     providers: Annotated[tuple[str, ...] | None, NoDecode] = Field(None, description="onnxruntime execution providers, in order; default: best available.")
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime's default (one per core).")
     verify_checksums: bool = True

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from moderator import bundled
+from moderator.errors import StartupError
 from moderator.local.broker import LocalKafka, create_topics
 from moderator.local.collect import OutputCollector
 from moderator.local.samples import jpeg_stream
@@ -50,6 +51,17 @@ def add_parser(sub) -> None:
     p.add_argument("--images", type=int, default=256, help="images for each throughput measurement")
     p.add_argument("--batch", type=int, default=16, help="encoder batch size (both measurements)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = one per core)")
+    p.add_argument(
+        "--precision",
+        help="model variant to measure (default: the settings' encoder.precision, from MODERATOR_ENCODER__PRECISION or --config)",
+    )
+    p.add_argument(
+        "--decode",
+        choices=("fast", "exact"),
+        default="fast",
+        help="the service's decode path (media.fast_decode); benchmarks/decode.py compares the two per image",
+    )
+    p.add_argument("--config", type=Path, help="YAML settings file whose encoder.precision is the default of --precision")
     p.add_argument("--latency-images", type=int, default=64, help="images sent at a steady rate to measure latency")
     p.add_argument(
         "--repeats", type=float, default=0.3, help="fraction of reposts (images decided before) in a second backlog measured beside the first; 0 = skip"
@@ -57,6 +69,15 @@ def add_parser(sub) -> None:
     p.add_argument("--bootstrap", help="use this broker instead of starting the local one")
     p.add_argument("--port", type=int, default=29192, help="port of the local broker to start (default 29192)")
     p.set_defaults(handler=bench)
+
+
+def requested_precision(args: argparse.Namespace) -> str:
+    """The precision to measure: --precision, else what the settings say (environment, then the
+    settings file), as `moderator run` would read it. The service process the bench starts is
+    given it explicitly: it does not inherit this environment's MODERATOR_* variables."""
+    from moderator.settings import load_settings
+
+    return args.precision or load_settings(args.config).encoder.precision
 
 
 def ensure_model(args: argparse.Namespace) -> Path:
@@ -97,7 +118,7 @@ def preprocess_all(model: Path, images: list[bytes]) -> np.ndarray:
 def backend_servers(args: argparse.Namespace, model: Path):
     """Start what ``--backend`` needs (a local Ray cluster, a PyTriton server); yields the encoder
     settings of every backend measured, the in-process onnx baseline first."""
-    base = {"model_dir": str(model), "intra_op_threads": args.threads}
+    base = {"model_dir": str(model), "intra_op_threads": args.threads, "precision": args.precision}
     backends = {"onnx": {**base, "backend": "onnx"}}
     with contextlib.ExitStack() as stack:
         cache = bundled.work_dir() / "bench"
@@ -141,6 +162,7 @@ def bench(args: argparse.Namespace) -> int:
     from moderator.encoders import create_encoder
     from moderator.settings import load_settings
 
+    args.precision = requested_precision(args)
     model = ensure_model(args)
     images = jpeg_stream(args.images, seed=1)
     pixels = preprocess_all(model, images)
@@ -157,6 +179,8 @@ def bench(args: argparse.Namespace) -> int:
             finally:
                 encoder.close()
             _say(args, f"encoder ({name}): {rate:.1f} images/s")
+            if info.precision != args.precision:
+                raise StartupError(f"asked for precision {args.precision}, the {name} encoder serves {info.precision}: the figures would be for another model")
             measured[name] = {"encoder_images_per_s": round(rate, 2), "info": info}
         if args.bootstrap is None:
             broker = LocalKafka(port=args.port)
@@ -180,6 +204,7 @@ def bench(args: argparse.Namespace) -> int:
         "model": info.model_name,
         "architecture": info.architecture,
         "precision": info.precision,
+        "decode": args.decode,
         "providers": list(info.providers),
         "batch_size": args.batch,
         "threads": args.threads or os.cpu_count(),
@@ -226,6 +251,7 @@ def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict,
                 "policy": {"path": _bench_policy(bundled.work_dir() / "bench" / "policy.yaml")},
                 "batch": {"micro_batch_size": args.batch, "max_wait_ms": 20, "max_in_flight": max(256, 4 * args.batch)},
                 "telemetry": {"log_level": "WARNING"},
+                "media": {"fast_decode": args.decode == "fast"},
             },
             bundled.work_dir() / "bench" / f"service-{run_id}.log",
         ).start()
@@ -242,6 +268,9 @@ def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict,
         if not collector.wait_count(args.batch + len(images), timeout=600):
             raise RuntimeError(f"throughput verdicts did not all arrive:\n{service.log_tail()}")
         e2e_rate = _steady_rate(collector, "tput-", args.batch)
+        served = {o.json()["model"]["precision"] for o in collector.snapshot() if o.id.startswith("tput-") and "model" in o.json()}
+        if served != {args.precision}:
+            raise StartupError(f"asked for precision {args.precision}, the service's verdicts say {sorted(served)}")
         repeats = {}
         if args.repeats > 0:
             import random

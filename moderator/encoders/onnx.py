@@ -25,10 +25,13 @@ log = logging.getLogger(__name__)
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+# The precision asked for is the one served, or the encoder refuses to start: a silent fp32 in its
+# place would serve another model's scores (thresholds are calibrated per variant) at a fraction of
+# the throughput the deployment was sized for.
 FP16_ON_CPU = (
-    "the fp16 variant needs a GPU execution provider (TensorRT or CUDA) and only %s can run: "
-    "onnxruntime runs fp16 graphs slower than fp32 on CPU and crashes optimising them, so serving fp32; "
-    "choose precision int8 for CPUs"
+    "precision fp16 needs a GPU execution provider (TensorRT or CUDA) and only {} can run "
+    "(onnxruntime runs fp16 graphs slower than fp32 on CPU and crashes optimising them): "
+    "refusing rather than serving another precision; ask for fp32, or int8 on CPUs"
 )
 
 
@@ -90,15 +93,13 @@ class OnnxEncoder:
             raise ModelError(f"{self.model_dir}: no {precision!r} variant; the manifest has {sorted(self.manifest.variants)}")
         wanted = choose_providers(providers)
         if precision == "fp16" and not set(wanted) & set(GPU_PROVIDERS):
-            log.warning(FP16_ON_CPU, wanted)
-            precision = "fp32"
+            raise ModelError(FP16_ON_CPU.format(wanted))
         self._open(ort, precision, wanted, intra_op_threads)
         fell_back = [p for p in wanted if p not in self.providers]
         if fell_back:
             log.warning("execution providers %s could not start; running on %s", fell_back, list(self.providers))
         if self.precision == "fp16" and not set(self.providers) & set(GPU_PROVIDERS):
-            log.warning(FP16_ON_CPU, list(self.providers))
-            self._open(ort, "fp32", wanted, intra_op_threads)
+            raise ModelError(FP16_ON_CPU.format(list(self.providers)) + f" (the GPU providers {fell_back} failed to start)")
         self._tokenizer = TextTokenizer(self.model_dir / self.manifest.tokenizer.path, self.manifest.context_length, self.manifest.pad_token_id)
         pre = self.manifest.preprocess
         self._mean, self._std, self._size = pre.mean, pre.std, pre.image_size

@@ -21,6 +21,7 @@ Each refusal is an ``image_too_large`` dead letter naming the limit.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -136,10 +137,21 @@ class FrameSelector:
 
 
 def decode_frames(
-    data: bytes, limits: DecodeLimits, frames: FrameLimits, prepare: Callable[[Image.Image], np.ndarray], hasher: Callable[[Image.Image], Any] | None = None
+    data: bytes,
+    limits: DecodeLimits,
+    frames: FrameLimits,
+    prepare: Callable[[Image.Image], np.ndarray],
+    hasher: Callable[[Image.Image], Any] | None = None,
+    draft_side: int | None = None,
 ) -> FrameSet:
     """Decode, select and ``prepare`` (preprocess) the frames of one image file; ``hasher``, if
-    given, is called on each kept frame's full-size RGB image (FrameSet.hashes).
+    given, is called on each kept frame's RGB image (FrameSet.hashes).
+
+    ``draft_side``: a JPEG whose shorter side is at least twice this is decoded at a reduced DCT
+    scale (1/2, 1/4 or 1/8: Pillow's ``draft``, libjpeg's scaled IDCT) to the smallest size whose
+    shorter side is still at least this. Most of a large photo's decode and resize time goes into
+    pixels the model's input throws away; the caller picks the side (twice the model input, and
+    PDQ's working size when hashing) and measures what it costs (docs/benchmarks.md#decode).
 
     Raises:
         InvalidMessage, UnsupportedFormat: as :func:`~moderator.media.decode.decode_image`.
@@ -148,6 +160,13 @@ def decode_frames(
     """
     img = open_image(data, limits)
     fmt = img.format
+    if draft_side and fmt == "JPEG" and min(img.size) >= 2 * draft_side:
+        w, h = img.size
+        scale = draft_side / min(w, h)
+        try:
+            img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
+        except DECODE_ERRORS as exc:
+            raise UndecodableImage(f"corrupt JPEG header: {exc}") from exc
     selector = FrameSelector(frames, prepare, fmt or "image", hasher)
     clock_ms = 0
     exif = None

@@ -21,21 +21,25 @@ _RESAMPLE = {
 class Preprocessor:
     """Turns an RGB image into the model's input square, following the manifest."""
 
-    def __init__(self, cfg: Preprocess) -> None:
+    def __init__(self, cfg: Preprocess, reducing_gap: float | None = None) -> None:
+        """``reducing_gap``: Pillow's two-step resize (a box ``reduce`` by an integer factor, then
+        the model's filter over at least ``reducing_gap`` times the output size); None resizes in
+        one step, exactly as the training transform."""
         self.cfg = cfg
         self.size = cfg.image_size
         self._resample = _RESAMPLE[cfg.interpolation]
+        self._gap = reducing_gap
 
     def __call__(self, img: Image.Image) -> np.ndarray:
         if img.mode != "RGB":
             raise ValueError(f"expected an RGB image, got mode {img.mode}")
         mode = self.cfg.resize_mode
         if mode == "squash":
-            out = img.resize((self.size, self.size), self._resample)
+            out = img.resize((self.size, self.size), self._resample, reducing_gap=self._gap)
         elif mode == "shortest":
-            out = self._center_crop(img.resize(shortest_side_size(img.size, self.size), self._resample))
+            out = self._center_crop(img.resize(shortest_side_size(img.size, self.size), self._resample, reducing_gap=self._gap))
         else:
-            out = self._pad(img.resize(longest_side_size(img.size, self.size), self._resample))
+            out = self._pad(img.resize(longest_side_size(img.size, self.size), self._resample, reducing_gap=self._gap))
         arr = np.asarray(out, dtype=np.uint8)
         assert arr.shape == (self.size, self.size, 3), arr.shape  # internal invariant, not input validation
         return arr

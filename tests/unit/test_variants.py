@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 
-import numpy as np
 import pytest
 
 from moderator.cli.main import main
@@ -41,16 +39,17 @@ def test_fp16_and_int8_variants_are_named_in_the_manifest_and_agree_with_fp32(mo
         add_variant(model_dir, "int4")
 
 
-def test_fp16_on_cpu_serves_fp32_and_says_why(model_dir, caplog):
+def test_fp16_on_cpu_is_refused_with_the_reason(model_dir):
+    """The precision asked for is served or refused: fp16 used to fall back to fp32 with a warning,
+    so a deployment sized and calibrated for one variant silently served another."""
     add_variant(model_dir, "fp16")
-    with caplog.at_level(logging.WARNING, logger="moderator.encoders.onnx"):
-        enc = OnnxEncoder(model_dir, precision="fp16")
-    assert enc.precision == "fp32" and enc.info().precision == "fp32"
-    assert "fp16 variant needs a GPU execution provider" in caplog.text and "int8" in caplog.text
-    pixels = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
-    ref = OnnxEncoder(model_dir)
-    assert np.array_equal(enc.encode_images(pixels), ref.encode_images(pixels))
-    enc.close(), ref.close()
+    with pytest.raises(ModelError, match="precision fp16 needs a GPU execution provider") as exc:
+        OnnxEncoder(model_dir, precision="fp16", providers=["CPUExecutionProvider"])
+    assert "int8 on CPUs" in str(exc.value)
+    add_variant(model_dir, "int8")
+    enc = OnnxEncoder(model_dir, precision="int8")
+    assert enc.precision == "int8" and enc.info().precision == "int8"
+    enc.close()
 
 
 def test_verify_passes_a_whole_directory_and_names_what_is_broken(model_dir, capsys):

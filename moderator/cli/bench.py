@@ -61,6 +61,12 @@ def add_parser(sub) -> None:
         default="fast",
         help="the service's decode path (media.fast_decode); benchmarks/decode.py compares the two per image",
     )
+    p.add_argument(
+        "--pipeline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the pipeline around the encoder: the same images through a tiny random model (pipeline_* figures)",
+    )
     p.add_argument("--config", type=Path, help="YAML settings file whose encoder.precision is the default of --precision")
     p.add_argument("--latency-images", type=int, default=64, help="images sent at a steady rate to measure latency")
     p.add_argument(
@@ -80,15 +86,17 @@ def requested_precision(args: argparse.Namespace) -> str:
     return args.precision or load_settings(args.config).encoder.precision
 
 
-def ensure_model(args: argparse.Namespace) -> Path:
-    if args.model is not None:
+def ensure_model(args: argparse.Namespace, architecture: str | None = None) -> Path:
+    """--model, else a random-weight model of ``architecture`` (default --architecture), built once."""
+    if args.model is not None and architecture is None:
         return args.model
-    path = bundled.work_dir() / "models" / f"{args.architecture}-random"
+    architecture = architecture or args.architecture
+    path = bundled.work_dir() / "models" / f"{architecture}-random"
     if not (path / "manifest.json").is_file():
         from moderator.models.builder import build_random_model
 
-        _say(args, f"building a random-weight {args.architecture} model into {path} (once)")
-        build_random_model(path, args.architecture)
+        _say(args, f"building a random-weight {architecture} model into {path} (once)")
+        build_random_model(path, architecture)
     return path
 
 
@@ -194,6 +202,12 @@ def bench(args: argparse.Namespace) -> int:
             for name, encoder_settings in backends.items():
                 rate = measured["onnx"]["encoder_images_per_s"]
                 measured[name].update(end_to_end(args, bootstrap, encoder_settings, images, name, latency_rate=max(1.0, rate / 2)))
+            if args.pipeline:
+                # The pipeline around the encoder: the same images through a tiny encoder (~0.4 ms an
+                # image), so decode, hashing, Kafka and verdicts are what is measured.
+                tiny = {"backend": "onnx", "model_dir": str(ensure_model(args, "tiny")), "intra_op_threads": args.threads, "precision": "fp32"}
+                pipeline = end_to_end(args, bootstrap, tiny, images, "pipeline", latency_rate=1.0, throughput_only=True)
+                measured["onnx"].update({f"pipeline_{k}": v for k, v in pipeline.items() if k != "service_exit_code"})
         finally:
             if broker is not None and started:
                 broker.stop()
@@ -229,9 +243,19 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict, images: list[bytes], name: str, latency_rate: float) -> dict:
-    """The service as a child process over the broker: backlog throughput, then latency at a
-    steady ``latency_rate``."""
+def end_to_end(
+    args: argparse.Namespace,
+    bootstrap: str,
+    encoder_settings: dict,
+    images: list[bytes],
+    name: str,
+    latency_rate: float,
+    throughput_only: bool = False,
+) -> dict:
+    """The service as a child process over the broker: backlog throughput, with the service's
+    CPU per image (its process_cpu_seconds_total) and each stage's milliseconds per image (from
+    the verdicts' timings); then, unless ``throughput_only``, reposts and latency at a steady
+    ``latency_rate``."""
     run_id = f"{int(time.time())}-{os.getpid()}-{name}"
     topic, verdicts, dlq = f"bench-images-{run_id}", f"bench-verdicts-{run_id}", f"bench-dlq-{run_id}"
     service = collector = None
@@ -264,13 +288,21 @@ def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict,
             raise RuntimeError(f"warm-up verdicts did not arrive:\n{service.log_tail()}")
 
         _say(args, f"end to end ({name}): {len(images)} images through {bootstrap}")
+        cpu_before = _process_cpu_seconds(service)
         _send(producer, topic, images, "tput")
         if not collector.wait_count(args.batch + len(images), timeout=600):
             raise RuntimeError(f"throughput verdicts did not all arrive:\n{service.log_tail()}")
+        cpu_ms = (_process_cpu_seconds(service) - cpu_before) * 1e3 / len(images)
         e2e_rate = _steady_rate(collector, "tput-", args.batch)
-        served = {o.json()["model"]["precision"] for o in collector.snapshot() if o.id.startswith("tput-") and "model" in o.json()}
-        if served != {args.precision}:
-            raise StartupError(f"asked for precision {args.precision}, the service's verdicts say {sorted(served)}")
+        tput_verdicts = [o.json() for o in collector.snapshot() if o.id.startswith("tput-")]
+        served = {v["model"]["precision"] for v in tput_verdicts if "model" in v}
+        if served != {encoder_settings["precision"]}:
+            raise StartupError(f"asked for precision {encoder_settings['precision']}, the service's verdicts say {sorted(served)}")
+        measured = {"e2e_images_per_s": round(e2e_rate, 2), "cpu_ms_per_image": round(cpu_ms, 2), "stage_ms_per_image": _stage_ms(tput_verdicts)}
+        if throughput_only:
+            producer.close()
+            measured["service_exit_code"] = service.terminate()
+            return measured
         repeats = {}
         if args.repeats > 0:
             import random
@@ -308,7 +340,7 @@ def end_to_end(args: argparse.Namespace, bootstrap: str, encoder_settings: dict,
         producer.close()
         code = service.terminate()
         return {
-            "e2e_images_per_s": round(e2e_rate, 2),
+            **measured,
             **repeats,
             "p50_ms": round(statistics.median(lat_ms), 1),
             "p99_ms": round(float(np.percentile(lat_ms, 99)), 1),
@@ -336,6 +368,30 @@ def _bench_policy(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(BENCH_POLICY)
     return path
+
+
+def _process_cpu_seconds(service: ServiceProcess) -> float:
+    """The service process's CPU seconds so far (prometheus_client's process collector)."""
+    status, body = service.get("/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith("process_cpu_seconds_total "):
+            return float(line.split()[1])
+    raise RuntimeError(f"/metrics ({status}) has no process_cpu_seconds_total")
+
+
+def _stage_ms(verdicts: list[dict]) -> dict:
+    """Milliseconds per image by stage, wall time, from the verdicts' timings: decode (each image,
+    on a decode thread), queue (polled to encoder call), encode and score (a batch's time over its
+    images)."""
+    timed = [v["timings"] for v in verdicts if v.get("timings") and v["timings"].get("batch_size")]
+    if not timed:
+        return {}
+    return {
+        "decode": round(statistics.mean(t["decode_ms"] for t in timed), 3),
+        "queue": round(statistics.mean(t["queue_ms"] for t in timed), 3),
+        "encode": round(statistics.mean(t["encode_ms"] / t["batch_size"] for t in timed), 3),
+        "score": round(statistics.mean(t["score_ms"] / t["batch_size"] for t in timed), 3),
+    }
 
 
 def _steady_rate(collector: OutputCollector, prefix: str, batch: int) -> float:

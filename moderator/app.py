@@ -19,6 +19,7 @@ from moderator.hashing.cache import ResultCache
 from moderator.hashing.reload import BankReloader
 from moderator.media.decode import DecodeLimits
 from moderator.media.frames import FrameLimits
+from moderator.media.heap import keep_heap
 from moderator.policy.cache import EmbeddingCache
 from moderator.policy.compile import compile_policy
 from moderator.policy.loader import load_policy
@@ -172,8 +173,14 @@ class Application:
         except OSError as exc:
             raise SettingsError(f"cannot listen on {s.telemetry.host}:{s.telemetry.port} for /metrics ({exc.strerror}); set MODERATOR_TELEMETRY__PORT") from exc
         telemetry.start()
+        processor: Processor | None = None
         try:
             processor, cache = build_processor(s, self._make_encoder, self._stopping)
+            if s.media.decode_mode == "processes":
+                processor.decode_in_processes(s.media.decode_workers, lambda why: self.metrics.decoder_restarts.labels(why).inc())
+                log.info("decoding in %d processes", s.media.decode_workers)
+            else:
+                keep_heap()  # the decode threads' buffers (moderator/media/heap.py)
             info = processor.encoder.info()
             self.health.set("model", True)
             self.health.set("policy", True)
@@ -228,6 +235,8 @@ class Application:
             processor.encoder.close()
             return code
         finally:
+            if processor is not None:
+                processor.close()
             telemetry.stop()
 
     def _install_signals(self, worker: Worker, reloaders: list[Reloader]) -> None:

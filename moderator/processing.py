@@ -11,8 +11,10 @@ the SHA-256 banks, decode with a PDQ hash of every kept frame, the PDQ banks, th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,11 +24,12 @@ from moderator.errors import MessageError, UndecodableImage
 from moderator.hashing import known as known_content
 from moderator.hashing.banks import Banks
 from moderator.hashing.cache import ResultCache
-from moderator.hashing.compute import PDQ_MIN_SIDE, Hashes, pdq_of, sha256_of
+from moderator.hashing.compute import PDQ_MIN_SIDE, Hashes, PdqHash, pdq_of, sha256_of
 from moderator.hashing.known import Known
 from moderator.media.decode import DecodeLimits
 from moderator.media.frames import FrameLimits, FrameSet, decode_frames
 from moderator.media.preprocess import Preprocessor
+from moderator.media.processes import DecodeProcesses
 from moderator.media.video import decode_video, looks_like_video
 from moderator.policy.compile import CompiledPolicy
 from moderator.policy.score import ACTIONS, Decision, score_frames
@@ -42,6 +45,12 @@ ENCODE_CHUNK = 64
 # Pillow's reducing_gap for the fast path: >= 3 is indistinguishable from a one-step resize in Pillow's
 # own tests; measured here in docs/benchmarks.md#decode.
 FAST_REDUCING_GAP = 3.0
+
+# How long past ``max_decode_seconds`` a decode process may run before it is killed: the
+# cooperative check runs between frames, so a frame begun just before the deadline still
+# finishes (a 4K frame decodes in well under a second here); a codec stuck inside one frame never
+# reaches the check, and this bounds it.
+HARD_TIMEOUT_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -162,8 +171,44 @@ class Processor:
         # steps (a box reduce, then the model's filter over at least 3x the output). False: the
         # training transform exactly. Measured: docs/benchmarks.md#decode.
         self.preprocessor = Preprocessor(pre, reducing_gap=FAST_REDUCING_GAP if fast_decode else None)
-        self.draft_side = (max(2 * pre.image_size, PDQ_MIN_SIDE if self.known_options.pdq else 0)) if fast_decode else None
+        self.draft_side = draft_side(pre.image_size, self.known_options.pdq, fast_decode)
         self._checksum = encoder.info().model_checksum
+        # bytes -> FrameSet: pure (no banks, cache or policy), so it can run in another process.
+        self._decode: Callable[[bytes], FrameSet] = functools.partial(
+            decode_any,
+            limits=limits,
+            frame_limits=self.frame_limits,
+            prepare=self.preprocessor,
+            hasher=pdq_of if self.known_options.pdq else None,
+            draft_side=self.draft_side,
+        )
+        self._processes: DecodeProcesses | None = None
+
+    def decode_in_processes(self, processes: int, on_restart: Callable[[str], None] | None = None) -> DecodeProcesses:
+        """Decode in ``processes`` worker processes from now on (``media.decode_mode: processes``;
+        :mod:`moderator.media.processes`), started before this returns. A decode is stopped
+        :data:`HARD_TIMEOUT_GRACE_S` after ``max_decode_seconds``."""
+        pool = DecodeProcesses(
+            processes,
+            self._decode,
+            self.frame_limits.max_decode_seconds + HARD_TIMEOUT_GRACE_S,
+            self.frame_limits.max_frames,
+            on_restart,
+            PdqHash if self.known_options.pdq else None,
+        )
+        try:
+            pool.start()
+        except BaseException:
+            pool.close()
+            raise
+        self._processes = pool
+        self._decode = pool
+        return pool
+
+    def close(self) -> None:
+        """Stop the decode processes, if any (the encoder is closed by its owner)."""
+        if self._processes is not None:
+            self._processes.close()
 
     def policy_for(self, role: str) -> CompiledPolicy | None:
         """The policy serving ``role`` ("primary" acts, "shadow" is only reported)."""
@@ -200,7 +245,7 @@ class Processor:
         if exact is not None and exact.decides:  # known bad bytes: not even decoded
             return Prepared(None, None, (time.perf_counter() - start) * 1e3, None, Hashes(sha256), exact, lookup_ms=lookup_ms, banks_version=version)
         try:
-            frames = decode_any(data, self.limits, self.frame_limits, self.preprocessor, pdq_of if self.known_options.pdq else None, self.draft_side)
+            frames = self._decode(data)
         except MessageError as exc:
             return Prepared(None, exc, (time.perf_counter() - start) * 1e3, hashes=Hashes(sha256))
         except Exception as exc:  # a decoder bug on hostile input must not take the service down
@@ -273,13 +318,21 @@ def decode_any(data: bytes, limits: DecodeLimits, frame_limits: FrameLimits, pre
     return decode_frames(data, limits, frame_limits, prepare, hasher, draft_side)
 
 
-def hash_image(data: bytes, limits: DecodeLimits, frame_limits: FrameLimits, pdq: bool = True) -> tuple[Hashes, FrameSet]:
-    """The hashes of an image or video file, as the service computes them (``moderator hashes``).
+def draft_side(image_size: int, pdq: bool, fast_decode: bool) -> int | None:
+    """The shorter side a large JPEG is decoded down to (None: full size): twice the model's
+    input, and no less than PDQ's working size when hashing. The service and ``moderator hashes``
+    both use it, so a bank built with the tool holds the hashes the service computes."""
+    return max(2 * image_size, PDQ_MIN_SIDE if pdq else 0) if fast_decode else None
+
+
+def hash_image(data: bytes, limits: DecodeLimits, frame_limits: FrameLimits, pdq: bool = True, draft: int | None = None) -> tuple[Hashes, FrameSet]:
+    """The hashes of an image or video file, as the service computes them (``moderator hashes``);
+    ``draft``: the service's :func:`draft_side`, for the same PDQ on large JPEGs.
 
     Raises:
         MessageError: the file cannot be decoded.
     """
-    frames = decode_any(data, limits, frame_limits, _no_pixels, pdq_of if pdq else None)
+    frames = decode_any(data, limits, frame_limits, _no_pixels, pdq_of if pdq else None, draft)
     return Hashes(sha256_of(data), frames.hashes), frames
 
 

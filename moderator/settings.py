@@ -223,7 +223,14 @@ class MediaSettings(_Section):
         le=1,
         description="A frame is scored unless its 16x16 thumbnail differs from every scored frame's by less than this (mean absolute difference, 0..1).",
     )
-    decode_workers: int = Field(2, ge=1, le=64)
+    decode_workers: int = Field(2, ge=1, le=64, description="Images decoded at once (threads, or processes in processes mode).")
+    decode_mode: Literal["threads", "processes"] = Field(
+        "processes",
+        description=(
+            "Where images are decoded: 'processes' (decode_workers processes: uses every core, and a codec that crashes or hangs on one image"
+            " costs only that image's dead letter) or 'threads' (in the service process)."
+        ),
+    )
     background: Annotated[tuple[int, int, int], NoDecode] = Field((255, 255, 255), description="Colour transparent pixels are composited over.")
 
     _split_background = field_validator("background", mode="before")(_split_list)

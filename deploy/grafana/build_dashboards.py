@@ -156,6 +156,7 @@ def overview() -> dict:
                     (f"sum(rate(moderator_poll_errors_total{{{J}}}[{RI}]))", "poll errors"),
                     (f'sum(rate(moderator_offset_commits_total{{{J}, result="failed"}}[{RI}]))', "failed commits"),
                     (f"sum(rate(moderator_unreadable_records_total{{{J}}}[{RI}]))", "unreadable records"),
+                    (f"sum by (reason) (rate(moderator_decoder_restarts_total{{{J}}}[{RI}]))", "decoder restarts ({{reason}})"),
                 ],
                 "reqps",
                 12,

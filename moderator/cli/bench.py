@@ -62,6 +62,11 @@ def add_parser(sub) -> None:
         help="the service's decode path (media.fast_decode); benchmarks/decode.py compares the two per image",
     )
     p.add_argument(
+        "--decode-mode",
+        choices=("threads", "processes"),
+        help="where the service decodes (media.decode_mode; default: the settings'); benchmarks/decode_workers.py compares the two",
+    )
+    p.add_argument(
         "--pipeline",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -219,6 +224,7 @@ def bench(args: argparse.Namespace) -> int:
         "architecture": info.architecture,
         "precision": info.precision,
         "decode": args.decode,
+        "decode_mode": args.decode_mode or load_settings(args.config).media.decode_mode,
         "providers": list(info.providers),
         "batch_size": args.batch,
         "threads": args.threads or os.cpu_count(),
@@ -275,7 +281,7 @@ def end_to_end(
                 "policy": {"path": _bench_policy(bundled.work_dir() / "bench" / "policy.yaml")},
                 "batch": {"micro_batch_size": args.batch, "max_wait_ms": 20, "max_in_flight": max(256, 4 * args.batch)},
                 "telemetry": {"log_level": "WARNING"},
-                "media": {"fast_decode": args.decode == "fast"},
+                "media": {"fast_decode": args.decode == "fast", **({"decode_mode": args.decode_mode} if args.decode_mode else {})},
             },
             bundled.work_dir() / "bench" / f"service-{run_id}.log",
         ).start()
@@ -371,12 +377,40 @@ def _bench_policy(path: Path) -> Path:
 
 
 def _process_cpu_seconds(service: ServiceProcess) -> float:
-    """The service process's CPU seconds so far (prometheus_client's process collector)."""
+    """The service's CPU seconds so far: its process and its decode processes (media.decode_mode:
+    processes) from /proc; where there is no /proc, the service process's own from /metrics
+    (prometheus_client's process collector)."""
+    pid = service.proc.pid if service.proc is not None else None
+    if pid is not None and Path(f"/proc/{pid}/stat").exists():
+        return _tree_cpu_seconds(pid)
     status, body = service.get("/metrics")
     for line in body.decode().splitlines():
         if line.startswith("process_cpu_seconds_total "):
             return float(line.split()[1])
     raise RuntimeError(f"/metrics ({status}) has no process_cpu_seconds_total")
+
+
+def _tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds of process ``root`` and its descendants alive now (/proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
 
 
 def _stage_ms(verdicts: list[dict]) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from moderator.app import decode_limits, frame_limits
 from moderator.cli.scan import iter_files
-from moderator.errors import BankError, MessageError
+from moderator.errors import BankError, MessageError, ModelError
 from moderator.hashing import known as known_content
 from moderator.hashing.bankfile import (
     CATEGORY,
@@ -27,7 +27,8 @@ from moderator.hashing.banks import load_banks
 from moderator.hashing.compute import parse_hex
 from moderator.hashing.importers import FORMATS, import_hashes
 from moderator.media.decode import silence_decoder_warnings
-from moderator.processing import hash_image
+from moderator.models.manifest import load_manifest
+from moderator.processing import draft_side, hash_image
 from moderator.settings import load_settings
 
 MAX_VERDICT_LINE = 4 * 1024 * 1024  # a verdict is a few KB; a longer line is not one
@@ -116,14 +117,27 @@ def _hash_files(args, paths: list[Path], failed: list[Path], out=None, as_json: 
     settings = load_settings(getattr(args, "config", None))
     silence_decoder_warnings()
     limits, frames = decode_limits(settings), frame_limits(settings)
+    draft = service_draft_side(settings)
     for f in iter_files(paths):
         try:
-            hashes, frame_set = hash_image(f.read_bytes(), limits, frames, settings.hashing.pdq)
+            hashes, frame_set = hash_image(f.read_bytes(), limits, frames, settings.hashing.pdq, draft)
         except MessageError as exc:
             failed.append(f)
             _print_error(out or sys.stderr, f, exc, as_json)
             continue
         yield f, hashes, frame_set
+
+
+def service_draft_side(settings) -> int | None:
+    """The decode scale the service uses for large JPEGs (it depends on the model's input size),
+    so that ``compute`` and bank files give the hashes the service will compute."""
+    if not (settings.media.fast_decode and settings.hashing.pdq):
+        return None
+    try:
+        size = load_manifest(settings.encoder.model_dir, verify=False, graphs=False).preprocess.image_size
+    except ModelError as exc:
+        raise ModelError(f"{exc} (the model's input size sets how large JPEGs are decoded before PDQ; or set MODERATOR_MEDIA__FAST_DECODE=false)") from exc
+    return draft_side(size, True, True)
 
 
 def _pdq_records(hashes, frames) -> list[dict]:

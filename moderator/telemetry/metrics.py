@@ -115,6 +115,12 @@ class Metrics:
         self.hash_lookup_seconds = Histogram(
             "moderator_hash_lookup_seconds", "Time to look one message's hashes up in every bank.", buckets=LOOKUP_BUCKETS, registry=r
         )
+        self.decoder_restarts = Counter(
+            "moderator_decoder_restarts_total",
+            "Decode processes replaced because one crashed or hung on an image (media.decode_mode: processes), by reason (crashed, timeout).",
+            ["reason"],
+            registry=r,
+        )
         self.result_cache = Counter("moderator_result_cache_total", "Result cache lookups, by result (hit, miss).", ["result"], registry=r)
         self.result_cache_entries = Gauge("moderator_result_cache_entries", "Entries in the result cache.", registry=r)
         self.encodes_saved = Counter(
@@ -205,6 +211,8 @@ class Metrics:
         self.backend_errors.labels(backend)
         for result in ("scored", "skipped"):
             self.frames.labels(result)
+        for why in ("crashed", "timeout"):
+            self.decoder_restarts.labels(why)
         for rule in ("review", "reject", "sample"):
             self.frame_overflows.labels(rule)
         for result in ("hit", "miss"):

@@ -72,6 +72,7 @@ def test_bench_json_reports_both_throughputs_side_by_side(broker):
     assert result["repeats_ratio"] == pytest.approx(result["e2e_images_per_s_with_repeats"] / result["e2e_images_per_s"], rel=0.01)
     # The service's CPU per image and each stage's share, and the pipeline around a tiny encoder.
     assert result["precision"] == "fp32" and result["decode"] == "fast"
+    assert result["decode_mode"] == "processes"  # the default
     assert result["cpu_ms_per_image"] > 0 and set(result["stage_ms_per_image"]) == {"decode", "queue", "encode", "score"}
     assert result["pipeline_e2e_images_per_s"] > 0 and result["pipeline_cpu_ms_per_image"] > 0
     assert result["stage_ms_per_image"]["decode"] > 0 and result["pipeline_stage_ms_per_image"]["encode"] > 0

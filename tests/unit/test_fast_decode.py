@@ -92,3 +92,24 @@ def test_decisions_on_the_examples_are_the_same_on_both_paths(default):
     da = exact.score_batch([exact.prepare(b).pixels for b in data]).decisions
     db = fast.score_batch([fast.prepare(b).pixels for b in data]).decisions
     assert [d.decision for d in da] == [d.decision for d in db] and len(da) == 120
+
+
+def test_moderator_hashes_computes_the_hash_the_service_computes(default):
+    """A bank built with `moderator hashes compute` must hold the hash the service computes of the
+    same file: both decode a large JPEG at the same reduced scale before PDQ."""
+    from moderator.cli.hashes import service_draft_side
+    from moderator.processing import hash_image
+    from moderator.settings import load_settings
+
+    _, fast = processors(default)
+    data = encode(scene(6, (4000, 3000)), "JPEG", quality=85)
+    prepared = fast.prepare(data)
+    assert prepared.hashes is not None
+    settings = load_settings(None)
+    assert service_draft_side(settings) == fast.draft_side
+    tool, _ = hash_image(data, DecodeLimits(), FrameLimits(), True, service_draft_side(settings))
+    assert tool.pdq == prepared.hashes.pdq
+    full, _ = hash_image(data, DecodeLimits(), FrameLimits(), True, None)  # what the tool did before: a full-size decode
+    assert full.pdq != prepared.hashes.pdq
+    off = settings.model_copy(update={"media": settings.media.model_copy(update={"fast_decode": False})})
+    assert service_draft_side(off) is None

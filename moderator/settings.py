@@ -324,7 +324,20 @@ class EncoderSettings(_Section):
     model_dir: Path = Field(
         default_factory=bundled.model_dir, description="Model directory; default: the bundled pictogram model (package data, moderator/bundled.py)."
     )
-    precision: str = Field("fp32", description="Model variant named in the manifest; served as asked or refused at start (fp16 needs a GPU provider).")
+    precision: str = Field(
+        "fp32",
+        description=(
+            "Model variant named in the manifest; served as asked or refused at start (fp16 needs a GPU provider)."
+            " 'auto' (onnx backend): the fastest variant on this machine, measured at start, among those whose recorded agreement"
+            " with fp32 reaches auto_min_cosine."
+        ),
+    )
+    auto_min_cosine: float = Field(
+        0.998,
+        gt=0,
+        le=1,
+        description="precision auto serves a variant only if its smallest image and text cosine to fp32 (recorded in the manifest) is at least this.",
+    )
     providers: Annotated[tuple[str, ...] | None, NoDecode] = Field(None, description="onnxruntime execution providers, in order; default: best available.")
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime's default (one per core).")
     verify_checksums: bool = True
@@ -335,6 +348,15 @@ class EncoderSettings(_Section):
     startup_timeout_s: float = Field(300.0, ge=0, description="How long start-up waits for a remote backend (Ray, Triton) to answer.")
     ray: RaySettings = RaySettings()
     triton: TritonSettings = TritonSettings()
+
+    @model_validator(mode="after")
+    def _auto_in_process(self) -> EncoderSettings:
+        if self.precision == "auto" and self.backend != "onnx":
+            raise ValueError(
+                f"precision auto measures the variants on this machine, so it is for the onnx backend; with {self.backend} the replicas"
+                " or the server run elsewhere: name the precision (fp32, int8, fp16)"
+            )
+        return self
 
 
 class PolicySettings(_Section):

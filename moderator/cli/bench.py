@@ -56,6 +56,11 @@ def add_parser(sub) -> None:
         help="model variant to measure (default: the settings' encoder.precision, from MODERATOR_ENCODER__PRECISION or --config)",
     )
     p.add_argument(
+        "--versus-precision",
+        metavar="PRECISION",
+        help="also measure the onnx encoder and the service at this precision in the same run (e.g. fp32 beside --precision int8), with the ratios",
+    )
+    p.add_argument(
         "--decode",
         choices=("fast", "exact"),
         default="fast",
@@ -177,6 +182,14 @@ def bench(args: argparse.Namespace) -> int:
 
     args.precision = requested_precision(args)
     model = ensure_model(args)
+    auto: dict[str, str] = {}
+    if args.precision == "auto":  # chosen once, here, so the bare encoder and the service measure the same variant
+        from moderator.encoders.onnx import OnnxEncoder
+
+        chooser = OnnxEncoder(model, precision="auto", intra_op_threads=args.threads)
+        args.precision, auto = chooser.precision, chooser.auto
+        chooser.close()
+        _say(args, f"precision auto: {args.precision} ({'; '.join(f'{k} {v}' for k, v in sorted(auto.items()))})")
     images = jpeg_stream(args.images, seed=1)
     pixels = preprocess_all(model, images)
     (bundled.work_dir() / "bench").mkdir(parents=True, exist_ok=True)
@@ -195,6 +208,17 @@ def bench(args: argparse.Namespace) -> int:
             if info.precision != args.precision:
                 raise StartupError(f"asked for precision {args.precision}, the {name} encoder serves {info.precision}: the figures would be for another model")
             measured[name] = {"encoder_images_per_s": round(rate, 2), "info": info}
+        versus = {**backends["onnx"], "precision": args.versus_precision} if args.versus_precision else None
+        if versus is not None:
+            _say(args, f"encoder alone (onnx, {versus['precision']}): {args.images} images, batch {args.batch}")
+            encoder = create_encoder(load_settings(encoder=versus).encoder)
+            try:
+                rate, served = encoder_throughput(encoder, pixels, args.batch), encoder.info().precision
+            finally:
+                encoder.close()
+            if served != versus["precision"]:
+                raise StartupError(f"asked for precision {versus['precision']}, the encoder serves {served}")
+            measured["versus"] = {"precision": served, "encoder_images_per_s": round(rate, 2)}
         if args.bootstrap is None:
             broker = LocalKafka(port=args.port)
             started = not broker.running()
@@ -207,6 +231,9 @@ def bench(args: argparse.Namespace) -> int:
             for name, encoder_settings in backends.items():
                 rate = measured["onnx"]["encoder_images_per_s"]
                 measured[name].update(end_to_end(args, bootstrap, encoder_settings, images, name, latency_rate=max(1.0, rate / 2)))
+            if versus is not None:
+                e2e = end_to_end(args, bootstrap, versus, images, f"versus-{versus['precision']}", latency_rate=1.0, throughput_only=True)
+                measured["versus"].update({k: v for k, v in e2e.items() if k != "service_exit_code"})
             if args.pipeline:
                 # The pipeline around the encoder: the same images through a tiny encoder (~0.4 ms an
                 # image), so decode, hashing, Kafka and verdicts are what is measured.
@@ -223,6 +250,7 @@ def bench(args: argparse.Namespace) -> int:
         "model": info.model_name,
         "architecture": info.architecture,
         "precision": info.precision,
+        **({"precision_auto": auto} if auto else {}),
         "decode": args.decode,
         "decode_mode": args.decode_mode or load_settings(args.config).media.decode_mode,
         "providers": list(info.providers),
@@ -233,6 +261,11 @@ def bench(args: argparse.Namespace) -> int:
         **base,
         "ratio": float(f"{base['e2e_images_per_s'] / base['encoder_images_per_s']:.4g}"),
     }
+    if "versus" in measured:
+        vs = measured["versus"]
+        result["versus"] = vs
+        result[f"encoder_ratio_vs_{vs['precision']}"] = float(f"{base['encoder_images_per_s'] / vs['encoder_images_per_s']:.4g}")
+        result[f"e2e_ratio_vs_{vs['precision']}"] = float(f"{base['e2e_images_per_s'] / vs['e2e_images_per_s']:.4g}")
     if args.backend != "onnx":
         other = measured[args.backend]
         other.pop("info")

@@ -40,6 +40,8 @@ def add_parser(sub) -> None:
     te.add_argument("--max-batch", type=int, default=256)
     te.add_argument("--for-triton", action="store_true", help="also build the Triton repository's uint8 image graph")
     te.add_argument("--no-text", action="store_true", help="image encoder only")
+    me = msub.add_parser("measure", help="record each variant's agreement with fp32 in the manifest (what precision: auto reads; add-variant does it too)")
+    me.add_argument("model_dir", type=Path)
     av = msub.add_parser("add-variant", help="write the int8 or fp16 variant of a model directory")
     av.add_argument("model_dir", type=Path)
     av.add_argument("precision", choices=("int8", "fp16"))
@@ -95,6 +97,16 @@ def run(args: argparse.Namespace) -> int:
 
         manifest = add_variant(args.model_dir, args.precision)
         print(f"{args.model_dir}: variants {sorted(manifest.variants)} (checksum {manifest.checksum()})")
+        _print_agreement(args.precision, manifest.variants[args.precision].agreement)
+        return 0
+    if args.models_command == "measure":
+        from moderator.models.inspect import store_agreement
+        from moderator.models.manifest import load_manifest
+
+        for precision in sorted(load_manifest(args.model_dir, verify=False).variants):
+            if precision != "fp32":
+                _print_agreement(precision, store_agreement(args.model_dir, precision))
+        print(f"{args.model_dir}: agreement recorded in the manifest")
         return 0
     if args.models_command == "triton-repo":
         from moderator.models.manifest import load_manifest
@@ -128,6 +140,14 @@ def run(args: argparse.Namespace) -> int:
     manifest = build_random_model(args.out, args.architecture, seed=args.seed, name=args.name)
     print(f"wrote {args.out} ({manifest.name}, checksum {manifest.checksum()})")
     return 0
+
+
+def _print_agreement(precision: str, found) -> None:
+    if found is not None:
+        print(
+            f"{precision} vs fp32: image cosine min {found.image_cosine_min:.6f} (mean {found.image_cosine_mean:.6f}), "
+            f"text min {found.text_cosine_min:.6f} (mean {found.text_cosine_mean:.6f}) on {found.probe}"
+        )
 
 
 def _export(args: argparse.Namespace) -> int:

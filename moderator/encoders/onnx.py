@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from moderator.models.tokenizer import TextTokenizer
 from moderator.settings import EncoderSettings
 
 log = logging.getLogger(__name__)
+
+AUTO = "auto"  # encoder.precision: the fastest variant here whose agreement with fp32 is good enough
+AUTO_BATCH, AUTO_RUNS = 16, 3  # what precision auto times per variant at start
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
@@ -85,13 +89,17 @@ class OnnxEncoder:
         providers: Sequence[str] | None = None,
         intra_op_threads: int = 0,
         verify_checksums: bool = True,
+        auto_min_cosine: float = 0.998,
     ) -> None:
         ort = _ort()
         self.model_dir = Path(model_dir)
         self.manifest: Manifest = load_manifest(self.model_dir, verify=verify_checksums)
+        wanted = choose_providers(providers)
+        self.auto: dict[str, str] = {}  # precision auto: what was measured or ruled out, per variant
+        if precision == AUTO:
+            precision, self.auto = self._fastest(ort, wanted, intra_op_threads, auto_min_cosine)
         if precision not in self.manifest.variants:
             raise ModelError(f"{self.model_dir}: no {precision!r} variant; the manifest has {sorted(self.manifest.variants)}")
-        wanted = choose_providers(providers)
         if precision == "fp16" and not set(wanted) & set(GPU_PROVIDERS):
             raise ModelError(FP16_ON_CPU.format(wanted))
         self._open(ort, precision, wanted, intra_op_threads)
@@ -120,6 +128,49 @@ class OnnxEncoder:
             raise ModelError(f"{self.model_dir}: onnxruntime cannot load the {precision} graphs: {exc}") from exc
         self.providers = tuple(self._image.get_providers())
 
+    def _fastest(self, ort, wanted: list[str], intra_op_threads: int, floor: float) -> tuple[str, dict[str, str]]:
+        """precision auto: the variant that encodes images fastest here, among fp32 and those whose
+        recorded agreement with fp32 reaches ``floor`` (fp16 only with a GPU provider). Measured
+        now, on this machine's providers: a manifest's speed figures would be another machine's."""
+        report: dict[str, str] = {}
+        candidates = []
+        for name, variant in sorted(self.manifest.variants.items()):
+            if name == "fp16" and not set(wanted) & set(GPU_PROVIDERS):
+                report[name] = "not measured: fp16 needs a GPU provider"
+            elif name != "fp32" and variant.agreement is None:
+                report[name] = f"not measured: no agreement with fp32 recorded (moderator models measure {self.model_dir})"
+            elif name != "fp32" and variant.agreement is not None and variant.agreement.worst < floor:
+                report[name] = f"not measured: cosine to fp32 {variant.agreement.worst:.6f} is under auto_min_cosine {floor}"
+            else:
+                candidates.append(name)
+        rates = {name: self._images_per_s(ort, name, wanted, intra_op_threads) for name in candidates} if len(candidates) > 1 else {"fp32": 0.0}
+        best = max(rates, key=lambda n: rates[n])
+        for name, rate in rates.items():
+            report[name] = f"{rate:.1f} images/s" if rate else "the only candidate"
+        log.info("precision auto chose %s: %s", best, "; ".join(f"{n} {why}" for n, why in sorted(report.items())))
+        return best, report
+
+    def _images_per_s(self, ort, precision: str, wanted: list[str], intra_op_threads: int) -> float:
+        """Image encoder throughput of one variant: AUTO_BATCH random images, once to warm up, then
+        AUTO_RUNS times (content does not change the work a graph does)."""
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = intra_op_threads
+        opts.log_severity_level = 3
+        path = self.model_dir / self.manifest.variants[precision].image_encoder.path
+        pre = self.manifest.preprocess
+        pixels = np.random.default_rng(0).integers(0, 256, (AUTO_BATCH, pre.image_size, pre.image_size, 3), dtype=np.uint8)
+        feed = {IMAGE_INPUT: normalize(pixels, pre.mean, pre.std)}
+        try:
+            session = ort.InferenceSession(str(path), opts, providers=wanted)
+            session.run(None, feed)
+            start = time.perf_counter()
+            for _ in range(AUTO_RUNS):
+                session.run(None, feed)
+        except Exception as exc:  # onnxruntime's own exception types
+            raise ModelError(f"{self.model_dir}: precision auto could not run the {precision} image graph: {exc}") from exc
+        return AUTO_RUNS * AUTO_BATCH / (time.perf_counter() - start)
+
     @classmethod
     def from_settings(cls, settings: EncoderSettings) -> OnnxEncoder:
         return cls(
@@ -128,6 +179,7 @@ class OnnxEncoder:
             providers=settings.providers,
             intra_op_threads=settings.intra_op_threads,
             verify_checksums=settings.verify_checksums,
+            auto_min_cosine=settings.auto_min_cosine,
         )
 
     def info(self) -> EncoderInfo:

@@ -48,6 +48,7 @@ class TritonEncoder:
 
     def __init__(self, settings: EncoderSettings) -> None:
         ts = self.ts = settings.triton
+        self._requested = settings.precision  # what the server must serve (checked in connect)
         self._backoff = Backoff.from_ms(settings.retry_initial_ms, settings.retry_max_ms)
         self._module = _client_module(ts.protocol)
         self.manifest = load_manifest(settings.model_dir, verify=False, graphs=False)
@@ -113,6 +114,13 @@ class TritonEncoder:
             self.max_batch_size = min(self.max_batch_size, int(config.get("max_batch_size") or self.ts.request_batch_size))
             if name == self.ts.image_model:
                 self.precision = parameters.get(PRECISION_PARAMETER, {}).get("string_value", "unknown")
+        if self.precision == "unknown":
+            log.warning("Triton model %s carries no %s parameter: cannot verify it serves %s", self.ts.image_model, PRECISION_PARAMETER, self._requested)
+        elif self.precision != self._requested and not (self.precision == "tensorrt" and self._requested == "fp16"):  # engines are fp16 builds
+            raise ModelError(
+                f"Triton serves the {self.precision} variant of {m.name} and encoder.precision asks for {self._requested}: ask for "
+                f"{self.precision}, or write the repository again with `moderator models triton-repo --precision {self._requested}`"
+            )
 
     # --- Encoder ------------------------------------------------------------------------------
 

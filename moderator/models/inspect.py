@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from moderator.errors import ModelError
-from moderator.models.manifest import IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, Manifest, load_manifest
+from moderator.models.manifest import IMAGE_INPUT, IMAGE_OUTPUT, TEXT_INPUT, TEXT_OUTPUT, Agreement, Manifest, load_manifest
 
 PROBE_TEXTS = ["a photo of a knife", "two red pills", "a drawing of a cigarette", "a cat on a white background", "", "ünïcödé and emoji 🔪"]
 NORM_TOLERANCE = {"fp16": 1e-2}  # others: 1e-3
@@ -167,7 +167,7 @@ def model_info(model_dir: str | Path, *, measure: bool = True, batch: int = 16, 
         entry = variants[precision]
         entry["cpu_images_per_s"] = round(per_s, 1)
         for kind, emb in (("image", img), ("text", txt)):
-            cos = (emb * reference[kind]).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(reference[kind], axis=1))
+            cos = _cosines(emb, reference[kind])
             entry[f"{kind}_cosine_vs_fp32"] = {"mean": round(float(cos.mean()), 6), "min": round(float(cos.min()), 6)}
     info["measured"] = {
         "images": len(pixels),
@@ -201,3 +201,53 @@ def format_info(info: dict) -> str:
     if info.get("notes"):
         lines.append(f"  notes: {info['notes']}")
     return "\n".join(lines)
+
+
+def _cosines(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    return (emb * ref).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref, axis=1))
+
+
+def measure_agreement(model_dir: str | Path, precision: str, batch: int = 16) -> Agreement:
+    """``precision``'s embeddings against fp32's on the probe set (what ``add-variant`` records).
+
+    Raises:
+        ModelError: a variant is missing or its graphs do not run.
+    """
+    from moderator.models.tokenizer import TextTokenizer
+
+    root = Path(model_dir)
+    manifest = load_manifest(root, verify=False)
+    if precision not in manifest.variants:
+        raise ModelError(f"{root}: no {precision!r} variant; the manifest has {sorted(manifest.variants)}")
+    tokenizer = TextTokenizer(root / manifest.tokenizer.path, manifest.context_length, manifest.pad_token_id)
+    pixels, ids = _inputs(manifest, probe_pixels(manifest, batch), tokenizer)
+    out = {}
+    for name in ("fp32", precision):
+        v = manifest.variants[name]
+        try:
+            (img,) = _session(root / v.image_encoder.path, name).run([IMAGE_OUTPUT], {IMAGE_INPUT: pixels})
+            (txt,) = _session(root / v.text_encoder.path, name).run([TEXT_OUTPUT], {TEXT_INPUT: ids})
+        except Exception as exc:  # onnxruntime's own exception types
+            raise ModelError(f"{root}: the {name} graphs do not run ({exc}); see: moderator models verify {root}") from exc
+        out[name] = (img, txt)
+    image, text = _cosines(out[precision][0], out["fp32"][0]), _cosines(out[precision][1], out["fp32"][1])
+    return Agreement(
+        image_cosine_min=round(float(image.min()), 6),
+        image_cosine_mean=round(float(image.mean()), 6),
+        text_cosine_min=round(float(text.min()), 6),
+        text_cosine_mean=round(float(text.mean()), 6),
+        probe=f"{len(pixels)} pictograms (seed 0), {len(PROBE_TEXTS)} texts",
+    )
+
+
+def store_agreement(model_dir: str | Path, precision: str) -> Agreement:
+    """Measure ``precision`` against fp32 and record it in the manifest (graphs untouched, so the
+    model checksum does not change)."""
+    from moderator.models.manifest import save_manifest
+
+    root = Path(model_dir)
+    found = measure_agreement(root, precision)
+    manifest = load_manifest(root, verify=False)
+    variant = manifest.variants[precision].model_copy(update={"agreement": found})
+    save_manifest(root, manifest.model_copy(update={"variants": {**manifest.variants, precision: variant}}))
+    return found

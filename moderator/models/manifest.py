@@ -51,6 +51,25 @@ class ModelFile(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class Agreement(BaseModel):
+    """How closely a variant's embeddings follow fp32's, measured when the variant was written
+    (``moderator models add-variant`` / ``measure``) on models.inspect's fixed probe set: cosine
+    similarity per image and per text, minimum and mean. ``precision: auto`` serves only variants
+    whose minimums reach ``encoder.auto_min_cosine``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    image_cosine_min: float = Field(ge=-1, le=1)
+    image_cosine_mean: float = Field(ge=-1, le=1)
+    text_cosine_min: float = Field(ge=-1, le=1)
+    text_cosine_mean: float = Field(ge=-1, le=1)
+    probe: str = Field(description="What was measured, e.g. '16 pictograms (seed 0), 6 texts'.")
+
+    @property
+    def worst(self) -> float:
+        return min(self.image_cosine_min, self.text_cosine_min)
+
+
 class Variant(BaseModel):
     """One precision of the encoders (fp32 always; int8/fp16 when exported)."""
 
@@ -58,6 +77,7 @@ class Variant(BaseModel):
 
     image_encoder: ModelFile
     text_encoder: ModelFile
+    agreement: Agreement | None = Field(None, description="Against fp32 (None for fp32, and for variants written before it was recorded).")
 
 
 class Manifest(BaseModel):

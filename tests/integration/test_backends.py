@@ -309,6 +309,15 @@ def test_triton_refuses_a_server_serving_another_model(local_triton, tmp_path):
         make_encoder({"backend": "triton", "model_dir": str(REPO / "models" / "default"), "triton": {"url": local_triton.grpc_url}})
 
 
+def test_triton_refuses_to_serve_another_precision_than_the_one_asked_for(local_triton):
+    """The repository serves fp32: asking for int8 (a variant the manifest may well have) is refused
+    with the reason, never served as fp32 under an int8 label or silently as fp32."""
+    from moderator.errors import ModelError
+
+    with pytest.raises(ModelError, match="Triton serves the fp32 variant of tiny-random and encoder.precision asks for int8"):
+        make_encoder({"backend": "triton", "model_dir": str(TINY_MODEL), "precision": "int8", "triton": {"url": local_triton.grpc_url}})
+
+
 def test_ray_without_deploy_names_the_missing_application(local_ray):
     with pytest.raises(BackendError, match="MODERATOR_ENCODER__RAY__DEPLOY"):
         make_encoder({"backend": "ray", "model_dir": str(TINY_MODEL), "ray": {"address": local_ray.address, "app_name": "no-such-app", "deploy": False}})

@@ -137,3 +137,61 @@ def test_info_cli_prints_text_and_json(model_dir, capsys):
     info = json.loads(capsys.readouterr().out)
     assert sorted(info["variants"]) == ["fp32", "int8"] and "measured" not in info
     assert info["checksum"] == load_manifest(model_dir).checksum()
+
+
+def test_add_variant_records_its_agreement_and_measure_records_it_for_older_manifests(model_dir, capsys):
+    manifest = add_variant(model_dir, "int8")
+    found = manifest.variants["int8"].agreement
+    assert found is not None and 0.98 <= found.image_cosine_min <= found.image_cosine_mean < 1.0
+    assert found.text_cosine_min <= found.text_cosine_mean <= 1.0 and "16 pictograms" in found.probe
+    checksum = manifest.checksum()
+    # An older manifest (written before agreement was recorded): measure fills it in, graphs untouched.
+    _forget_agreement(model_dir, manifest)
+    assert main(["models", "measure", str(model_dir)]) == 0
+    assert "int8 vs fp32: image cosine min" in capsys.readouterr().out
+    again = load_manifest(model_dir, verify=True)
+    assert again.variants["int8"].agreement == found and again.checksum() == checksum
+
+
+def test_precision_auto_serves_the_fastest_variant_that_agrees_with_fp32(model_dir):
+    add_variant(model_dir, "fp16")
+    add_variant(model_dir, "int8")
+    enc = OnnxEncoder(model_dir, precision="auto", providers=["CPUExecutionProvider"])
+    try:
+        rates = {name: float(why.split()[0]) for name, why in enc.auto.items() if why.endswith("images/s")}
+        assert set(rates) == {"fp32", "int8"}, enc.auto  # both measured here; fp16 is not a CPU variant
+        assert enc.precision == max(rates, key=lambda n: rates[n]) and enc.info().precision == enc.precision
+        assert enc.auto["fp16"] == "not measured: fp16 needs a GPU provider"
+    finally:
+        enc.close()
+
+
+def test_precision_auto_never_serves_a_variant_under_the_agreement_floor_or_without_figures(model_dir):
+    manifest = add_variant(model_dir, "int8")
+    worst = manifest.variants["int8"].agreement.worst
+    enc = OnnxEncoder(model_dir, precision="auto", auto_min_cosine=min(1.0, worst + 1e-6))
+    assert enc.precision == "fp32" and enc.auto["fp32"] == "the only candidate"
+    assert enc.auto["int8"].startswith(f"not measured: cosine to fp32 {worst:.6f} is under auto_min_cosine")
+    enc.close()
+    _forget_agreement(model_dir, manifest)
+    enc = OnnxEncoder(model_dir, precision="auto")
+    assert enc.precision == "fp32" and "moderator models measure" in enc.auto["int8"]
+    enc.close()
+
+
+def test_precision_auto_is_refused_where_the_variants_run_elsewhere():
+    from moderator.errors import SettingsError
+    from moderator.settings import load_settings
+
+    for backend in ("ray", "triton"):
+        with pytest.raises(SettingsError, match="precision auto measures the variants on this machine"):
+            load_settings(encoder={"backend": backend, "precision": "auto"})
+    assert load_settings(encoder={"precision": "auto"}).encoder.precision == "auto"
+
+
+def _forget_agreement(model_dir, manifest) -> None:
+    """The manifest as written before agreement was recorded."""
+    from moderator.models.manifest import save_manifest
+
+    int8 = manifest.variants["int8"].model_copy(update={"agreement": None})
+    save_manifest(model_dir, manifest.model_copy(update={"variants": {**manifest.variants, "int8": int8}}))

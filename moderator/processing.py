@@ -184,10 +184,11 @@ class Processor:
         )
         self._processes: DecodeProcesses | None = None
 
-    def decode_in_processes(self, processes: int, on_restart: Callable[[str], None] | None = None) -> DecodeProcesses:
+    def decode_in_processes(self, processes: int, on_restart: Callable[[str], None] | None = None, memory_mb: int | None = None) -> DecodeProcesses:
         """Decode in ``processes`` worker processes from now on (``media.decode_mode: processes``;
         :mod:`moderator.media.processes`), started before this returns. A decode is stopped
-        :data:`HARD_TIMEOUT_GRACE_S` after ``max_decode_seconds``."""
+        :data:`HARD_TIMEOUT_GRACE_S` after ``max_decode_seconds``; a process may allocate
+        ``memory_mb`` beyond what it holds once started (None: no cap)."""
         pool = DecodeProcesses(
             processes,
             self._decode,
@@ -195,6 +196,7 @@ class Processor:
             self.frame_limits.max_frames,
             on_restart,
             PdqHash if self.known_options.pdq else None,
+            memory_mb << 20 if memory_mb else None,
         )
         try:
             pool.start()

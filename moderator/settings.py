@@ -231,6 +231,14 @@ class MediaSettings(_Section):
             " costs only that image's dead letter) or 'threads' (in the service process)."
         ),
     )
+    decode_memory_mb: int = Field(
+        2048,
+        ge=0,
+        description=(
+            "decode_mode processes: how much memory each decode process may allocate beyond what it holds once started; an image"
+            " that needs more is an image_too_large dead letter, not the pod's OOM kill. 0 = no cap."
+        ),
+    )
     background: Annotated[tuple[int, int, int], NoDecode] = Field((255, 255, 255), description="Colour transparent pixels are composited over.")
 
     _split_background = field_validator("background", mode="before")(_split_list)

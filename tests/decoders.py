@@ -10,6 +10,8 @@ import signal
 import time
 from pathlib import Path
 
+import numpy as np
+
 from moderator.hashing.compute import pdq_of
 from moderator.media.decode import DecodeLimits
 from moderator.media.frames import FrameLimits, FrameSet
@@ -21,6 +23,7 @@ SEGV = b"SEGV"  # the process dies of a segmentation fault
 HANG = b"HANG"  # the process never answers
 ONCE = b"ONCE:"  # dies the first time (a marker file named after the prefix records it), then decodes
 LIE = b"LIES"  # answers with hashes that do not match its frames
+GREEDY = b"GRDY"  # allocates 4 GiB, as a codec bug on a crafted file might
 
 PREPROCESS = Preprocess(image_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic", resize_mode="shortest", fill_color=0)
 
@@ -40,6 +43,8 @@ def hostile(data: bytes) -> FrameSet:
         if not path.exists():
             path.write_text("crashed once")
             os.kill(os.getpid(), signal.SIGSEGV)
+    if data.startswith(GREEDY):
+        np.ones(4 << 30, np.uint8)
     if data.startswith(LIE):
         frames = real(data[len(LIE) :])
         return dataclasses.replace(frames, hashes=frames.hashes * 2)

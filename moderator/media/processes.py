@@ -20,8 +20,9 @@ The channel is a pipe per child carrying bytes, never pickles, from the child: a
 that took over a child could otherwise send the service a pickle that runs code in it. The child
 sends a small JSON header (sizes, frame positions, PDQ hashes, or an error's class and message)
 and the raw pixels; the service checks the header against its bounds and the pixels' length
-against the header. Children start with ``forkserver`` (never ``fork``: the service has Kafka and
-onnxruntime threads whose locks a forked child could inherit held).
+against the header. Children start with ``spawn``: a fresh interpreter (never ``fork``: the
+service has Kafka and onnxruntime threads whose locks a forked child could inherit held) and no
+temporary files (``forkserver`` needs a socket file, and the image's root is read-only).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import json
 import logging
 import multiprocessing
 import queue
+import resource
 import signal
 import threading
 from collections.abc import Callable
@@ -49,11 +51,12 @@ MAX_MESSAGE_CHARS = 1000  # an error message from a child, as much as a dead let
 _ERRORS: dict[str, type[MessageError]] = {cls.__name__: cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, MessageError)}
 
 
-def _serve(conn, decode: Callable[[bytes], FrameSet]) -> None:
+def _serve(conn, decode: Callable[[bytes], FrameSet], memory_bytes: int | None = None) -> None:
     """A child's loop: image bytes in, header and pixels out, until the service closes the pipe."""
     # Ctrl-C in a terminal reaches the whole process group; the service decides when children stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     keep_heap()
+    budget = _limit_memory(memory_bytes)
     while True:
         try:
             data = conn.recv_bytes()
@@ -64,12 +67,33 @@ def _serve(conn, decode: Callable[[bytes], FrameSet]) -> None:
             header, pixels = _header(frames), np.ascontiguousarray(frames.pixels, np.uint8)
         except MessageError as exc:
             header, pixels = {"error": type(exc).__name__, "message": str(exc)[:MAX_MESSAGE_CHARS]}, None
+        except MemoryError:  # the address-space limit: this image needs more than the budget
+            header, pixels = {"error": "ImageTooLarge", "message": f"decoding needed more than {budget} MB (media.decode_memory_mb)"}, None
         except Exception as exc:  # a decoder bug on hostile input: that message's dead letter
             detail = f"decoder failed unexpectedly ({type(exc).__name__}): {exc}"
             header, pixels = {"error": "UndecodableImage", "message": detail[:MAX_MESSAGE_CHARS]}, None
         conn.send_bytes(json.dumps(header).encode())
         if pixels is not None:
             conn.send_bytes(pixels.tobytes())
+
+
+def _limit_memory(memory_bytes: int | None) -> int | None:
+    """Cap the child's address space at what it has now (interpreter, imports, thread stacks:
+    large and machine-dependent, so measured rather than assumed) plus ``memory_bytes``; the
+    budget in MB, or None when there is no cap. A decoder that wants more gets a MemoryError
+    (that image's ``image_too_large``) or dies (retried, then ``undecodable_image``), never the
+    kernel's OOM killer picking the service: the media limits bound what a valid image needs,
+    and this bounds what a codec bug on a crafted one can take."""
+    if not memory_bytes:
+        return None
+    try:
+        with open("/proc/self/status") as f:
+            size_kb = next(int(line.split()[1]) for line in f if line.startswith("VmSize:"))
+    except (OSError, StopIteration, ValueError):  # no /proc: no cap rather than a wrong one
+        return None
+    cap = size_kb * 1024 + memory_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    return memory_bytes >> 20
 
 
 def _header(frames: FrameSet) -> dict[str, Any]:
@@ -86,9 +110,9 @@ def _header(frames: FrameSet) -> dict[str, Any]:
 
 
 class _Child:
-    def __init__(self, context, decode: Callable[[bytes], FrameSet]) -> None:
+    def __init__(self, context, decode: Callable[[bytes], FrameSet], memory_bytes: int | None) -> None:
         self.conn, theirs = context.Pipe(duplex=True)
-        self.process = context.Process(target=_serve, args=(theirs, decode), name="moderator-decode", daemon=True)
+        self.process = context.Process(target=_serve, args=(theirs, decode, memory_bytes), name="moderator-decode", daemon=True)
         self.process.start()
         theirs.close()
 
@@ -123,10 +147,14 @@ class DecodeProcesses:
         max_frames: int,
         on_restart: Callable[[str], None] | None = None,
         make_hash: Callable[[bytes, int], Any] | None = None,
+        memory_bytes: int | None = None,
     ) -> None:
         """``make_hash(bits, quality)``: a frame hash as the decode function's hasher made it
-        (its ``bits`` and ``quality`` cross the pipe); None when the decode function hashes nothing."""
+        (its ``bits`` and ``quality`` cross the pipe); None when the decode function hashes nothing.
+        ``memory_bytes``: how much a child may allocate beyond what it holds once started (None:
+        no cap)."""
         self.processes = processes
+        self.memory_bytes = memory_bytes
         self._make_hash = make_hash
         self.hard_timeout_s = hard_timeout_s
         self.max_frames = max_frames
@@ -155,7 +183,7 @@ class DecodeProcesses:
             return [c.process.pid or 0 for c in self._children]
 
     def _spawn(self) -> _Child:
-        child = _Child(self._context, self._decode)
+        child = _Child(self._context, self._decode, self.memory_bytes)
         with self._lock:
             self._children.append(child)
         return child

@@ -1,7 +1,7 @@
 """Precision variants of a model directory.
 
-- ``int8``: onnxruntime's dynamic quantisation of the MatMul weights only (activations stay float;
-  activations are quantised per batch at run time), the variant CPUs serve fastest. Quantising
+- ``int8``: onnxruntime's dynamic quantisation of the MatMuls only (weights int8 in the graph,
+  activations quantised on the fly per batch), the variant CPUs serve fastest. Quantising
   every op it can (its default: the patch embedding's Conv too, and the token embedding's Gather)
   was slower and no closer to fp32: ConvInteger runs several times slower than the float Conv it
   replaces. Measured side by side on ViT-B/32 (docs/models.md#precision-variants): MatMul-only

@@ -138,6 +138,19 @@ def test_a_hanging_image_is_stopped_and_dead_lettered(restarts):
         pool.close()
 
 
+def test_an_image_that_wants_more_memory_than_the_budget_is_a_dead_letter_not_an_oom_kill(restarts):
+    pool = DecodeProcesses(1, decoders.hostile, hard_timeout_s=30.0, max_frames=32, on_restart=restarts, make_hash=PdqHash, memory_bytes=512 << 20)
+    pool.start()
+    try:
+        pid = pool.pids()
+        with pytest.raises(ImageTooLarge, match="needed more than 512 MB"):
+            pool(decoders.GREEDY)
+        assert restarts.seen == [] and pool.pids() == pid  # refused inside the child, which lives on
+        same(pool(IMAGES[0]), decoders.real(IMAGES[0]))  # and still decodes within its budget
+    finally:
+        pool.close()
+
+
 def test_a_child_that_lies_about_its_frames_is_not_believed(hostile, restarts):
     with pytest.raises(UndecodableImage):
         hostile(decoders.LIE + IMAGES[0])

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from moderator import bundled  # noqa: E402
+from moderator.cli.bench import tree_cpu_seconds  # noqa: E402
 from moderator.encoders.onnx import OnnxEncoder  # noqa: E402
 from moderator.local.samples import jpeg_stream  # noqa: E402
 from moderator.media.decode import DecodeLimits  # noqa: E402
@@ -34,28 +35,17 @@ from moderator.media.heap import keep_heap  # noqa: E402
 from moderator.policy import compile_policy, load_policy  # noqa: E402
 from moderator.processing import KnownContentOptions, Processor  # noqa: E402
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes so far (/proc/PID/stat), this one included."""
-    total = time.process_time()
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / TICK
-    return total
-
 
 def measure(encoder, policy, images: list[bytes], workers: int, mode: str, pdq: bool) -> dict:
     processor = Processor(encoder, policy, DecodeLimits(), known=KnownContentOptions(pdq=pdq))
-    pids = processor.decode_in_processes(workers).pids() if mode == "processes" else []
+    if mode == "processes":
+        processor.decode_in_processes(workers)
     try:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(processor.prepare, images[: 4 * workers]))  # warm-up
-            cpu, start = cpu_seconds(pids), time.perf_counter()
+            cpu, start = tree_cpu_seconds(os.getpid()), time.perf_counter()
             prepared = list(pool.map(processor.prepare, images))
-            wall, cpu = time.perf_counter() - start, cpu_seconds(pids) - cpu
+            wall, cpu = time.perf_counter() - start, tree_cpu_seconds(os.getpid()) - cpu
     finally:
         processor.close()
     assert not [p.error for p in prepared if p.error is not None]

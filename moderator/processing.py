@@ -194,6 +194,7 @@ class Processor:
             self._decode,
             self.frame_limits.max_decode_seconds + HARD_TIMEOUT_GRACE_S,
             self.frame_limits.max_frames,
+            self.preprocessor.size,
             on_restart,
             PdqHash if self.known_options.pdq else None,
             memory_mb << 20 if memory_mb else None,

@@ -24,6 +24,7 @@ HANG = b"HANG"  # the process never answers
 ONCE = b"ONCE:"  # dies the first time (a marker file named after the prefix records it), then decodes
 LIE = b"LIES"  # answers with hashes that do not match its frames
 GREEDY = b"GRDY"  # allocates 4 GiB, as a codec bug on a crafted file might
+HUGE = b"HUGE"  # answers with 4096 x 4096 frames where the service expects 32 x 32: 48 MB it never asked for
 
 PREPROCESS = Preprocess(image_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic", resize_mode="shortest", fill_color=0)
 
@@ -45,7 +46,15 @@ def hostile(data: bytes) -> FrameSet:
             os.kill(os.getpid(), signal.SIGSEGV)
     if data.startswith(GREEDY):
         np.ones(4 << 30, np.uint8)
+    if data.startswith(HUGE):
+        frames = real(data[len(HUGE) :])
+        return dataclasses.replace(frames, pixels=np.zeros((len(frames.pixels), 4096, 4096, 3), np.uint8))
     if data.startswith(LIE):
         frames = real(data[len(LIE) :])
         return dataclasses.replace(frames, hashes=frames.hashes * 2)
     return real(data)
+
+
+def dies(data: bytes) -> FrameSet:
+    """A decoder whose process exits on its first image (a broken install, say)."""
+    os._exit(3)

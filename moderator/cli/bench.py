@@ -415,7 +415,7 @@ def _process_cpu_seconds(service: ServiceProcess) -> float:
     (prometheus_client's process collector)."""
     pid = service.proc.pid if service.proc is not None else None
     if pid is not None and Path(f"/proc/{pid}/stat").exists():
-        return _tree_cpu_seconds(pid)
+        return tree_cpu_seconds(pid)
     status, body = service.get("/metrics")
     for line in body.decode().splitlines():
         if line.startswith("process_cpu_seconds_total "):
@@ -423,7 +423,7 @@ def _process_cpu_seconds(service: ServiceProcess) -> float:
     raise RuntimeError(f"/metrics ({status}) has no process_cpu_seconds_total")
 
 
-def _tree_cpu_seconds(root: int) -> float:
+def tree_cpu_seconds(root: int) -> float:
     """User + system CPU seconds of process ``root`` and its descendants alive now (/proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     children: dict[int, list[int]] = {}

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from moderator import errors
-from moderator.errors import ImageTooLarge, MessageError, UndecodableImage
+from moderator.errors import ImageTooLarge, MessageError, StartupError, UndecodableImage
 from moderator.media.frames import FrameSet
 from moderator.media.heap import keep_heap
 
@@ -145,11 +145,14 @@ class DecodeProcesses:
         decode: Callable[[bytes], FrameSet],
         hard_timeout_s: float,
         max_frames: int,
+        image_size: int,
         on_restart: Callable[[str], None] | None = None,
         make_hash: Callable[[bytes, int], Any] | None = None,
         memory_bytes: int | None = None,
     ) -> None:
-        """``make_hash(bits, quality)``: a frame hash as the decode function's hasher made it
+        """``max_frames`` and ``image_size`` bound what a child may send back (at most
+        ``2 * max_frames`` frames of ``image_size`` squared pixels), so that a child taken over
+        through a codec cannot make the service allocate more. ``make_hash(bits, quality)``: a frame hash as the decode function's hasher made it
         (its ``bits`` and ``quality`` cross the pipe); None when the decode function hashes nothing.
         ``memory_bytes``: how much a child may allocate beyond what it holds once started (None:
         no cap)."""
@@ -158,6 +161,7 @@ class DecodeProcesses:
         self._make_hash = make_hash
         self.hard_timeout_s = hard_timeout_s
         self.max_frames = max_frames
+        self.image_size = image_size
         self._decode = decode
         self._on_restart = on_restart or (lambda _why: None)
         self._context = multiprocessing.get_context("spawn")
@@ -167,13 +171,23 @@ class DecodeProcesses:
         self._closed = False
 
     def start(self) -> list[int]:
-        """Start the children (they import the decoders before answering); their pids."""
+        """Start the children (they import the decoders before answering); their pids.
+
+        Raises:
+            StartupError: a child died or did not answer (its exit code and the log say why).
+        """
         children = [self._spawn() for _ in range(self.processes)]
         for child in children:
             try:
                 self._exchange(child, b"")  # an empty image: an error answer, once the child is up
             except MessageError:
                 pass
+            except (ChildCrashed, ChildHung):
+                self.close()
+                raise StartupError(
+                    f"a decode process did not start (exit code {child.process.exitcode}; its traceback, if any, is in the log above);"
+                    " media.decode_mode: threads decodes without them"
+                ) from None
             self._free.put(child)
         return [c.process.pid or 0 for c in children]
 
@@ -240,12 +254,12 @@ class DecodeProcesses:
             return self._frames(child, header)
         except MessageError:
             raise
-        except (EOFError, OSError, ValueError, KeyError, TypeError) as exc:  # died, or sent what a decoder never sends
+        except (EOFError, OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # died, or sent what a decoder never sends
             raise ChildCrashed from exc
 
     def _frames(self, child: _Child, header: dict[str, Any]) -> FrameSet:
         shape = tuple(int(v) for v in header["shape"])
-        if len(shape) != 4 or shape[0] > 2 * self.max_frames or shape[1] != shape[2] or shape[3] != 3 or min(shape) < 1:
+        if len(shape) != 4 or not 1 <= shape[0] <= 2 * self.max_frames or shape[1:] != (self.image_size, self.image_size, 3):
             raise ValueError(f"decode process sent pixels of shape {shape}")
         size = int(np.prod(shape))
         if not child.conn.poll(self.hard_timeout_s):

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from moderator.errors import ImageTooLarge, UndecodableImage, UnsupportedFormat
+from moderator.errors import ImageTooLarge, StartupError, UndecodableImage, UnsupportedFormat
 from moderator.hashing.compute import PdqHash
 from moderator.media.decode import DecodeLimits
 from moderator.media.processes import DecodeProcesses
@@ -51,7 +51,7 @@ def restarts() -> Restarts:
 
 @pytest.fixture
 def hostile(restarts):
-    pool = DecodeProcesses(2, decoders.hostile, hard_timeout_s=5.0, max_frames=32, on_restart=restarts, make_hash=PdqHash)
+    pool = DecodeProcesses(2, decoders.hostile, hard_timeout_s=5.0, max_frames=32, image_size=32, on_restart=restarts, make_hash=PdqHash)
     pool.start()
     yield pool
     pool.close()
@@ -105,7 +105,7 @@ def test_an_image_crashed_in_a_child_is_retried_once_in_a_fresh_one(hostile, res
 
 
 def test_images_in_flight_beside_a_crash_are_not_harmed(restarts):
-    pool = DecodeProcesses(3, decoders.hostile, hard_timeout_s=10.0, max_frames=32, on_restart=restarts, make_hash=PdqHash)
+    pool = DecodeProcesses(3, decoders.hostile, hard_timeout_s=10.0, max_frames=32, image_size=32, on_restart=restarts, make_hash=PdqHash)
     pool.start()
     try:
         work = [IMAGES[i % 3] for i in range(18)]
@@ -123,7 +123,7 @@ def test_images_in_flight_beside_a_crash_are_not_harmed(restarts):
 
 
 def test_a_hanging_image_is_stopped_and_dead_lettered(restarts):
-    pool = DecodeProcesses(1, decoders.hostile, hard_timeout_s=1.0, max_frames=32, on_restart=restarts, make_hash=PdqHash)
+    pool = DecodeProcesses(1, decoders.hostile, hard_timeout_s=1.0, max_frames=32, image_size=32, on_restart=restarts, make_hash=PdqHash)
     pool.start()
     try:
         hung = pool.pids()
@@ -139,7 +139,8 @@ def test_a_hanging_image_is_stopped_and_dead_lettered(restarts):
 
 
 def test_an_image_that_wants_more_memory_than_the_budget_is_a_dead_letter_not_an_oom_kill(restarts):
-    pool = DecodeProcesses(1, decoders.hostile, hard_timeout_s=30.0, max_frames=32, on_restart=restarts, make_hash=PdqHash, memory_bytes=512 << 20)
+    budget = 512 << 20
+    pool = DecodeProcesses(1, decoders.hostile, hard_timeout_s=30.0, max_frames=32, image_size=32, on_restart=restarts, make_hash=PdqHash, memory_bytes=budget)
     pool.start()
     try:
         pid = pool.pids()
@@ -158,8 +159,22 @@ def test_a_child_that_lies_about_its_frames_is_not_believed(hostile, restarts):
     same(hostile(IMAGES[0]), decoders.real(IMAGES[0]))
 
 
+def test_a_child_that_sends_pixels_of_another_size_is_not_believed(hostile, restarts):
+    with pytest.raises(UndecodableImage):
+        hostile(decoders.HUGE + IMAGES[0])
+    assert restarts.seen == ["crashed", "crashed"]
+    same(hostile(IMAGES[0]), decoders.real(IMAGES[0]))
+
+
+def test_a_child_that_cannot_start_stops_the_start_with_the_reason(restarts):
+    pool = DecodeProcesses(2, decoders.dies, hard_timeout_s=30.0, max_frames=32, image_size=32, on_restart=restarts)
+    with pytest.raises(StartupError, match=r"a decode process did not start \(exit code 3"):
+        pool.start()
+    assert pool.pids() == [] and _decode_children() == [] and restarts.seen == []
+
+
 def test_hashes_are_refused_when_none_were_asked_for(restarts):
-    pool = DecodeProcesses(1, decoders.real, hard_timeout_s=5.0, max_frames=32, on_restart=restarts, make_hash=None)
+    pool = DecodeProcesses(1, decoders.real, hard_timeout_s=5.0, max_frames=32, image_size=32, on_restart=restarts, make_hash=None)
     pool.start()
     try:
         with pytest.raises(UndecodableImage):
@@ -169,7 +184,7 @@ def test_hashes_are_refused_when_none_were_asked_for(restarts):
 
 
 def test_closed_processes_refuse_work_and_are_gone(restarts):
-    pool = DecodeProcesses(2, decoders.real, hard_timeout_s=5.0, max_frames=32, on_restart=restarts, make_hash=PdqHash)
+    pool = DecodeProcesses(2, decoders.real, hard_timeout_s=5.0, max_frames=32, image_size=32, on_restart=restarts, make_hash=PdqHash)
     pids = pool.start()
     pool.close()
     assert not any(_alive(pid) for pid in pids)
@@ -191,3 +206,21 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except FileNotFoundError:
         return False
+
+
+def _decode_children() -> list[int]:
+    """Live processes started by this one with multiprocessing's spawn (decode children)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] not in ("Z", "X") and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return found

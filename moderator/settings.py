@@ -348,6 +348,14 @@ class EncoderSettings(_Section):
     )
     providers: Annotated[tuple[str, ...] | None, NoDecode] = Field(None, description="onnxruntime execution providers, in order; default: best available.")
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime's default (one per core).")
+    intra_op_spinning: bool = Field(
+        False,
+        description=(
+            "onnxruntime's intra-op threads spin-wait for work between operators (its own default). Off here: on cores shared with"
+            " decoding, the spinning is CPU taken from the decoders (docs/benchmarks.md#spinning); on for a host whose cores serve"
+            " only the encoder."
+        ),
+    )
     verify_checksums: bool = True
 
     _split_providers = field_validator("providers", mode="before")(_split_list)

@@ -61,6 +61,16 @@ def add_parser(sub) -> None:
         help="also measure the onnx encoder and the service at this precision in the same run (e.g. fp32 beside --precision int8), with the ratios",
     )
     p.add_argument(
+        "--spinning",
+        action=argparse.BooleanOptionalAction,
+        help="onnxruntime's intra-op threads spin-wait between operators (encoder.intra_op_spinning; default: the settings')",
+    )
+    p.add_argument(
+        "--versus-spinning",
+        action="store_true",
+        help="also measure the onnx encoder and the service with spinning the other way in the same run, with the ratios",
+    )
+    p.add_argument(
         "--decode",
         choices=("fast", "exact"),
         default="fast",
@@ -136,7 +146,7 @@ def preprocess_all(model: Path, images: list[bytes]) -> np.ndarray:
 def backend_servers(args: argparse.Namespace, model: Path):
     """Start what ``--backend`` needs (a local Ray cluster, a PyTriton server); yields the encoder
     settings of every backend measured, the in-process onnx baseline first."""
-    base = {"model_dir": str(model), "intra_op_threads": args.threads, "precision": args.precision}
+    base = {"model_dir": str(model), "intra_op_threads": args.threads, "intra_op_spinning": args.spinning, "precision": args.precision}
     backends = {"onnx": {**base, "backend": "onnx"}}
     with contextlib.ExitStack() as stack:
         cache = bundled.work_dir() / "bench"
@@ -181,12 +191,14 @@ def bench(args: argparse.Namespace) -> int:
     from moderator.settings import load_settings
 
     args.precision = requested_precision(args)
+    if args.spinning is None:
+        args.spinning = load_settings(args.config).encoder.intra_op_spinning
     model = ensure_model(args)
     auto: dict[str, str] = {}
     if args.precision == "auto":  # chosen once, here, so the bare encoder and the service measure the same variant
         from moderator.encoders.onnx import OnnxEncoder
 
-        chooser = OnnxEncoder(model, precision="auto", intra_op_threads=args.threads)
+        chooser = OnnxEncoder(model, precision="auto", intra_op_threads=args.threads, intra_op_spinning=args.spinning)
         args.precision, auto = chooser.precision, chooser.auto
         chooser.close()
         _say(args, f"precision auto: {args.precision} ({'; '.join(f'{k} {v}' for k, v in sorted(auto.items()))})")
@@ -208,9 +220,9 @@ def bench(args: argparse.Namespace) -> int:
             if info.precision != args.precision:
                 raise StartupError(f"asked for precision {args.precision}, the {name} encoder serves {info.precision}: the figures would be for another model")
             measured[name] = {"encoder_images_per_s": round(rate, 2), "info": info}
-        versus = {**backends["onnx"], "precision": args.versus_precision} if args.versus_precision else None
+        versus, label = versus_settings(args, backends["onnx"])
         if versus is not None:
-            _say(args, f"encoder alone (onnx, {versus['precision']}): {args.images} images, batch {args.batch}")
+            _say(args, f"encoder alone (onnx, {label}): {args.images} images, batch {args.batch}")
             encoder = create_encoder(load_settings(encoder=versus).encoder)
             try:
                 rate, served = encoder_throughput(encoder, pixels, args.batch), encoder.info().precision
@@ -218,7 +230,7 @@ def bench(args: argparse.Namespace) -> int:
                 encoder.close()
             if served != versus["precision"]:
                 raise StartupError(f"asked for precision {versus['precision']}, the encoder serves {served}")
-            measured["versus"] = {"precision": served, "encoder_images_per_s": round(rate, 2)}
+            measured["versus"] = {"precision": served, "intra_op_spinning": versus["intra_op_spinning"], "encoder_images_per_s": round(rate, 2)}
         if args.bootstrap is None:
             broker = LocalKafka(port=args.port)
             started = not broker.running()
@@ -232,12 +244,12 @@ def bench(args: argparse.Namespace) -> int:
                 rate = measured["onnx"]["encoder_images_per_s"]
                 measured[name].update(end_to_end(args, bootstrap, encoder_settings, images, name, latency_rate=max(1.0, rate / 2)))
             if versus is not None:
-                e2e = end_to_end(args, bootstrap, versus, images, f"versus-{versus['precision']}", latency_rate=1.0, throughput_only=True)
+                e2e = end_to_end(args, bootstrap, versus, images, f"versus-{label}", latency_rate=1.0, throughput_only=True)
                 measured["versus"].update({k: v for k, v in e2e.items() if k != "service_exit_code"})
             if args.pipeline:
                 # The pipeline around the encoder: the same images through a tiny encoder (~0.4 ms an
                 # image), so decode, hashing, Kafka and verdicts are what is measured.
-                tiny = {"backend": "onnx", "model_dir": str(ensure_model(args, "tiny")), "intra_op_threads": args.threads, "precision": "fp32"}
+                tiny = {**backends["onnx"], "model_dir": str(ensure_model(args, "tiny")), "precision": "fp32"}
                 pipeline = end_to_end(args, bootstrap, tiny, images, "pipeline", latency_rate=1.0, throughput_only=True)
                 measured["onnx"].update({f"pipeline_{k}": v for k, v in pipeline.items() if k != "service_exit_code"})
         finally:
@@ -256,6 +268,7 @@ def bench(args: argparse.Namespace) -> int:
         "providers": list(info.providers),
         "batch_size": args.batch,
         "threads": args.threads or os.cpu_count(),
+        "intra_op_spinning": args.spinning,
         "images": args.images,
         "image_bytes_mean": int(statistics.mean(len(b) for b in images)),
         **base,
@@ -264,8 +277,8 @@ def bench(args: argparse.Namespace) -> int:
     if "versus" in measured:
         vs = measured["versus"]
         result["versus"] = vs
-        result[f"encoder_ratio_vs_{vs['precision']}"] = float(f"{base['encoder_images_per_s'] / vs['encoder_images_per_s']:.4g}")
-        result[f"e2e_ratio_vs_{vs['precision']}"] = float(f"{base['e2e_images_per_s'] / vs['e2e_images_per_s']:.4g}")
+        result[f"encoder_ratio_vs_{label}"] = float(f"{base['encoder_images_per_s'] / vs['encoder_images_per_s']:.4g}")
+        result[f"e2e_ratio_vs_{label}"] = float(f"{base['e2e_images_per_s'] / vs['e2e_images_per_s']:.4g}")
     if args.backend != "onnx":
         other = measured[args.backend]
         other.pop("info")
@@ -280,6 +293,18 @@ def bench(args: argparse.Namespace) -> int:
         for k, v in result.items():
             print(f"{k:<{width}}  {v}")
     return 0
+
+
+def versus_settings(args: argparse.Namespace, onnx: dict) -> tuple[dict | None, str]:
+    """The onnx encoder settings measured beside the baseline (--versus-precision, --versus-spinning)
+    and their label in the result's ratio keys: the precision, with the spinning when it differs
+    (``e2e_ratio_vs_fp32``, ``e2e_ratio_vs_int8_spinning``)."""
+    if not args.versus_precision and not args.versus_spinning:
+        return None, ""
+    spinning = not args.spinning if args.versus_spinning else args.spinning
+    precision = args.versus_precision or args.precision
+    label = precision + ("" if spinning == args.spinning else "_spinning" if spinning else "_no_spinning")
+    return {**onnx, "precision": precision, "intra_op_spinning": spinning}, label
 
 
 def end_to_end(

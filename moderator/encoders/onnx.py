@@ -76,6 +76,19 @@ def choose_providers(requested: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+def session_options(ort, intra_op_threads: int, spinning: bool):
+    """Options of every session this backend opens. ``spinning``: onnxruntime's intra-op threads
+    spin-wait between operators by default, which on cores shared with the decoders is CPU taken
+    from them (docs/benchmarks.md#spinning)."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = intra_op_threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return opts
+
+
 class OnnxEncoder:
     """Image and text encoders of one model directory, run by onnxruntime in this process."""
 
@@ -88,6 +101,7 @@ class OnnxEncoder:
         precision: str = "fp32",
         providers: Sequence[str] | None = None,
         intra_op_threads: int = 0,
+        intra_op_spinning: bool = False,
         verify_checksums: bool = True,
         auto_min_cosine: float = 0.998,
     ) -> None:
@@ -96,13 +110,14 @@ class OnnxEncoder:
         self.manifest: Manifest = load_manifest(self.model_dir, verify=verify_checksums)
         wanted = choose_providers(providers)
         self.auto: dict[str, str] = {}  # precision auto: what was measured or ruled out, per variant
+        self._threads, self._spinning = intra_op_threads, intra_op_spinning
         if precision == AUTO:
-            precision, self.auto = self._fastest(ort, wanted, intra_op_threads, auto_min_cosine)
+            precision, self.auto = self._fastest(ort, wanted, auto_min_cosine)
         if precision not in self.manifest.variants:
             raise ModelError(f"{self.model_dir}: no {precision!r} variant; the manifest has {sorted(self.manifest.variants)}")
         if precision == "fp16" and not set(wanted) & set(GPU_PROVIDERS):
             raise ModelError(FP16_ON_CPU.format(wanted))
-        self._open(ort, precision, wanted, intra_op_threads)
+        self._open(ort, precision, wanted)
         fell_back = [p for p in wanted if p not in self.providers]
         if fell_back:
             log.warning("execution providers %s could not start; running on %s", fell_back, list(self.providers))
@@ -113,14 +128,10 @@ class OnnxEncoder:
         self._mean, self._std, self._size = pre.mean, pre.std, pre.image_size
         self._closed = threading.Event()
 
-    def _open(self, ort, precision: str, wanted: list[str], intra_op_threads: int) -> None:
+    def _open(self, ort, precision: str, wanted: list[str]) -> None:
         self.precision = precision
         variant = self.manifest.variants[precision]
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = intra_op_threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
+        opts = session_options(ort, self._threads, self._spinning)
         try:
             self._image = ort.InferenceSession(str(self.model_dir / variant.image_encoder.path), opts, providers=wanted)
             self._text = ort.InferenceSession(str(self.model_dir / variant.text_encoder.path), opts, providers=wanted)
@@ -128,7 +139,7 @@ class OnnxEncoder:
             raise ModelError(f"{self.model_dir}: onnxruntime cannot load the {precision} graphs: {exc}") from exc
         self.providers = tuple(self._image.get_providers())
 
-    def _fastest(self, ort, wanted: list[str], intra_op_threads: int, floor: float) -> tuple[str, dict[str, str]]:
+    def _fastest(self, ort, wanted: list[str], floor: float) -> tuple[str, dict[str, str]]:
         """precision auto: the variant that encodes images fastest here, among fp32 and those whose
         recorded agreement with fp32 reaches ``floor`` (fp16 only with a GPU provider). Measured
         now, on this machine's providers: a manifest's speed figures would be another machine's."""
@@ -143,20 +154,17 @@ class OnnxEncoder:
                 report[name] = f"not measured: cosine to fp32 {variant.agreement.worst:.6f} is under auto_min_cosine {floor}"
             else:
                 candidates.append(name)
-        rates = {name: self._images_per_s(ort, name, wanted, intra_op_threads) for name in candidates} if len(candidates) > 1 else {"fp32": 0.0}
+        rates = {name: self._images_per_s(ort, name, wanted) for name in candidates} if len(candidates) > 1 else {"fp32": 0.0}
         best = max(rates, key=lambda n: rates[n])
         for name, rate in rates.items():
             report[name] = f"{rate:.1f} images/s" if rate else "the only candidate"
         log.info("precision auto chose %s: %s", best, "; ".join(f"{n} {why}" for n, why in sorted(report.items())))
         return best, report
 
-    def _images_per_s(self, ort, precision: str, wanted: list[str], intra_op_threads: int) -> float:
+    def _images_per_s(self, ort, precision: str, wanted: list[str]) -> float:
         """Image encoder throughput of one variant: AUTO_BATCH random images, once to warm up, then
         AUTO_RUNS times (content does not change the work a graph does)."""
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = intra_op_threads
-        opts.log_severity_level = 3
+        opts = session_options(ort, self._threads, self._spinning)
         path = self.model_dir / self.manifest.variants[precision].image_encoder.path
         pre = self.manifest.preprocess
         pixels = np.random.default_rng(0).integers(0, 256, (AUTO_BATCH, pre.image_size, pre.image_size, 3), dtype=np.uint8)
@@ -178,6 +186,7 @@ class OnnxEncoder:
             precision=settings.precision,
             providers=settings.providers,
             intra_op_threads=settings.intra_op_threads,
+            intra_op_spinning=settings.intra_op_spinning,
             verify_checksums=settings.verify_checksums,
             auto_min_cosine=settings.auto_min_cosine,
         )

@@ -60,3 +60,20 @@ def test_factory_builds_from_settings(tiny_model):
     enc = create_encoder(EncoderSettings(model_dir=tiny_model))
     assert enc.info().model_name == "tiny-random"
     enc.close()
+
+
+@pytest.mark.parametrize(("env", "expected"), [(None, "0"), ("true", "1"), ("false", "0")])
+def test_intra_op_spinning_is_what_the_settings_say_in_every_session(tiny_model, monkeypatch, env, expected):
+    """Off by default (spinning threads take CPU from the decoders on shared cores), on when asked,
+    from the environment as from any other settings source."""
+    from moderator.settings import load_settings
+
+    monkeypatch.setenv("MODERATOR_ENCODER__MODEL_DIR", str(tiny_model))
+    if env is not None:
+        monkeypatch.setenv("MODERATOR_ENCODER__INTRA_OP_SPINNING", env)
+    enc = create_encoder(load_settings().encoder)
+    try:
+        for session in (enc._image, enc._text):
+            assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == expected
+    finally:
+        enc.close()

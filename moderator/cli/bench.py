@@ -82,6 +82,11 @@ def add_parser(sub) -> None:
         help="where the service decodes (media.decode_mode; default: the settings'); benchmarks/decode_workers.py compares the two",
     )
     p.add_argument(
+        "--pdq",
+        action=argparse.BooleanOptionalAction,
+        help="the service hashes every frame with PDQ (hashing.pdq; default: the settings', on); off measures decoding without it",
+    )
+    p.add_argument(
         "--pipeline",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -193,6 +198,8 @@ def bench(args: argparse.Namespace) -> int:
     args.precision = requested_precision(args)
     if args.spinning is None:
         args.spinning = load_settings(args.config).encoder.intra_op_spinning
+    if args.pdq is None:
+        args.pdq = load_settings(args.config).hashing.pdq
     model = ensure_model(args)
     auto: dict[str, str] = {}
     if args.precision == "auto":  # chosen once, here, so the bare encoder and the service measure the same variant
@@ -265,6 +272,7 @@ def bench(args: argparse.Namespace) -> int:
         **({"precision_auto": auto} if auto else {}),
         "decode": args.decode,
         "decode_mode": args.decode_mode or load_settings(args.config).media.decode_mode,
+        "pdq": args.pdq,
         "providers": list(info.providers),
         "batch_size": args.batch,
         "threads": args.threads or os.cpu_count(),
@@ -340,6 +348,7 @@ def end_to_end(
                 "batch": {"micro_batch_size": args.batch, "max_wait_ms": 20, "max_in_flight": max(256, 4 * args.batch)},
                 "telemetry": {"log_level": "WARNING"},
                 "media": {"fast_decode": args.decode == "fast", **({"decode_mode": args.decode_mode} if args.decode_mode else {})},
+                "hashing": {"pdq": args.pdq},
             },
             bundled.work_dir() / "bench" / f"service-{run_id}.log",
         ).start()
@@ -352,17 +361,30 @@ def end_to_end(
             raise RuntimeError(f"warm-up verdicts did not arrive:\n{service.log_tail()}")
 
         _say(args, f"end to end ({name}): {len(images)} images through {bootstrap}")
-        cpu_before = _process_cpu_seconds(service)
+        own_before, cpu_before = _process_cpu_seconds(service)
+        machine_before = machine_cpu_seconds()
         _send(producer, topic, images, "tput")
         if not collector.wait_count(args.batch + len(images), timeout=600):
             raise RuntimeError(f"throughput verdicts did not all arrive:\n{service.log_tail()}")
-        cpu_ms = (_process_cpu_seconds(service) - cpu_before) * 1e3 / len(images)
+        own_after, cpu_after = _process_cpu_seconds(service)
+        machine_after = machine_cpu_seconds()
+        cpu_ms, own_ms = ((after - before) * 1e3 / len(images) for before, after in ((cpu_before, cpu_after), (own_before, own_after)))
         e2e_rate = _steady_rate(collector, "tput-", args.batch)
         tput_verdicts = [o.json() for o in collector.snapshot() if o.id.startswith("tput-")]
         served = {v["model"]["precision"] for v in tput_verdicts if "model" in v}
         if served != {encoder_settings["precision"]}:
             raise StartupError(f"asked for precision {encoder_settings['precision']}, the service's verdicts say {sorted(served)}")
-        measured = {"e2e_images_per_s": round(e2e_rate, 2), "cpu_ms_per_image": round(cpu_ms, 2), "stage_ms_per_image": _stage_ms(tput_verdicts)}
+        measured = {
+            "e2e_images_per_s": round(e2e_rate, 2),
+            "cpu_ms_per_image": round(cpu_ms, 2),
+            "service_process_cpu_ms_per_image": round(own_ms, 2),
+            **(
+                {"machine_cpu_ms_per_image": round((machine_after - machine_before) * 1e3 / len(images), 2)}
+                if machine_before is not None and machine_after is not None
+                else {}
+            ),
+            "stage_ms_per_image": _stage_ms(tput_verdicts),
+        }
         if throughput_only:
             producer.close()
             measured["service_exit_code"] = service.terminate()
@@ -434,41 +456,63 @@ def _bench_policy(path: Path) -> Path:
     return path
 
 
-def _process_cpu_seconds(service: ServiceProcess) -> float:
-    """The service's CPU seconds so far: its process and its decode processes (media.decode_mode:
-    processes) from /proc; where there is no /proc, the service process's own from /metrics
-    (prometheus_client's process collector)."""
+def _process_cpu_seconds(service: ServiceProcess) -> tuple[float, float]:
+    """The service's CPU seconds so far: of its process alone (Kafka, the hand-over, the encoder in
+    process, verdicts: one Python process, so its figure bounds one worker's rate), and with its
+    decode processes (media.decode_mode: processes), from /proc; where there is no /proc, both are
+    the service process's own, from /metrics (prometheus_client's process collector)."""
     pid = service.proc.pid if service.proc is not None else None
     if pid is not None and Path(f"/proc/{pid}/stat").exists():
-        return tree_cpu_seconds(pid)
+        return tree_cpu_seconds(pid, alone=True), tree_cpu_seconds(pid)
     status, body = service.get("/metrics")
     for line in body.decode().splitlines():
         if line.startswith("process_cpu_seconds_total "):
-            return float(line.split()[1])
+            return float(line.split()[1]), float(line.split()[1])
     raise RuntimeError(f"/metrics ({status}) has no process_cpu_seconds_total")
 
 
-def tree_cpu_seconds(root: int) -> float:
-    """User + system CPU seconds of process ``root`` and its descendants alive now (/proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
+def tree_cpu_seconds(root: int, alone: bool = False) -> float:
+    """User + system CPU seconds of process ``root`` (all its threads) and its descendants alive
+    now (/proc); ``alone``: of ``root`` only."""
+    if alone:
+        return _stat(Path(f"/proc/{root}/stat"))[1]
     children: dict[int, list[int]] = {}
     cpu: dict[int, float] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            parent, seconds = _stat(entry / "stat")
         except OSError:  # exited meanwhile
             continue
         pid = int(entry.name)
-        children.setdefault(int(fields[1]), []).append(pid)
-        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+        children.setdefault(parent, []).append(pid)
+        cpu[pid] = seconds
     total, todo = 0.0, [root]
     while todo:
         pid = todo.pop()
         total += cpu.get(pid, 0.0)
         todo.extend(children.get(pid, []))
     return total
+
+
+def machine_cpu_seconds() -> float | None:
+    """Busy CPU seconds of the whole machine so far, over every core (/proc/stat: user, nice,
+    system, irq and softirq; not idle, iowait or a hypervisor's steal); None without /proc. Beside the service's own figure it shows what the broker and the
+    bench's producer and consumer took from the same cores."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    ticks = [int(x) for x in first[1:]]
+    return (sum(ticks[:7]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(path: Path) -> tuple[int, float]:
+    """A process's parent and its user + system CPU seconds, from its /proc stat (the fields after
+    the command name, which may hold spaces and parentheses)."""
+    fields = path.read_text().rsplit(")", 1)[1].split()
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stage_ms(verdicts: list[dict]) -> dict:

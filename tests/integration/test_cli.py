@@ -77,6 +77,10 @@ def test_bench_json_reports_both_throughputs_side_by_side(broker):
     assert result["precision"] == "fp32" and result["decode"] == "fast"
     assert result["decode_mode"] == "processes"  # the default
     assert result["cpu_ms_per_image"] > 0 and set(result["stage_ms_per_image"]) == {"decode", "queue", "encode", "score"}
+    # The service process alone (one worker's Python process) beside it with its decode processes, which do the decoding.
+    assert 0 < result["service_process_cpu_ms_per_image"] < result["cpu_ms_per_image"]
+    assert result["machine_cpu_ms_per_image"] > result["cpu_ms_per_image"]  # the broker and the bench's clients share the cores
+    assert result["pdq"] is True  # the settings' default
     assert result["pipeline_e2e_images_per_s"] > 0 and result["pipeline_cpu_ms_per_image"] > 0
     assert result["stage_ms_per_image"]["decode"] > 0 and result["pipeline_stage_ms_per_image"]["encode"] > 0
     # The same measurements at another precision (here the same one: the tiny model has only fp32) and with

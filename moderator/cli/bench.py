@@ -81,6 +81,8 @@ def add_parser(sub) -> None:
         choices=("threads", "processes"),
         help="where the service decodes (media.decode_mode; default: the settings'); benchmarks/decode_workers.py compares the two",
     )
+    p.add_argument("--workers", type=_at_least_one, default=1, help="service processes in the consumer group, each a worker as `moderator run` starts one")
+    p.add_argument("--decode-workers", type=_at_least_one, help="decode processes (or threads) per worker (media.decode_workers; default: the settings')")
     p.add_argument(
         "--pdq",
         action=argparse.BooleanOptionalAction,
@@ -100,6 +102,13 @@ def add_parser(sub) -> None:
     p.add_argument("--bootstrap", help="use this broker instead of starting the local one")
     p.add_argument("--port", type=int, default=29192, help="port of the local broker to start (default 29192)")
     p.set_defaults(handler=bench)
+
+
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def requested_precision(args: argparse.Namespace) -> str:
@@ -276,6 +285,8 @@ def bench(args: argparse.Namespace) -> int:
         "providers": list(info.providers),
         "batch_size": args.batch,
         "threads": args.threads or os.cpu_count(),
+        "workers": args.workers,
+        "decode_workers": args.decode_workers or load_settings(args.config).media.decode_workers,
         "intra_op_spinning": args.spinning,
         "images": args.images,
         "image_bytes_mean": int(statistics.mean(len(b) for b in images)),
@@ -324,49 +335,42 @@ def end_to_end(
     latency_rate: float,
     throughput_only: bool = False,
 ) -> dict:
-    """The service as a child process over the broker: backlog throughput, with the service's
-    CPU per image (its process_cpu_seconds_total) and each stage's milliseconds per image (from
+    """The service (``--workers`` child processes in one consumer group) over the broker: backlog
+    throughput, with the service's CPU per image and each stage's milliseconds per image (from
     the verdicts' timings); then, unless ``throughput_only``, reposts and latency at a steady
     ``latency_rate``."""
     run_id = f"{int(time.time())}-{os.getpid()}-{name}"
     topic, verdicts, dlq = f"bench-images-{run_id}", f"bench-verdicts-{run_id}", f"bench-dlq-{run_id}"
-    service = collector = None
+    partitions = max(2, args.workers)
+    collector = None
+    service = ServiceGroup(
+        [
+            ServiceProcess(
+                service_settings(args, bootstrap, encoder_settings, topic, verdicts, dlq, f"bench-{run_id}"),
+                bundled.work_dir() / "bench" / f"service-{run_id}-{i}.log",
+            )
+            for i in range(args.workers)
+        ]
+    )
     try:
-        create_topics(bootstrap, {topic: 2, verdicts: 2, dlq: 1})
+        create_topics(bootstrap, {topic: partitions, verdicts: partitions, dlq: 1})
         collector = OutputCollector(bootstrap, verdicts, dlq).start()
-        service = ServiceProcess(
-            {
-                "kafka": {
-                    "bootstrap_servers": bootstrap,
-                    "input_topics": [topic],
-                    "verdict_topic": verdicts,
-                    "dead_letter_topic": dlq,
-                    "group_id": f"bench-{run_id}",
-                },
-                "encoder": encoder_settings,
-                "policy": {"path": _bench_policy(bundled.work_dir() / "bench" / "policy.yaml")},
-                "batch": {"micro_batch_size": args.batch, "max_wait_ms": 20, "max_in_flight": max(256, 4 * args.batch)},
-                "telemetry": {"log_level": "WARNING"},
-                "media": {"fast_decode": args.decode == "fast", **({"decode_mode": args.decode_mode} if args.decode_mode else {})},
-                "hashing": {"pdq": args.pdq},
-            },
-            bundled.work_dir() / "bench" / f"service-{run_id}.log",
-        ).start()
-        service.wait_ready()
+        service.start(partitions)
         producer = _producer(bootstrap)
-        # Warm-up: one batch through the whole path (group join, first inference), of images not
-        # measured later (the result cache would decide them).
-        _send(producer, topic, jpeg_stream(args.batch, seed=2), "warm")
-        if not collector.wait_count(args.batch, timeout=300):
+        # Warm-up: one batch a worker through the whole path (group join, first inference), of
+        # images not measured later (the result cache would decide them).
+        warm = args.batch * args.workers
+        _send(producer, topic, jpeg_stream(warm, seed=2), "warm")
+        if not collector.wait_count(warm, timeout=300):
             raise RuntimeError(f"warm-up verdicts did not arrive:\n{service.log_tail()}")
 
         _say(args, f"end to end ({name}): {len(images)} images through {bootstrap}")
-        own_before, cpu_before = _process_cpu_seconds(service)
+        own_before, cpu_before = service.cpu_seconds()
         machine_before = machine_cpu_seconds()
         _send(producer, topic, images, "tput")
-        if not collector.wait_count(args.batch + len(images), timeout=600):
+        if not collector.wait_count(warm + len(images), timeout=600):
             raise RuntimeError(f"throughput verdicts did not all arrive:\n{service.log_tail()}")
-        own_after, cpu_after = _process_cpu_seconds(service)
+        own_after, cpu_after = service.cpu_seconds()
         machine_after = machine_cpu_seconds()
         cpu_ms, own_ms = ((after - before) * 1e3 / len(images) for before, after in ((cpu_before, cpu_after), (own_before, own_after)))
         e2e_rate = _steady_rate(collector, "tput-", args.batch)
@@ -398,7 +402,7 @@ def end_to_end(
             random.Random(5).shuffle(mixed)
             _say(args, f"end to end with {args.repeats:.0%} reposts ({name}): {len(mixed)} images")
             _send(producer, topic, mixed, "repost")
-            if not collector.wait_count(args.batch + len(images) + len(mixed), timeout=600):
+            if not collector.wait_count(warm + len(images) + len(mixed), timeout=600):
                 raise RuntimeError(f"repost verdicts did not all arrive:\n{service.log_tail()}")
             rate = _steady_rate(collector, "repost-", args.batch)
             hits = sum(o.json().get("cached", False) for o in collector.snapshot() if o.id.startswith("repost-"))
@@ -436,8 +440,7 @@ def end_to_end(
     finally:
         if collector is not None:
             collector.stop()
-        if service is not None:
-            service.stop_quietly()
+        service.stop_quietly()
 
 
 BENCH_POLICY = """\
@@ -456,19 +459,72 @@ def _bench_policy(path: Path) -> Path:
     return path
 
 
-def _process_cpu_seconds(service: ServiceProcess) -> tuple[float, float]:
-    """The service's CPU seconds so far: of its process alone (Kafka, the hand-over, the encoder in
-    process, verdicts: one Python process, so its figure bounds one worker's rate), and with its
-    decode processes (media.decode_mode: processes), from /proc; where there is no /proc, both are
-    the service process's own, from /metrics (prometheus_client's process collector)."""
-    pid = service.proc.pid if service.proc is not None else None
-    if pid is not None and Path(f"/proc/{pid}/stat").exists():
-        return tree_cpu_seconds(pid, alone=True), tree_cpu_seconds(pid)
-    status, body = service.get("/metrics")
-    for line in body.decode().splitlines():
-        if line.startswith("process_cpu_seconds_total "):
-            return float(line.split()[1]), float(line.split()[1])
-    raise RuntimeError(f"/metrics ({status}) has no process_cpu_seconds_total")
+def service_settings(args: argparse.Namespace, bootstrap: str, encoder: dict, topic: str, verdicts: str, dlq: str, group: str) -> dict:
+    """The settings of one service process the bench starts (all others are the defaults)."""
+    media = {"fast_decode": args.decode == "fast", "decode_mode": args.decode_mode, "decode_workers": args.decode_workers}
+    return {
+        "kafka": {"bootstrap_servers": bootstrap, "input_topics": [topic], "verdict_topic": verdicts, "dead_letter_topic": dlq, "group_id": group},
+        "encoder": encoder,
+        "policy": {"path": _bench_policy(bundled.work_dir() / "bench" / "policy.yaml")},
+        "batch": {"micro_batch_size": args.batch, "max_wait_ms": 20, "max_in_flight": max(256, 4 * args.batch)},
+        "telemetry": {"log_level": "WARNING"},
+        "media": {k: v for k, v in media.items() if v is not None},
+        "hashing": {"pdq": args.pdq},
+    }
+
+
+class ServiceGroup:
+    """The service processes of one measurement: one consumer group of ``--workers`` workers."""
+
+    def __init__(self, services: list[ServiceProcess]) -> None:
+        self.services = services
+
+    def start(self, partitions: int, timeout: float = 120.0) -> None:
+        """Start every worker, wait until each is ready and the group has settled: every input
+        partition assigned and every worker holding some (a rebalance during the measurement would
+        be measured)."""
+        for s in self.services:
+            s.start()
+        for s in self.services:
+            s.wait_ready()
+        deadline = time.monotonic() + timeout
+        while True:
+            held = [s.metric("moderator_assigned_partitions") or 0 for s in self.services]
+            if sum(held) == partitions and all(held):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the group did not settle in {timeout}s: partitions held {held} of {partitions}\n{self.log_tail()}")
+            time.sleep(0.2)
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU seconds so far of the service processes alone (Kafka, the hand-over, the encoder in
+        process, verdicts: one Python process a worker, so per image it bounds one worker's rate),
+        and with their decode processes (media.decode_mode: processes), from /proc; where there
+        is no /proc, both are the service processes' own, from /metrics (prometheus_client's
+        process collector)."""
+        own = tree = 0.0
+        for s in self.services:
+            pid = s.proc.pid if s.proc is not None else None
+            if pid is not None and Path(f"/proc/{pid}/stat").exists():
+                own, tree = own + tree_cpu_seconds(pid, alone=True), tree + tree_cpu_seconds(pid)
+                continue
+            seconds = s.metric("process_cpu_seconds_total")
+            if seconds is None:
+                raise RuntimeError(f"/metrics has no process_cpu_seconds_total\n{s.log_tail()}")
+            own, tree = own + seconds, tree + seconds
+        return own, tree
+
+    def log_tail(self) -> str:
+        return "\n".join(f"--- worker {i} ({s.log_path}):\n{s.log_tail()}" for i, s in enumerate(self.services))
+
+    def terminate(self) -> int:
+        """SIGTERM every worker; the first non-zero exit code, else 0."""
+        codes = [s.terminate() for s in self.services]
+        return next((c for c in codes if c), 0)
+
+    def stop_quietly(self) -> None:
+        for s in self.services:
+            s.stop_quietly()
 
 
 def tree_cpu_seconds(root: int, alone: bool = False) -> float:
@@ -498,8 +554,9 @@ def tree_cpu_seconds(root: int, alone: bool = False) -> float:
 
 def machine_cpu_seconds() -> float | None:
     """Busy CPU seconds of the whole machine so far, over every core (/proc/stat: user, nice,
-    system, irq and softirq; not idle, iowait or a hypervisor's steal); None without /proc. Beside the service's own figure it shows what the broker and the
-    bench's producer and consumer took from the same cores."""
+    system, irq and softirq; not idle, iowait or a hypervisor's steal); None without /proc.
+    Beside the service's own figure it shows what the broker and the bench's producer and
+    consumer took from the same cores."""
     try:
         first = Path("/proc/stat").read_text().splitlines()[0].split()
     except OSError:

@@ -34,35 +34,16 @@ def test_demo_prints_a_verdict_or_dead_letter_for_every_sample():
             assert " block " in line, line
 
 
-def test_bench_json_reports_both_throughputs_side_by_side(broker):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "moderator",
-            "bench",
-            "--json",
-            "--model",
-            str(TINY_MODEL),
-            "--images",
-            "48",
-            "--batch",
-            "8",
-            "--latency-images",
-            "8",
-            "--versus-precision",
-            "fp32",
-            "--versus-spinning",
-            "--bootstrap",
-            broker.bootstrap,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def run_bench(broker, *options: str) -> dict:
+    """``moderator bench --json`` on the tiny model against the test broker; its JSON result."""
+    command = [sys.executable, "-m", "moderator", "bench", "--json", "--model", str(TINY_MODEL), "--bootstrap", broker.bootstrap, *options]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_bench_json_reports_both_throughputs_side_by_side(broker):
+    result = run_bench(broker, "--images", "48", "--batch", "8", "--latency-images", "8", "--versus-precision", "fp32", "--versus-spinning")
     for key in ("encoder_images_per_s", "e2e_images_per_s", "ratio", "p50_ms", "p99_ms", "model", "precision", "batch_size"):
         assert key in result, key
     assert result["model"] == "tiny-random" and result["batch_size"] == 8
@@ -90,3 +71,14 @@ def test_bench_json_reports_both_throughputs_side_by_side(broker):
     assert versus["precision"] == "fp32" and versus["encoder_images_per_s"] > 0 and versus["e2e_images_per_s"] > 0
     assert result["e2e_ratio_vs_fp32_spinning"] == pytest.approx(result["e2e_images_per_s"] / versus["e2e_images_per_s"], rel=0.01)
     assert result["encoder_ratio_vs_fp32_spinning"] == pytest.approx(result["encoder_images_per_s"] / versus["encoder_images_per_s"], rel=0.01)
+
+
+def test_bench_measures_a_consumer_group_of_workers(broker):
+    """--workers starts that many service processes in one group (the bench waits until each holds
+    partitions), with --decode-workers decode processes each; CPU is summed over all of them."""
+    result = run_bench(
+        broker, "--images", "32", "--batch", "8", "--latency-images", "4", "--repeats", "0", "--no-pipeline", "--workers", "2", "--decode-workers", "1"
+    )
+    assert (result["workers"], result["decode_workers"]) == (2, 1)
+    assert result["e2e_images_per_s"] > 0 and result["service_exit_code"] == 0
+    assert 0 < result["service_process_cpu_ms_per_image"] < result["cpu_ms_per_image"]

@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import sys
 import time
@@ -517,9 +518,13 @@ class ServiceGroup:
     def log_tail(self) -> str:
         return "\n".join(f"--- worker {i} ({s.log_path}):\n{s.log_tail()}" for i, s in enumerate(self.services))
 
-    def terminate(self) -> int:
-        """SIGTERM every worker; the first non-zero exit code, else 0."""
-        codes = [s.terminate() for s in self.services]
+    def terminate(self, timeout: float = 90.0) -> int:
+        """SIGTERM every worker at once (one by one, each leaving would hand its partitions to
+        the next), then wait for each; the first non-zero exit code, else 0."""
+        for s in self.services:
+            if s.proc is not None:
+                s.proc.send_signal(signal.SIGTERM)
+        codes = [s.wait(timeout) for s in self.services]
         return next((c for c in codes if c), 0)
 
     def stop_quietly(self) -> None:

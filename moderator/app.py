@@ -177,9 +177,7 @@ class Application:
         try:
             processor, cache = build_processor(s, self._make_encoder, self._stopping)
             if s.media.decode_mode == "processes":
-                processor.decode_in_processes(
-                    s.media.decode_workers, lambda why: self.metrics.decoder_restarts.labels(why).inc(), s.media.decode_memory_mb or None
-                )
+                processor.decode_in_processes(s.media.decode_workers, lambda why: self.metrics.decoder_restarts.labels(why).inc(), s.media.decode_memory_mb)
                 log.info("decoding in %d processes", s.media.decode_workers)
             else:
                 keep_heap()  # the decode threads' buffers (moderator/media/heap.py)

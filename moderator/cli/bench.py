@@ -112,13 +112,19 @@ def _at_least_one(text: str) -> int:
     return value
 
 
-def requested_precision(args: argparse.Namespace) -> str:
-    """The precision to measure: --precision, else what the settings say (environment, then the
-    settings file), as `moderator run` would read it. The service process the bench starts is
-    given it explicitly: it does not inherit this environment's MODERATOR_* variables."""
+def settle_options(args: argparse.Namespace) -> None:
+    """Every service option the flags leave unset takes what the settings say (environment, then
+    the settings file), as `moderator run` would read them, read once. The service processes the
+    bench starts are given them explicitly: they do not inherit this environment's MODERATOR_*
+    variables."""
     from moderator.settings import load_settings
 
-    return args.precision or load_settings(args.config).encoder.precision
+    configured = load_settings(args.config)
+    args.precision = args.precision or configured.encoder.precision
+    args.spinning = configured.encoder.intra_op_spinning if args.spinning is None else args.spinning
+    args.pdq = configured.hashing.pdq if args.pdq is None else args.pdq
+    args.decode_mode = args.decode_mode or configured.media.decode_mode
+    args.decode_workers = args.decode_workers or configured.media.decode_workers
 
 
 def ensure_model(args: argparse.Namespace, architecture: str | None = None) -> Path:
@@ -205,11 +211,7 @@ def bench(args: argparse.Namespace) -> int:
     from moderator.encoders import create_encoder
     from moderator.settings import load_settings
 
-    args.precision = requested_precision(args)
-    if args.spinning is None:
-        args.spinning = load_settings(args.config).encoder.intra_op_spinning
-    if args.pdq is None:
-        args.pdq = load_settings(args.config).hashing.pdq
+    settle_options(args)
     model = ensure_model(args)
     auto: dict[str, str] = {}
     if args.precision == "auto":  # chosen once, here, so the bare encoder and the service measure the same variant
@@ -281,13 +283,13 @@ def bench(args: argparse.Namespace) -> int:
         "precision": info.precision,
         **({"precision_auto": auto} if auto else {}),
         "decode": args.decode,
-        "decode_mode": args.decode_mode or load_settings(args.config).media.decode_mode,
+        "decode_mode": args.decode_mode,
         "pdq": args.pdq,
         "providers": list(info.providers),
         "batch_size": args.batch,
         "threads": args.threads or os.cpu_count(),
         "workers": args.workers,
-        "decode_workers": args.decode_workers or load_settings(args.config).media.decode_workers,
+        "decode_workers": args.decode_workers,
         "intra_op_spinning": args.spinning,
         "images": args.images,
         "image_bytes_mean": int(statistics.mean(len(b) for b in images)),

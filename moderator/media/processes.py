@@ -68,7 +68,8 @@ def _serve(conn, decode: Callable[[bytes], FrameSet], memory_bytes: int | None =
         except MessageError as exc:
             header, pixels = {"error": type(exc).__name__, "message": str(exc)[:MAX_MESSAGE_CHARS]}, None
         except MemoryError:  # the address-space limit: this image needs more than the budget
-            header, pixels = {"error": "ImageTooLarge", "message": f"decoding needed more than {budget} MB (media.decode_memory_mb)"}, None
+            why = f"more than {budget} MB (media.decode_memory_mb)" if budget is not None else "more memory than the machine gave"
+            header, pixels = {"error": "ImageTooLarge", "message": f"decoding needed {why}"}, None
         except Exception as exc:  # a decoder bug on hostile input: that message's dead letter
             detail = f"decoder failed unexpectedly ({type(exc).__name__}): {exc}"
             header, pixels = {"error": "UndecodableImage", "message": detail[:MAX_MESSAGE_CHARS]}, None
@@ -152,10 +153,10 @@ class DecodeProcesses:
     ) -> None:
         """``max_frames`` and ``image_size`` bound what a child may send back (at most
         ``2 * max_frames`` frames of ``image_size`` squared pixels), so that a child taken over
-        through a codec cannot make the service allocate more. ``make_hash(bits, quality)``: a frame hash as the decode function's hasher made it
-        (its ``bits`` and ``quality`` cross the pipe); None when the decode function hashes nothing.
-        ``memory_bytes``: how much a child may allocate beyond what it holds once started (None:
-        no cap)."""
+        through a codec cannot make the service allocate more. ``make_hash(bits, quality)``: a
+        frame hash as the decode function's hasher made it (its ``bits`` and ``quality`` cross the
+        pipe); None when the decode function hashes nothing. ``memory_bytes``: how much a child
+        may allocate beyond what it holds once started (None: no cap)."""
         self.processes = processes
         self.memory_bytes = memory_bytes
         self._make_hash = make_hash

@@ -167,7 +167,7 @@ def model_info(model_dir: str | Path, *, measure: bool = True, batch: int = 16, 
         entry = variants[precision]
         entry["cpu_images_per_s"] = round(per_s, 1)
         for kind, emb in (("image", img), ("text", txt)):
-            cos = _cosines(emb, reference[kind])
+            cos = cosines(emb, reference[kind])
             entry[f"{kind}_cosine_vs_fp32"] = {"mean": round(float(cos.mean()), 6), "min": round(float(cos.min()), 6)}
     info["measured"] = {
         "images": len(pixels),
@@ -203,7 +203,8 @@ def format_info(info: dict) -> str:
     return "\n".join(lines)
 
 
-def _cosines(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
+def cosines(emb: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Row by row cosine similarity of two embedding matrices."""
     return (emb * ref).sum(1) / (np.linalg.norm(emb, axis=1) * np.linalg.norm(ref, axis=1))
 
 
@@ -230,7 +231,7 @@ def measure_agreement(model_dir: str | Path, precision: str, batch: int = 16) ->
         except Exception as exc:  # onnxruntime's own exception types
             raise ModelError(f"{root}: the {name} graphs do not run ({exc}); see: moderator models verify {root}") from exc
         out[name] = (img, txt)
-    image, text = _cosines(out[precision][0], out["fp32"][0]), _cosines(out[precision][1], out["fp32"][1])
+    image, text = cosines(out[precision][0], out["fp32"][0]), cosines(out[precision][1], out["fp32"][1])
     return Agreement(
         image_cosine_min=round(float(image.min()), 6),
         image_cosine_mean=round(float(image.mean()), 6),

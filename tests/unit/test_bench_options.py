@@ -30,3 +30,18 @@ def test_flags_win_over_the_settings(monkeypatch):
     args, service = _settled("--decode-mode", "processes", "--decode-workers", "1", "--pdq", "--no-spinning", "--precision", "fp32")
     assert (args.decode_mode, args.decode_workers, args.pdq, args.spinning, args.precision) == ("processes", 1, True, False, "fp32")
     assert service["media"] == {"fast_decode": True, "decode_mode": "processes", "decode_workers": 1}
+
+
+def test_bench_measures_the_precision_the_settings_ask_for(monkeypatch, tmp_path):
+    """`MODERATOR_ENCODER__PRECISION=int8 moderator bench` once measured fp32: the service it
+    starts does not inherit MODERATOR_* variables, so the precision is read here and passed."""
+    args, service = _settled()
+    assert args.precision == "fp32" and service["encoder"]["precision"] == "fp32"
+    monkeypatch.setenv("MODERATOR_ENCODER__PRECISION", "int8")
+    args, service = _settled()
+    assert args.precision == "int8" and service["encoder"]["precision"] == "int8"
+    config = tmp_path / "s.yaml"
+    config.write_text("encoder: {precision: fp16}\n")
+    monkeypatch.delenv("MODERATOR_ENCODER__PRECISION")
+    assert _settled("--config", str(config))[0].precision == "fp16"
+    assert _settled("--config", str(config), "--precision", "fp32")[0].precision == "fp32", "--precision wins"

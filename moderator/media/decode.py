@@ -85,7 +85,7 @@ def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:
         img.seek(0)
         img.load()
         img = ImageOps.exif_transpose(img) or img
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as exc:
+    except DECODE_ERRORS as exc:
         raise UndecodableImage(f"corrupt or truncated {fmt} data: {exc}") from exc
     return to_rgb(img, limits.background)
 
@@ -117,7 +117,7 @@ def open_image(data: bytes, limits: DecodeLimits) -> Image.Image:
         raise UndecodableImage(f"no valid image header within {MAX_HEADER_READS} reads{_sniff(data)}") from exc
     except UnidentifiedImageError as exc:
         raise UnsupportedFormat(f"not an image in a supported format ({', '.join(FORMATS)}){_sniff(data)}") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except DECODE_ERRORS as exc:
         raise UndecodableImage(f"cannot read image header: {exc}") from exc
 
     check_size(img, limits)
@@ -133,7 +133,9 @@ def check_size(img: Image.Image, limits: DecodeLimits) -> None:
         raise ImageTooLarge(f"{img.format} declares {width}x{height} pixels, over the limits (max side {limits.max_side}, max pixels {limits.max_pixels})")
 
 
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error)
+# What Pillow raises on corrupt or crafted data. TypeError too: a TIFF whose StripOffsets tag is
+# text makes its loader seek to a string (found by the fuzzer, tests/unit/test_decode.py).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
 
 def silence_decoder_warnings() -> None:

@@ -139,3 +139,13 @@ def test_a_signature_followed_by_megabytes_of_padding_is_refused_from_the_header
     finally:
         decode_module._BudgetedBytes.read = original
     assert len(reads) <= decode_module.MAX_HEADER_READS + 1, f"{len(reads)} reads"
+
+
+def test_a_tiff_whose_strip_offsets_are_text_is_undecodable_not_a_type_error():
+    """Found by the image fuzzer (tests/fuzz): Pillow's TIFF loader seeks to the StripOffsets tag's
+    value, here an ASCII string, and raised TypeError past the decoder's error handling."""
+    import base64
+
+    crafted = base64.b64decode("SUkqAAgAAAAKAAABBAABAAAAIAAAAAEBBAABAAAAAQAAAAABAxABAAAAAgAAABEBAgABAAAAQAAAFwEA+vos+v36+g==")
+    with pytest.raises(UndecodableImage):
+        decode_image(crafted, DecodeLimits(max_pixels=4_000_000, max_side=4_000))

@@ -218,10 +218,13 @@ class MediaSettings(_Section):
     max_decode_seconds: float = Field(30.0, gt=0, description="Longest one message's frames may take to decode.")
     max_video_seconds: float = Field(600.0, gt=0, description="Longest video accepted (declared duration, and the last frame's time).")
     frame_change_threshold: float = Field(
-        0.02,
+        0.03,
         ge=0,
         le=1,
-        description="A frame is scored unless its 16x16 thumbnail differs from every scored frame's by less than this (mean absolute difference, 0..1).",
+        description=(
+            "A frame is scored unless what the model sees of it is within this of a scored frame's at every pixel and channel"
+            " (0..1; 0.03 is 8 levels of 255); 0 skips none (more than max_frames is then an overflow)."
+        ),
     )
     decode_workers: int = Field(2, ge=1, le=64, description="Images decoded at once (threads, or processes in processes mode).")
     decode_mode: Literal["threads", "processes"] = Field(

@@ -133,9 +133,13 @@ def check_size(img: Image.Image, limits: DecodeLimits) -> None:
         raise ImageTooLarge(f"{img.format} declares {width}x{height} pixels, over the limits (max side {limits.max_side}, max pixels {limits.max_pixels})")
 
 
-# What Pillow raises on corrupt or crafted data. TypeError too: a TIFF whose StripOffsets tag is
-# text makes its loader seek to a string (found by the fuzzer, tests/unit/test_decode.py).
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
+# What Pillow raises on corrupt or crafted data: besides its own OSError and SyntaxError, the
+# errors of Python code indexing, unpacking and computing with values read from the file. Found by
+# the fuzzer (tests/fuzz/corpus/image, tests/unit/test_decode.py): TypeError (a TIFF whose
+# StripOffsets tag is text), KeyError (a TIFF page missing a tag its loader looks up), struct.error
+# (a GIF extension block shorter than its fields). LookupError covers IndexError and KeyError;
+# ArithmeticError covers a division by a zero or an overflow from a field.
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, LookupError, TypeError, ArithmeticError, struct.error)
 
 
 def silence_decoder_warnings() -> None:

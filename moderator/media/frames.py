@@ -4,13 +4,21 @@ is bounded and timing cannot hide one.
 Formats: GIF, APNG (its default image too, when it is not part of the animation: Pillow gives it
 as frame 0), animated WebP and multi-page TIFF; a still image is one frame.
 
-Selection (:func:`decode_frames`) decodes every frame, in order, and keeps a frame unless it looks
-like one already kept: its 16x16 thumbnail's mean absolute difference from every kept frame's is
-under ``change_threshold`` (0..1). Frame durations are never read for selection, so a frame shown
-for 20 ms counts like one shown for 20 s, and a frame that differs visibly from all frames kept is
-never skipped. When a message has more distinct frames than ``max_frames``, the kept set is an
-even sample of the distinct ones (decimated in place, so at most ``2 * max_frames`` preprocessed
-frames are held) and the result says it overflowed; the policy decides what an overflow means
+Selection (:func:`decode_frames`) decodes every frame, in order, and keeps a frame unless what the
+model would see of it is within ``change_threshold`` (0..1) of a kept frame's at every pixel and
+channel: the model's input grid, each pixel the average of the source pixels under it
+(:meth:`~moderator.media.preprocess.Preprocessor.view`). A whole-frame measure let content
+through: a knife at the size the default model is trained on, drawn after a blank first frame,
+moved a 16x16 thumbnail's mean by under 2 %, and any thumbnail hides a knife drawn with a halo that
+keeps each cell's average. The thumbnail only saves work: a kept frame with a cell further off
+than the threshold (a cell averages the pixels under it) is not compared pixel for pixel, so the
+thumbnail can keep a frame but never skip one. The default, 0.03 (8 levels of 255), is under the
+faintest change measured to move the default model's scores (docs/policies.md#frames). Frame
+durations are never read for selection, so a frame shown for 20 ms counts like one shown for 20 s.
+
+When a message has more distinct frames than ``max_frames``, the kept set is an even sample of
+the distinct ones (decimated in place, so at most ``2 * max_frames`` preprocessed frames are held)
+and the result says it overflowed; the policy decides what an overflow means
 (``frames.on_overflow``).
 
 Bounds on the whole message: ``max_decoded_frames`` frames at most, the sum of decoded frame
@@ -34,6 +42,7 @@ from moderator.errors import ImageTooLarge, UndecodableImage
 from moderator.media.decode import DECODE_ERRORS, DecodeLimits, check_size, open_image, to_rgb
 
 THUMB = 16
+NEAREST = 4  # kept frames a new one is compared with pixel for pixel, nearest thumbnails first
 
 
 @dataclass(frozen=True)
@@ -42,7 +51,7 @@ class FrameLimits:
     max_decoded_frames: int = 2_000
     max_total_pixels: int = 400_000_000
     max_decode_seconds: float = 30.0
-    change_threshold: float = 0.02
+    change_threshold: float = 0.03
     max_video_seconds: float = 600.0
 
 
@@ -54,10 +63,20 @@ class FrameSet:
     indices: tuple[int, ...]  # frame number in the file of each kept frame
     timestamps_ms: tuple[int, ...]  # when each kept frame is first shown (sum of earlier durations)
     total: int  # frames in the file
-    distinct: int  # frames that differ visibly from the ones before them
-    overflow: bool  # more distinct frames than max_frames: the kept ones are an even sample
+    distinct: int  # frames that differ from every one kept before them in what the model sees
+    overflow: bool  # not every frame was scored: more distinct ones than max_frames (the kept ones are an even sample), or a video that stopped in an error
     animated: bool = field(default=False)
     hashes: tuple = ()  # what the selector's ``hasher`` made of each kept frame (empty without one)
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    index: int
+    timestamp_ms: int
+    thumb: np.ndarray | None  # None for a still: nothing is compared with it
+    pixels: np.ndarray  # the prepared square, encoded
+    digest: Any  # the hasher's result
+    seen: np.ndarray  # what frames are compared by (the view)
 
 
 class FrameSelector:
@@ -70,10 +89,13 @@ class FrameSelector:
     ) -> None:
         self.limits = frames
         self.prepare = prepare
+        # What frames are compared by: a Preprocessor's view (the model's grid, box-averaged);
+        # any other prepare function's own output.
+        self.view: Callable[[Image.Image], np.ndarray] = getattr(prepare, "view", prepare)
         self.hasher = hasher
         self.what = what
         self.deadline = time.monotonic() + frames.max_decode_seconds
-        self.kept: list[tuple[int, int, np.ndarray | None, np.ndarray, Any]] = []  # (index, timestamp, thumbnail, pixels, hash)
+        self.kept: list[_Kept] = []
         self.stride = 1  # keep every stride-th distinct frame (doubles each time the buffer is decimated)
         self.distinct = 0
         self.total = 0
@@ -93,28 +115,47 @@ class FrameSelector:
         if time.monotonic() > self.deadline:
             raise ImageTooLarge(f"decoding {self.what} took over {self.limits.max_decode_seconds:g}s at frame {self.total} (media.max_decode_seconds)")
 
-    def add(self, rgb: Image.Image | Callable[[], Image.Image], timestamp_ms: int, thumbnail: np.ndarray | None = None, only_frame: bool = False) -> None:
+    def add(
+        self,
+        rgb: Image.Image | Callable[[], Image.Image],
+        timestamp_ms: int,
+        thumbnail: np.ndarray | None = None,
+        only_frame: bool = False,
+        view: np.ndarray | None = None,
+    ) -> None:
         """Consider one decoded frame (call :meth:`admit` first): an RGB image, or, with its
-        ``THUMB x THUMB`` RGB ``thumbnail``, a function making the image only if it is kept.
-        ``only_frame`` (a still image) skips the thumbnail: there is nothing to compare it with."""
+        ``THUMB x THUMB`` RGB ``thumbnail`` (and its ``view``: video's, from FFmpeg's scaler), a
+        function making the image only when needed. ``only_frame`` (a still image) skips the
+        thumbnail: there is nothing to compare it with."""
         index = self.total
         self.total += 1
-        image = None
+        made: list[Image.Image] = []
+
+        def image() -> Image.Image:  # the RGB frame, made once and only when needed
+            if not made:
+                made.append(rgb() if callable(rgb) else rgb)
+            return made[0]
+
         thumb = None
+        seen = None
         if not only_frame:
-            if thumbnail is None:
-                image = rgb() if callable(rgb) else rgb
-                thumbnail = thumbnail_of(image)
-            thumb = _as_signal(thumbnail)
-            similar = [float(np.abs(thumb - k[2]).mean()) for k in self.kept if k[2] is not None]
-            if similar and min(similar) < self.limits.change_threshold:
-                return
+            thumb = _as_signal(thumbnail if thumbnail is not None else thumbnail_of(image()))
+            # Skipped only if what the model would see of it matches a kept frame's at every pixel;
+            # the thumbnails (cell averages) only spare that comparison with frames far off, and
+            # pick the few nearest to compare with (fewer comparisons can only keep more frames).
+            threshold = self.limits.change_threshold
+            near = sorted((d, i) for i, k in enumerate(self.kept) if k.thumb is not None and (d := float(np.abs(thumb - k.thumb).max())) < threshold)[:NEAREST]
+            if near:
+                seen = view if view is not None else self.view(image())
+                if any(largest_difference(seen, self.kept[i].seen) < threshold for _, i in near):
+                    return
         self.distinct += 1
         if (self.distinct - 1) % self.stride == 0:
-            if image is None:
-                image = rgb() if callable(rgb) else rgb
-            digest = self.hasher(image) if self.hasher is not None else None
-            self.kept.append((index, timestamp_ms, thumb, self.prepare(image), digest))
+            digest = self.hasher(image()) if self.hasher is not None else None
+            pixels = self.prepare(image())
+            if thumb is not None and seen is None:
+                seen = view if view is not None else pixels if self.view is self.prepare else self.view(image())
+            self.kept.append(_Kept(index, timestamp_ms, thumb, pixels, digest, seen if seen is not None else pixels))
             if len(self.kept) >= 2 * self.limits.max_frames:
                 self.kept = self.kept[::2]
                 self.stride *= 2
@@ -125,14 +166,14 @@ class FrameSelector:
             step = len(kept) / self.limits.max_frames
             kept = [kept[int(i * step)] for i in range(self.limits.max_frames)]
         return FrameSet(
-            pixels=np.stack([k[3] for k in kept]),
-            indices=tuple(k[0] for k in kept),
-            timestamps_ms=tuple(k[1] for k in kept),
+            pixels=np.stack([k.pixels for k in kept]),
+            indices=tuple(k.index for k in kept),
+            timestamps_ms=tuple(k.timestamp_ms for k in kept),
             total=self.total,
             distinct=self.distinct,
             overflow=self.distinct > self.limits.max_frames,
             animated=self.total > 1,
-            hashes=tuple(k[4] for k in kept) if self.hasher is not None else (),
+            hashes=tuple(k.digest for k in kept) if self.hasher is not None else (),
         )
 
 
@@ -175,22 +216,32 @@ def decode_frames(
         try:
             if index:
                 img.seek(index)
+        except EOFError:
+            break
+        except Image.DecompressionBombError as exc:  # a frame (or a GIF canvas it enlarges) far over Pillow's own bound
+            raise ImageTooLarge(f"{fmt} frame {index} is far over the pixel limits: {exc}") from exc
+        except DECODE_ERRORS as exc:
+            raise UndecodableImage(f"corrupt {fmt} frame {index}: {exc}") from exc
+        # A later frame declares its own size (multi-page TIFF; a GIF frame may enlarge the
+        # canvas): checked, and counted against the message's bounds, before its pixels are.
+        check_size(img, limits)
+        selector.admit(*img.size)
+        try:
             img.load()
         except EOFError:
             if index == 0:
                 raise UndecodableImage(f"{fmt} has no frame") from None
-            break
+            raise UndecodableImage(f"truncated {fmt} data in frame {index}") from None
         except DECODE_ERRORS as exc:
             raise UndecodableImage(f"corrupt or truncated {fmt} data in frame {index}: {exc}") from exc
-        check_size(img, limits)
-        selector.admit(*img.size)
         try:
             if index == 0:
                 exif = img.getexif()
             rgb = to_rgb(_oriented(img, exif), limits.background)
+            # Pillow reads ahead to answer this (a GIF's next frame header), so it parses too.
+            animated = getattr(img, "is_animated", False) or getattr(img, "n_frames", 1) > 1
         except DECODE_ERRORS as exc:
             raise UndecodableImage(f"corrupt {fmt} frame {index}: {exc}") from exc
-        animated = getattr(img, "is_animated", False) or getattr(img, "n_frames", 1) > 1
         selector.add(rgb, clock_ms, only_frame=not animated)
         clock_ms += _duration_ms(img)
         if not animated:
@@ -205,6 +256,11 @@ def thumbnail_of(img: Image.Image) -> np.ndarray:
     factor = (max(1, img.width // THUMB), max(1, img.height // THUMB))
     small = img.reduce(factor) if factor != (1, 1) else img
     return np.asarray(small.resize((THUMB, THUMB), Image.Resampling.BOX))
+
+
+def largest_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest difference between two frames' views (uint8) at any pixel and channel, 0..1."""
+    return float((np.maximum(a, b) - np.minimum(a, b)).max()) / 255.0
 
 
 def _as_signal(thumbnail: np.ndarray) -> np.ndarray:

@@ -33,14 +33,32 @@ class Preprocessor:
     def __call__(self, img: Image.Image) -> np.ndarray:
         if img.mode != "RGB":
             raise ValueError(f"expected an RGB image, got mode {img.mode}")
+        return self.fit(img.resize(self.resized_size(img.size), self._resample, reducing_gap=self._gap))
+
+    def view(self, img: Image.Image) -> np.ndarray:
+        """The model's input grid with each pixel the plain average of the source pixels under it
+        (a box filter where the model's transform has its own, and cheaper): what frame selection
+        compares (:mod:`moderator.media.frames`)."""
+        if img.mode != "RGB":
+            raise ValueError(f"expected an RGB image, got mode {img.mode}")
+        return self.fit(img.resize(self.resized_size(img.size), Image.Resampling.BOX))
+
+    def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """What the transform resizes an image of ``size`` to, before cropping or padding."""
         mode = self.cfg.resize_mode
         if mode == "squash":
-            out = img.resize((self.size, self.size), self._resample, reducing_gap=self._gap)
-        elif mode == "shortest":
-            out = self._center_crop(img.resize(shortest_side_size(img.size, self.size), self._resample, reducing_gap=self._gap))
-        else:
-            out = self._pad(img.resize(longest_side_size(img.size, self.size), self._resample, reducing_gap=self._gap))
-        arr = np.asarray(out, dtype=np.uint8)
+            return self.size, self.size
+        if mode == "shortest":
+            return shortest_side_size(size, self.size)
+        return longest_side_size(size, self.size)
+
+    def fit(self, resized: Image.Image) -> np.ndarray:
+        """An image of :meth:`resized_size` cropped or padded to the model's square, as uint8."""
+        if self.cfg.resize_mode == "shortest":
+            resized = self._center_crop(resized)
+        elif self.cfg.resize_mode != "squash":
+            resized = self._pad(resized)
+        arr = np.asarray(resized, dtype=np.uint8)
         assert arr.shape == (self.size, self.size, 3), arr.shape  # internal invariant, not input validation
         return arr
 

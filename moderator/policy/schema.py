@@ -49,8 +49,8 @@ class Frames(_Strict):
 
     on_overflow: Literal["review", "reject", "sample"] = Field(
         "review",
-        description="When a message has more distinct frames than media.max_frames: review (at least review), "
-        "reject (block), or sample (decide on the evenly sampled frames alone).",
+        description="When not every frame of a message was scored (more distinct frames than media.max_frames, or a video that "
+        "stopped in a decode error): review (at least review), reject (block), or sample (decide on the frames scored alone).",
     )
 
 

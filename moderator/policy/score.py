@@ -12,8 +12,9 @@ category's ``aggregate`` makes its score from the frame scores: ``max`` (default
 enough to fire it), ``mean``, or ``k_of_n`` (the highest level that k of some n consecutive
 frames reach, so the category fires only when k of n consecutive frames are over its threshold;
 a message of fewer than n frames is one window, and needs min(k, frames) of them). The result
-names the deciding frame (for mean, the highest-scoring one). When a message had more distinct frames than were scored,
-``frames.on_overflow`` decides: ``review`` (default) makes the decision at least review,
+names the deciding frame (for mean, the highest-scoring one). When not every frame of a message
+was scored (more distinct frames than ``media.max_frames``, or a video whose decoding stopped in an
+error), ``frames.on_overflow`` decides: ``review`` (default) makes the decision at least review,
 ``reject`` blocks, ``sample`` keeps the decision of the sampled frames.
 
 Action: ``block`` at or above the block threshold (if the category may block), ``review`` at or
@@ -60,7 +61,7 @@ class Decision:
     categories: tuple[CategoryResult, ...]
     escalated: bool = False
     frames: int = 1  # frames scored
-    overflow: str | None = None  # the on_overflow rule applied, when the message had more distinct frames than were scored
+    overflow: str | None = None  # the on_overflow rule applied, when not every frame of the message was scored
 
     @property
     def fired(self) -> list[CategoryResult]:
@@ -73,7 +74,7 @@ class Decision:
         if self.escalated:
             out.append(f"{sum(c.action == 'review' for c in self.categories)} categories ask for review: escalated to block")
         if self.overflow in ("review", "reject"):
-            out.append(f"more distinct frames than the {self.frames} scored: {self.decision} (frames.on_overflow: {self.overflow})")
+            out.append(f"not every frame was scored ({self.frames} were): {self.decision} (frames.on_overflow: {self.overflow})")
         return out
 
 

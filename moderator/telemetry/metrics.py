@@ -61,7 +61,8 @@ class Metrics:
         )
         self.frame_overflows = Counter(
             "moderator_frame_overflows_total",
-            "Messages with more distinct frames than media.max_frames, by the policy's frames.on_overflow rule.",
+            "Messages not every frame of which was scored (more distinct frames than media.max_frames, or a video that stopped in an error),"
+            " by the policy's frames.on_overflow rule.",
             ["rule"],
             registry=r,
         )

@@ -64,10 +64,14 @@ class CategoryVerdict(_Model):
 
 class FramesRef(_Model):
     total: int = Field(description="Frames in the file.")
-    distinct: int = Field(description="Frames that differ visibly from the frames before them.")
+    distinct: int = Field(description="Frames that differ from every frame kept before them in what the model sees (media.frame_change_threshold).")
     scored: int = Field(description="Frames encoded and scored.")
     overflow: Literal["review", "reject", "sample"] | None = Field(
-        None, description="Set when there were more distinct frames than media.max_frames: the policy's frames.on_overflow rule applied."
+        None,
+        description=(
+            "Set when not every frame was scored (more distinct frames than media.max_frames, or a video that stopped in a decode error):"
+            " the policy's frames.on_overflow rule applied."
+        ),
     )
 
 

@@ -1,9 +1,10 @@
 """Coverage-guided fuzzing of one target with atheris (libFuzzer), for a fixed time.
 
-    python -m tests.fuzz.run TARGET SECONDS WORKDIR
+    python -m tests.fuzz.run TARGET SECONDS WORKDIR [LIBFUZZER_FLAG ...]
 
 Seeds the corpus with valid inputs and the crashers kept in tests/fuzz/corpus/TARGET; a new
-crasher is written to WORKDIR as crash-<sha1> and the process exits non-zero.
+crasher is written to WORKDIR as crash-<sha1> and the process exits non-zero. Further flags go
+to libFuzzer: ``-fork=1 -ignore_crashes=1`` keeps a long run going past each crasher.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main() -> None:
         "-timeout=20",
         f"-artifact_prefix={workdir}/",
         "-print_final_stats=1",
+        *sys.argv[4:],
         *dirs,
     ]
     atheris.Setup(args, fn)

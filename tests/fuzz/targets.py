@@ -5,7 +5,10 @@
   (``processing_error`` is the fault boundary catching a bug: the target reports it).
 - ``envelope``: the same, with the bytes turned into a JSON envelope around a valid image, so the
   fuzzer explores ids, metadata and nesting rather than the image.
-- ``image``: ``decode_image`` raises nothing but :class:`~moderator.errors.MessageError`.
+- ``image``: ``decode_image`` (a still) and ``decode_any`` (every frame of an animation,
+  multi-page TIFF or video, PDQ-hashed and preprocessed as the service does, large JPEGs drafted)
+  raise nothing but :class:`~moderator.errors.MessageError`, and what ``decode_any`` returns keeps
+  its promises (one prepared square and one hash per kept frame, at most ``max_frames``, in order).
 - ``policy``: ``load_policy`` ends in a policy or in located problems, nothing else.
 
 Run by atheris (``python -m tests.fuzz.run TARGET``, coverage-guided, time-bounded in CI) and by
@@ -16,15 +19,20 @@ replayed by ``tests/unit/test_fuzz_corpus.py``.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import tempfile
 from functools import lru_cache
 from pathlib import Path
 
 from moderator.errors import MessageError, PolicyError
+from moderator.hashing.compute import PDQ_BYTES, pdq_of
 from moderator.local.samples import COLOURS, draw, encode
 from moderator.media.decode import DecodeLimits, decode_image
+from moderator.media.frames import FrameLimits
+from moderator.media.preprocess import Preprocessor
 from moderator.policy.loader import load_policy
+from moderator.processing import FAST_REDUCING_GAP, decode_any, draft_side
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = REPO / "models" / "tiny-random"
@@ -120,11 +128,37 @@ def json_text(r: _Bytes, depth: int) -> str:
     return json.dumps("x" * (r.byte() * 512))
 
 
+# The service's decode path, with bounds small enough for many runs a second.
+IMAGE_LIMITS = DecodeLimits(max_pixels=4_000_000, max_side=4_000)
+FRAME_LIMITS = FrameLimits(max_frames=4, max_decoded_frames=64, max_total_pixels=16_000_000, max_decode_seconds=5, max_video_seconds=60)
+
+
+@lru_cache(maxsize=1)
+def _preprocessor() -> Preprocessor:
+    from moderator.encoders.onnx import OnnxEncoder
+
+    return Preprocessor(OnnxEncoder(TINY_MODEL).info().preprocess, reducing_gap=FAST_REDUCING_GAP)
+
+
 def image(data: bytes) -> None:
     try:
-        decode_image(data, DecodeLimits(max_pixels=4_000_000, max_side=4_000))
+        decode_image(data, IMAGE_LIMITS)
     except MessageError:
         pass
+    prepare = _preprocessor()
+    try:
+        frames = decode_any(data, IMAGE_LIMITS, FRAME_LIMITS, prepare, pdq_of, draft_side(prepare.size, True, True))
+    except MessageError:
+        return
+    kept = len(frames.indices)
+    if not 1 <= kept <= FRAME_LIMITS.max_frames or frames.pixels.shape != (kept, prepare.size, prepare.size, 3):
+        raise Defect(f"{kept} frames kept, pixels {frames.pixels.shape}")
+    if len(frames.hashes) != kept or len(frames.timestamps_ms) != kept or list(frames.indices) != sorted(set(frames.indices)):
+        raise Defect(f"frames {frames.indices}, {len(frames.hashes)} hashes, {len(frames.timestamps_ms)} timestamps")
+    if not kept <= frames.distinct <= frames.total <= FRAME_LIMITS.max_decoded_frames or frames.indices[-1] >= frames.total:
+        raise Defect(f"{frames.total} frames decoded, {frames.distinct} distinct, kept up to index {frames.indices[-1]}")
+    if any(len(h.bits) != PDQ_BYTES or not 0 <= h.quality <= 100 for h in frames.hashes):
+        raise Defect(f"PDQ hashes {frames.hashes}")
 
 
 def policy(data: bytes) -> None:
@@ -143,8 +177,41 @@ def seeds(target: str) -> list[bytes]:
         return [TINY_POLICY.read_bytes(), (REPO / "policies" / "default.yaml").read_bytes()]
     png = encode(draw("square", COLOURS["blue"], (32, 24)), "PNG")
     if target == "image":
-        return [encode(draw("circle", COLOURS["green"], (32, 24)), fmt) for fmt in ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")]
+        stills = [encode(draw("circle", COLOURS["green"], (32, 24)), fmt) for fmt in ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")]
+        return stills + animations() + videos() + [encode(draw("square", COLOURS["red"], (1100, 1030)), "JPEG")]
     if target == "envelope":
         return [b'"id": "x", "metadata": {"a": [1, 2.5, {"b": null}]}}', b'"metadata": {}}']
     env = json.dumps({"id": "seed", "image": {"base64": base64.b64encode(png).decode()}, "metadata": {"k": "v"}})
-    return [b"\x00" + png, b"\x01" + env.encode()]
+    return [b"\x00" + png, b"\x01" + env.encode(), b"\x00" + animations()[0]]
+
+
+def animations() -> list[bytes]:
+    """Three-frame GIF, APNG, animated WebP and multi-page TIFF: the frame paths' seeds."""
+    frames = [draw(shape, COLOURS[colour], (24, 16)) for shape, colour in (("circle", "red"), ("square", "blue"), ("circle", "green"))]
+    out = []
+    for fmt in ("GIF", "PNG", "WEBP", "TIFF"):
+        buf = io.BytesIO()
+        timing = {} if fmt == "TIFF" else {"duration": [40, 1000, 40]}
+        frames[0].copy().save(buf, fmt, save_all=True, append_images=[f.copy() for f in frames[1:]], **timing)
+        out.append(buf.getvalue())
+    return out
+
+
+def videos() -> list[bytes]:
+    """Three-frame MP4 (MPEG-4 part 2) and WebM (VP8) of 32x32, when PyAV is installed."""
+    try:
+        import av
+    except ImportError:
+        return []
+    out = []
+    for container, codec in (("mp4", "mpeg4"), ("webm", "libvpx")):
+        buf = io.BytesIO()
+        with av.open(buf, "w", format=container) as video:
+            stream = video.add_stream(codec, rate=10)
+            stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+            for colour in ("red", "blue", "green"):
+                frame = av.VideoFrame.from_image(draw("circle", COLOURS[colour], (32, 32)))
+                video.mux(stream.encode(frame))
+            video.mux(stream.encode())
+        out.append(buf.getvalue())
+    return out

@@ -1,5 +1,6 @@
-"""Animated images through the real broker with the default model: a benign first frame or a
-20 ms flash does not let a knife through, in any animated format; verdicts name the frame."""
+"""Animated images through the real broker with the default model: a benign first frame, a blank
+one, or a 20 ms flash does not let a knife through, in any animated format; verdicts name the
+frame. A video cut short is an overflow (review by default)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.integration.conftest import produce
-from tests.unit.test_frames import FORMATS, animation, picture
+from tests.unit.test_frames import FORMATS, animation, on_blank, picture
 
 pytestmark = pytest.mark.integration
 
@@ -18,10 +19,12 @@ pytestmark = pytest.mark.integration
 def test_every_frame_is_moderated_through_the_broker(broker, topics, service, collector):
     t = topics(1)
     cup, knife, flower = picture("cup", 31, "brown"), picture("knife", 32), picture("flower", 33, "red")
+    blank, drawn = on_blank("knife", "red")  # under 2 % of a 16x16 thumbnail's mean from the blank frame
     messages = []
     for fmt, kwargs in FORMATS:
         messages.append((f"{t.input}-{fmt}-flash", animation(fmt, [cup, knife, cup.copy()], [3000, 20, 3000], **kwargs), "block"))
         messages.append((f"{t.input}-{fmt}-benign", animation(fmt, [cup, flower], 500, **kwargs), "allow"))
+        messages.append((f"{t.input}-{fmt}-after-blank", animation(fmt, [blank, drawn, drawn.copy()], 500, **kwargs), "block"))
     messages.append((f"{t.input}-apng-default-image", animation("PNG", [knife, cup, flower], 500, default_image=True), "block"))
     produce(broker.bootstrap, t.input, [(mid, mid.encode(), data, [("moderation-id", mid.encode())]) for mid, data, _ in messages])
     out = collector(t)
@@ -49,9 +52,11 @@ def test_a_flash_in_a_video_is_blocked_through_the_broker(broker, topics, servic
 
     t = topics(1)
     cup, knife, flower = scenes(50)
+    benign = clip([cup] * 45 + [flower] * 45, fmt="matroska")
     messages = [
         (f"{t.input}-mp4-flash", clip([cup] * 30 + [knife] + [cup] * 29), "block"),
         (f"{t.input}-webm-benign", clip([cup] * 20 + [flower] * 20, codec="libvpx-vp9", fmt="webm"), "allow"),
+        (f"{t.input}-mkv-cut", benign[: len(benign) * 2 // 3], "review"),
     ]
     produce(broker.bootstrap, t.input, [(mid, mid.encode(), data, [("moderation-id", mid.encode())]) for mid, data, _ in messages])
     out = collector(t)
@@ -63,4 +68,6 @@ def test_a_flash_in_a_video_is_blocked_through_the_broker(broker, topics, servic
     weapons = next(c for c in flash["categories"] if c["name"] == "weapons")
     assert weapons["frame"] == 30 and weapons["frame_timestamp_ms"] == 1000 and flash["frames"]["total"] == 60
     assert by_id[f"{t.input}-webm-benign"]["decision"] == "allow"
+    cut = by_id[f"{t.input}-mkv-cut"]
+    assert cut["decision"] == "review" and cut["frames"]["overflow"] == "review" and cut["frames"]["total"] < 90, cut
     assert svc.terminate() == 0

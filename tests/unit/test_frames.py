@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import io
 import random
+import struct
 import time
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from moderator.errors import ImageTooLarge
 from moderator.media.decode import DecodeLimits
-from moderator.media.frames import FrameLimits, decode_frames
-from moderator.pictograms.draw import render
+from moderator.media.frames import FrameLimits, decode_frames, thumbnail_of
+from moderator.pictograms.draw import BACKGROUNDS, COLOURS, OBJECTS, render, usual
 from tests.conftest import REPO
 
 DEFAULT_MODEL = REPO / "models" / "default"
@@ -89,6 +90,49 @@ def test_frame_count_total_pixels_and_frame_size_are_bounded():
         decode_frames(huge, DecodeLimits(), FrameLimits(), thumbnail)
 
 
+def _gif_with_a_second_frame(width: int, height: int) -> bytes:
+    """A 10x10 GIF whose second frame's descriptor declares ``width x height`` (Pillow enlarges
+    the canvas to hold it) and carries only an empty LZW stream: 74 bytes."""
+    first = animation("GIF", [Image.new("P", (10, 10))])
+    frame = b"\x21\xf9\x04\x00\x0a\x00\x00\x00" + b"\x2c" + struct.pack("<HHHH", 0, 0, width, height) + b"\x00" + b"\x02\x02\x4c\x01\x00"
+    return first[:-1] + frame + b";"
+
+
+def _tiff_with_a_second_page(width: int, height: int) -> bytes:
+    """A two-page TIFF of 10x10 pages whose second page's tags are rewritten to declare
+    ``width x height`` (one strip of that many rows): its data is still 300 bytes."""
+    buf = io.BytesIO()
+    Image.new("RGB", (10, 10)).save(buf, "TIFF", save_all=True, append_images=[Image.new("RGB", (10, 10), (7, 7, 7))])
+    tiff = bytearray(buf.getvalue())
+    first = struct.unpack_from("<I", tiff, 4)[0]
+    second = struct.unpack_from("<I", tiff, first + 2 + 12 * struct.unpack_from("<H", tiff, first)[0])[0]
+    for i in range(struct.unpack_from("<H", tiff, second)[0]):
+        entry = second + 2 + 12 * i
+        tag, kind = struct.unpack_from("<HH", tiff, entry)
+        if tag in (256, 257, 278):  # ImageWidth, ImageLength, RowsPerStrip
+            struct.pack_into("<I" if kind == 4 else "<H", tiff, entry + 8, width if tag == 256 else height)
+    return bytes(tiff)
+
+
+def test_a_later_frame_declaring_a_huge_size_is_refused_before_its_pixels_are_decoded():
+    # Pillow raises its own DecompressionBombError on seeking to a GIF frame far over its bound:
+    # it escaped decode_frames (a processing_error, not the message's image_too_large).
+    with pytest.raises(ImageTooLarge, match="frame 1 is far over the pixel limits"):
+        decode_frames(_gif_with_a_second_frame(65_535, 65_535), DecodeLimits(), FrameLimits(), thumbnail)
+    # Under Pillow's bound but over ours: refused on the declared size. Decoding first would have
+    # allocated the frame and then said its 6 bytes of LZW data were truncated.
+    with pytest.raises(ImageTooLarge, match="12000x8000"):
+        decode_frames(_gif_with_a_second_frame(12_000, 8_000), DecodeLimits(), FrameLimits(), thumbnail)
+    # A multi-page TIFF's second page declares its own size: the same.
+    with pytest.raises(ImageTooLarge, match="8000x8000"):
+        decode_frames(_tiff_with_a_second_page(8_000, 8_000), DecodeLimits(max_pixels=1_000_000), FrameLimits(), thumbnail)
+    with pytest.raises(ImageTooLarge, match="60000x60000"):
+        decode_frames(_tiff_with_a_second_page(60_000, 60_000), DecodeLimits(), FrameLimits(), thumbnail)
+    # And a page within the size limits is counted against the message's pixels before it is decoded.
+    with pytest.raises(ImageTooLarge, match="add up to more than 1000000 pixels"):
+        decode_frames(_tiff_with_a_second_page(1_000, 1_000), DecodeLimits(), FrameLimits(max_total_pixels=1_000_000), thumbnail)
+
+
 @pytest.fixture(scope="module")
 def default_processor():
     from moderator.encoders.onnx import OnnxEncoder
@@ -136,6 +180,85 @@ def test_apng_default_image_evasion_is_blocked(default_processor):
 def test_a_benign_animation_is_allowed(default_processor):
     frames = [picture("cup", 20, "brown"), picture("flower", 21, "red"), picture("tree", 22, "green")]
     assert _decide(default_processor, animation("GIF", frames)).decisions[0].decision == "allow"
+
+
+def on_blank(obj: str, colour: str, background: str = "beige", scale: float = 0.36) -> tuple[Image.Image, Image.Image]:
+    """A blank 320x240 frame, and the same frame with ``obj`` drawn at ``scale`` of the shorter
+    side (0.36: the size the default model is trained on), in the middle."""
+    blank = Image.new("RGB", (320, 240), BACKGROUNDS[background])
+    s = 240 * scale
+    layer = Image.new("RGBA", (int(2.4 * s), int(2.4 * s)), (0, 0, 0, 0))
+    OBJECTS[obj](ImageDraw.Draw(layer), layer.width / 2, layer.height / 2, s, COLOURS[colour], usual)
+    drawn = blank.copy()
+    drawn.paste(layer, (160 - layer.width // 2, 120 - layer.height // 2), layer)
+    return blank, drawn
+
+
+def _thumbnail_mean_difference(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(thumbnail_of(a).astype(float) - thumbnail_of(b).astype(float)).mean()) / 255
+
+
+@pytest.mark.parametrize("fmt, kwargs", FORMATS, ids=[f for f, _ in FORMATS])
+def test_a_knife_after_a_blank_first_frame_is_scored(default_processor, fmt, kwargs):
+    # Found attacking the earlier rule (a 16x16 thumbnail's mean difference under 0.02): a knife
+    # at the model's own training size on a blank background moves that mean by under 2 %, so every
+    # frame after the blank one was skipped and the animation allowed.
+    blank, knife = on_blank("knife", "red")
+    assert _thumbnail_mean_difference(blank, knife) < 0.02, "the attack: the old rule called these frames the same"
+    assert _decide(default_processor, _png(knife)).decisions[0].decision == "block"
+    result = _decide(default_processor, animation(fmt, [blank, knife, knife.copy()], **kwargs))
+    decision = result.decisions[0]
+    assert decision.decision == "block", (fmt, decision.reasons)
+    assert next(c for c in decision.categories if c.name == "weapons").frame == 1
+
+
+def test_a_knife_drawn_so_that_every_thumbnail_cell_keeps_its_average_is_scored(default_processor):
+    # The next attack on any average: draw the knife, then shift the rest of each 20x15 cell so the
+    # cell's average is what it was. The thumbnails match; what the model sees does not. (A dark
+    # background: on a light one the shift would have to go past white.)
+    blank, knife = on_blank("knife", "black", "dark")
+    a, b = np.asarray(blank, np.float64), np.asarray(knife, np.float64).copy()
+    drawn = np.abs(a - b).sum(axis=2) > 0
+    for y in range(0, 240, 15):
+        for x in range(0, 320, 20):
+            cell, mask = b[y : y + 15, x : x + 20], drawn[y : y + 15, x : x + 20]
+            if mask.any() and not mask.all():
+                shift = (a[y : y + 15, x : x + 20].sum((0, 1)) - cell.sum((0, 1))) / (~mask).sum()
+                cell[~mask] += shift
+    hidden = Image.fromarray(np.clip(np.round(b), 0, 255).astype(np.uint8))
+    thumbs = np.abs(thumbnail_of(hidden).astype(int) - thumbnail_of(blank).astype(int)).max() / 255
+    assert thumbs < FrameLimits().change_threshold, f"the thumbnails match ({thumbs:.3f})"
+    fs = decode_frames(animation("PNG", [blank, hidden]), DecodeLimits(), FrameLimits(), default_processor.preprocessor)
+    assert fs.indices == (0, 1), "the knife frame is kept"
+    assert _decide(default_processor, animation("PNG", [blank, hidden])).decisions[0].decision != "allow"
+
+
+def test_a_faint_pistol_the_model_still_sees_is_scored(default_processor):
+    blank, pistol = on_blank("pistol", "black")
+    faint = Image.blend(blank, pistol, 0.1)  # about 20 levels of 255 at most, in what the model sees
+    assert _decide(default_processor, _png(faint)).decisions[0].decision == "block"
+    assert _decide(default_processor, animation("PNG", [blank, faint, faint.copy()])).decisions[0].decision == "block"
+
+
+def test_only_frames_within_the_threshold_at_every_pixel_are_skipped(default_processor):
+    prepare = default_processor.preprocessor
+    cup = picture("cup", 30, "brown")
+    rng = np.random.default_rng(0)
+    noise = rng.integers(-3, 4, (120, 160, 3))  # +-3 levels: under 0.03 (7.65) everywhere
+    grainy = Image.fromarray(np.clip(np.asarray(cup, int) + noise, 0, 255).astype(np.uint8))
+    one_pixel = cup.copy()
+    one_pixel.paste((0, 0, 0), (78, 58, 82, 62))  # a 4x4 dot in the middle: one frame on its own
+    data = animation("PNG", [cup, grainy, cup.copy(), one_pixel])
+    fs = decode_frames(data, DecodeLimits(), FrameLimits(), prepare)
+    assert fs.indices == (0, 3) and fs.distinct == 2, fs.indices
+    fs = decode_frames(data, DecodeLimits(), FrameLimits(change_threshold=0), prepare)
+    assert fs.indices == (0, 1, 2, 3), "0 skips nothing, not even an identical frame"
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
 
 
 def test_scores_aggregate_by_maximum_and_overflow_rules_apply():

@@ -79,12 +79,27 @@ def test_a_benign_video_is_allowed(default_processor):  # noqa: F811
     assert decision.decision == "allow", decision.reasons
 
 
-def test_a_truncated_video_is_judged_on_the_frames_it_has(default_processor):  # noqa: F811
-    cup, knife, _ = scenes(42)
+def test_a_truncated_video_is_judged_on_the_frames_it_has_as_an_overflow(default_processor):  # noqa: F811
+    cup, knife, flower = scenes(42)
     data = clip([knife] * 10 + [cup] * 80, fmt="matroska")  # frames are stored in order: the cut keeps the start
     cut = data[: len(data) * 2 // 3]
     decision, frames = _decide(default_processor, cut)
-    assert decision.decision == "block" and frames.total < 90
+    assert decision.decision == "block" and frames.total < 90 and frames.overflow
+    # Benign frames before the point where decoding stops do not make it allow: what came after was
+    # never scored (cut short here; corrupt from some frame on is the same), so the policy's
+    # frames.on_overflow decides: review by default.
+    benign = clip([cup] * 45 + [flower] * 45, fmt="matroska")
+    decision, frames = _decide(default_processor, benign[: len(benign) * 2 // 3])
+    assert frames.overflow and decision.decision == "review", decision.reasons
+    assert any(r.startswith("not every frame was scored") for r in decision.reasons), decision.reasons
+    decision, frames = _decide(default_processor, benign)
+    assert not frames.overflow and decision.decision == "allow", "the whole file decodes: nothing left unscored"
+    # Corrupt from the middle on: FFmpeg stops decoding the VP9 stream there.
+    webm = bytearray(clip([cup] * 45 + [flower] * 45, codec="libvpx-vp9", fmt="webm"))
+    middle = len(webm) // 2
+    webm[middle : middle + 400] = random.Random(1).randbytes(400)
+    decision, frames = _decide(default_processor, bytes(webm))
+    assert frames.total < 90 and frames.overflow and decision.decision == "review", (frames.total, decision.reasons)
     with pytest.raises(UndecodableImage):
         decode_video(data[:200], DecodeLimits(), FrameLimits(), thumbnail)
 

@@ -41,7 +41,7 @@ T = TypeVar("T")
 
 def decode_limits(settings: Settings) -> DecodeLimits:
     m = settings.media
-    return DecodeLimits(max_bytes=m.max_bytes, max_pixels=m.max_pixels, max_side=m.max_side, background=m.background)
+    return DecodeLimits(max_bytes=m.max_bytes, max_pixels=m.max_pixels, max_side=m.max_side, background=m.background, second_background=m.second_background)
 
 
 def frame_limits(settings: Settings) -> FrameLimits:

@@ -243,10 +243,17 @@ class MediaSettings(_Section):
         ),
     )
     background: Annotated[tuple[int, int, int], NoDecode] = Field((255, 255, 255), description="Colour transparent pixels are composited over.")
+    second_background: Annotated[tuple[int, int, int], NoDecode] = Field(
+        (54, 57, 63),
+        description=(
+            "A frame with transparency is also scored composited over this colour (a dark page, where the default background is a"
+            " light one): a white drawing on a transparent background is invisible over white. Equal to background: one rendering."
+        ),
+    )
 
-    _split_background = field_validator("background", mode="before")(_split_list)
+    _split_background = field_validator("background", "second_background", mode="before")(_split_list)
 
-    @field_validator("background")
+    @field_validator("background", "second_background")
     @classmethod
     def _rgb(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
         if any(not 0 <= v <= 255 for v in value):

@@ -65,6 +65,7 @@ class DecodeLimits:
     max_pixels: int = 50_000_000
     max_side: int = 20_000
     background: tuple[int, int, int] = (255, 255, 255)
+    second_background: tuple[int, int, int] | None = (54, 57, 63)  # frames with transparency: also over this (renderings())
 
 
 def decode_image(data: bytes, limits: DecodeLimits) -> Image.Image:
@@ -177,6 +178,22 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
         base = Image.new("RGBA", rgba.size, (*background, 255))
         return Image.alpha_composite(base, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def renderings(img: Image.Image, background: tuple[int, int, int], second: tuple[int, int, int] | None = None) -> list[Image.Image]:
+    """A frame as viewers may see it, in RGB: over ``background``, and, when some pixel is not
+    fully opaque and ``second`` is another colour, over ``second`` too. Which page a transparent
+    image lands on is the viewer's (a light or a dark theme): a white drawing on a transparent
+    background shows on a dark page and not on a white one, so both are scored."""
+    if second is None or tuple(second) == tuple(background) or img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return [to_rgb(img, background)]
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    if not has_alpha:
+        return [to_rgb(img, background)]
+    rgba = img.convert("RGBA")
+    if rgba.getchannel("A").getextrema()[0] == 255:  # an alpha channel, every pixel opaque
+        return [rgba.convert("RGB")]
+    return [to_rgb(rgba, background), to_rgb(rgba, second)]
 
 
 def _sniff(data: bytes) -> str:

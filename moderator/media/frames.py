@@ -15,6 +15,8 @@ than the threshold (a cell averages the pixels under it) is not compared pixel f
 thumbnail can keep a frame but never skip one. The default, 0.03 (8 levels of 255), is under the
 faintest change measured to move the default model's scores (docs/policies.md#frames). Frame
 durations are never read for selection, so a frame shown for 20 ms counts like one shown for 20 s.
+A frame with transparency is two renderings, over a light and a dark page
+(:func:`~moderator.media.decode.renderings`), each selected like a frame, with the frame's index.
 
 When a message has more distinct frames than ``max_frames``, the kept set is an even sample of
 the distinct ones (decimated in place, so at most ``2 * max_frames`` preprocessed frames are held)
@@ -39,7 +41,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from moderator.errors import ImageTooLarge, UndecodableImage
-from moderator.media.decode import DECODE_ERRORS, DecodeLimits, check_size, open_image, to_rgb
+from moderator.media.decode import DECODE_ERRORS, DecodeLimits, check_size, open_image, renderings
 
 THUMB = 16
 NEAREST = 4  # kept frames a new one is compared with pixel for pixel, nearest thumbnails first
@@ -60,7 +62,7 @@ class FrameSet:
     """The kept frames of one message, preprocessed, with where they are in the file."""
 
     pixels: np.ndarray  # uint8 [F, S, S, 3]
-    indices: tuple[int, ...]  # frame number in the file of each kept frame
+    indices: tuple[int, ...]  # frame number in the file of each kept frame (twice for two renderings of one)
     timestamps_ms: tuple[int, ...]  # when each kept frame is first shown (sum of earlier durations)
     total: int  # frames in the file
     distinct: int  # frames that differ from every one kept before them in what the model sees
@@ -122,13 +124,16 @@ class FrameSelector:
         thumbnail: np.ndarray | None = None,
         only_frame: bool = False,
         view: np.ndarray | None = None,
+        same_frame: bool = False,
     ) -> None:
         """Consider one decoded frame (call :meth:`admit` first): an RGB image, or, with its
         ``THUMB x THUMB`` RGB ``thumbnail`` (and its ``view``: video's, from FFmpeg's scaler), a
         function making the image only when needed. ``only_frame`` (a still image) skips the
-        thumbnail: there is nothing to compare it with."""
-        index = self.total
-        self.total += 1
+        thumbnail: there is nothing to compare it with. ``same_frame``: another rendering of the
+        frame added last (:func:`~moderator.media.decode.renderings`), compared and kept like a
+        frame of its own, with the same index and time."""
+        index = self.total - 1 if same_frame and self.total else self.total
+        self.total = index + 1
         made: list[Image.Image] = []
 
         def image() -> Image.Image:  # the RGB frame, made once and only when needed
@@ -237,12 +242,13 @@ def decode_frames(
         try:
             if index == 0:
                 exif = img.getexif()
-            rgb = to_rgb(_oriented(img, exif), limits.background)
+            rendered = renderings(_oriented(img, exif), limits.background, limits.second_background)
             # Pillow reads ahead to answer this (a GIF's next frame header), so it parses too.
             animated = getattr(img, "is_animated", False) or getattr(img, "n_frames", 1) > 1
         except DECODE_ERRORS as exc:
             raise UndecodableImage(f"corrupt {fmt} frame {index}: {exc}") from exc
-        selector.add(rgb, clock_ms, only_frame=not animated)
+        for i, rgb in enumerate(rendered):
+            selector.add(rgb, clock_ms, only_frame=not animated and len(rendered) == 1, same_frame=i > 0)
         clock_ms += _duration_ms(img)
         if not animated:
             break

@@ -64,8 +64,11 @@ class CategoryVerdict(_Model):
 
 class FramesRef(_Model):
     total: int = Field(description="Frames in the file.")
-    distinct: int = Field(description="Frames that differ from every frame kept before them in what the model sees (media.frame_change_threshold).")
-    scored: int = Field(description="Frames encoded and scored.")
+    distinct: int = Field(
+        description="Frames that differ from every frame kept before them in what the model sees (media.frame_change_threshold); a frame with"
+        " transparency counts once for each rendering (media.second_background) that does."
+    )
+    scored: int = Field(description="Frames encoded and scored (a frame with transparency: each rendering kept).")
     overflow: Literal["review", "reject", "sample"] | None = Field(
         None,
         description=(

@@ -153,9 +153,10 @@ def image(data: bytes) -> None:
     kept = len(frames.indices)
     if not 1 <= kept <= FRAME_LIMITS.max_frames or frames.pixels.shape != (kept, prepare.size, prepare.size, 3):
         raise Defect(f"{kept} frames kept, pixels {frames.pixels.shape}")
-    if len(frames.hashes) != kept or len(frames.timestamps_ms) != kept or list(frames.indices) != sorted(set(frames.indices)):
+    renderings = max(frames.indices.count(i) for i in frames.indices)  # a frame with transparency: two
+    if len(frames.hashes) != kept or len(frames.timestamps_ms) != kept or list(frames.indices) != sorted(frames.indices) or renderings > 2:
         raise Defect(f"frames {frames.indices}, {len(frames.hashes)} hashes, {len(frames.timestamps_ms)} timestamps")
-    if not kept <= frames.distinct <= frames.total <= FRAME_LIMITS.max_decoded_frames or frames.indices[-1] >= frames.total:
+    if not kept <= frames.distinct <= 2 * frames.total or frames.total > FRAME_LIMITS.max_decoded_frames or frames.indices[-1] >= frames.total:
         raise Defect(f"{frames.total} frames decoded, {frames.distinct} distinct, kept up to index {frames.indices[-1]}")
     if any(len(h.bits) != PDQ_BYTES or not 0 <= h.quality <= 100 for h in frames.hashes):
         raise Defect(f"PDQ hashes {frames.hashes}")

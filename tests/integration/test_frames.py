@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.integration.conftest import produce
-from tests.unit.test_frames import FORMATS, animation, on_blank, picture
+from tests.unit.test_frames import FORMATS, animation, on_blank, on_transparent, picture, png
 
 pytestmark = pytest.mark.integration
 
@@ -26,10 +26,16 @@ def test_every_frame_is_moderated_through_the_broker(broker, topics, service, co
         messages.append((f"{t.input}-{fmt}-benign", animation(fmt, [cup, flower], 500, **kwargs), "allow"))
         messages.append((f"{t.input}-{fmt}-after-blank", animation(fmt, [blank, drawn, drawn.copy()], 500, **kwargs), "block"))
     messages.append((f"{t.input}-apng-default-image", animation("PNG", [knife, cup, flower], 500, default_image=True), "block"))
-    produce(broker.bootstrap, t.input, [(mid, mid.encode(), data, [("moderation-id", mid.encode())]) for mid, data, _ in messages])
+    pistol = f"{t.input}-white-pistol-on-transparent"  # invisible over white, plain on a dark theme
+    produce(
+        broker.bootstrap,
+        t.input,
+        [(mid, mid.encode(), data, [("moderation-id", mid.encode())]) for mid, data, _ in messages]
+        + [(pistol, pistol.encode(), png(on_transparent("pistol", (250, 250, 250))), [("moderation-id", pistol.encode())])],
+    )
     out = collector(t)
     svc = service(t, encoder={"model_dir": str(REPO / "models" / "default")}, policy={"path": str(REPO / "policies" / "default.yaml")})
-    assert out.wait_for({mid for mid, _, _ in messages}, timeout=180), svc.log_tail()
+    assert out.wait_for({mid for mid, _, _ in messages} | {pistol}, timeout=180), svc.log_tail()
     schema = json.loads((REPO / "docs" / "schemas" / "verdict.schema.json").read_text())
     by_id = {o.id: o for o in out.snapshot()}
     for mid, _, expected in messages:
@@ -42,6 +48,8 @@ def test_every_frame_is_moderated_through_the_broker(broker, topics, service, co
             assert weapons["fired"] and weapons["frame"] is not None
             if mid.endswith("-flash") and not mid.endswith("TIFF-flash"):
                 assert weapons["frame"] == 1 and weapons["frame_timestamp_ms"] == 3000, weapons
+    assert by_id[pistol].json()["decision"] == "block", by_id[pistol].json()["reasons"]
+    assert len(by_id[pistol].json()["hashes"]["pdq"]) == 2, "one PDQ hash per rendering"
     assert svc.metric("moderator_frames_total", {"result": "scored"}) >= 2 * len(messages)
     assert svc.terminate() == 0
 

@@ -205,7 +205,7 @@ def test_a_knife_after_a_blank_first_frame_is_scored(default_processor, fmt, kwa
     # frame after the blank one was skipped and the animation allowed.
     blank, knife = on_blank("knife", "red")
     assert _thumbnail_mean_difference(blank, knife) < 0.02, "the attack: the old rule called these frames the same"
-    assert _decide(default_processor, _png(knife)).decisions[0].decision == "block"
+    assert _decide(default_processor, png(knife)).decisions[0].decision == "block"
     result = _decide(default_processor, animation(fmt, [blank, knife, knife.copy()], **kwargs))
     decision = result.decisions[0]
     assert decision.decision == "block", (fmt, decision.reasons)
@@ -236,7 +236,7 @@ def test_a_knife_drawn_so_that_every_thumbnail_cell_keeps_its_average_is_scored(
 def test_a_faint_pistol_the_model_still_sees_is_scored(default_processor):
     blank, pistol = on_blank("pistol", "black")
     faint = Image.blend(blank, pistol, 0.1)  # about 20 levels of 255 at most, in what the model sees
-    assert _decide(default_processor, _png(faint)).decisions[0].decision == "block"
+    assert _decide(default_processor, png(faint)).decisions[0].decision == "block"
     assert _decide(default_processor, animation("PNG", [blank, faint, faint.copy()])).decisions[0].decision == "block"
 
 
@@ -255,7 +255,52 @@ def test_only_frames_within_the_threshold_at_every_pixel_are_skipped(default_pro
     assert fs.indices == (0, 1, 2, 3), "0 skips nothing, not even an identical frame"
 
 
-def _png(img: Image.Image) -> bytes:
+def on_transparent(obj: str, colour: tuple[int, int, int]) -> Image.Image:
+    """``obj`` drawn opaque in ``colour`` on a fully transparent 320x240 RGBA canvas."""
+    canvas = Image.new("RGBA", (320, 240), (0, 0, 0, 0))
+    s = 240 * 0.36
+    layer = Image.new("RGBA", (int(2.4 * s), int(2.4 * s)), (0, 0, 0, 0))
+    OBJECTS[obj](ImageDraw.Draw(layer), layer.width / 2, layer.height / 2, s, colour, lambda c: c)
+    canvas.paste(layer, (160 - layer.width // 2, 120 - layer.height // 2), layer)
+    return canvas
+
+
+def test_a_white_pistol_on_a_transparent_background_is_scored_as_a_dark_page_shows_it(default_processor):
+    # Composited over white only, a white drawing on a transparent background is invisible to the
+    # model, and plain to anyone whose app shows it on a dark theme.
+    from moderator.processing import Processor
+
+    pistol = on_transparent("pistol", (250, 250, 250))
+    white_only = Processor(default_processor.encoder, default_processor.policy, DecodeLimits(second_background=None))
+    assert _decide(white_only, png(pistol)).decisions[0].decision == "allow", "the attack: over white the pistol is not there"
+    prepared = default_processor.prepare(png(pistol))
+    assert prepared.frames.indices == (0, 0) and prepared.frames.total == 1, "two renderings of the one frame"
+    assert _decide(default_processor, png(pistol)).decisions[0].decision == "block"
+    # After a transparent first frame, in an animation: the pistol's white rendering matches the
+    # blank frame's, its dark one does not.
+    blank = Image.new("RGBA", (320, 240), (0, 0, 0, 0))
+    data = animation("PNG", [blank, pistol, pistol.copy()])
+    assert _decide(white_only, data).decisions[0].decision == "allow"
+    result = _decide(default_processor, data)
+    weapons = next(c for c in result.decisions[0].categories if c.name == "weapons")
+    assert result.decisions[0].decision == "block" and default_processor.prepare(data).frames.indices[weapons.frame] == 1
+
+
+def test_only_frames_with_transparency_get_a_second_rendering(default_processor):
+    from moderator.processing import Processor
+
+    cup = picture("cup", 40, "brown")
+    opaque = cup.convert("RGBA")  # an alpha channel, every pixel opaque
+    assert default_processor.prepare(png(opaque)).frames.indices == (0,)
+    assert default_processor.prepare(png(cup)).frames.indices == (0,)
+    faded = opaque.copy()
+    faded.putalpha(200)
+    assert default_processor.prepare(png(faded)).frames.indices == (0, 0)
+    same = Processor(default_processor.encoder, default_processor.policy, DecodeLimits(second_background=(255, 255, 255)))
+    assert same.prepare(png(faded)).frames.indices == (0,), "second_background equal to background: one rendering"
+
+
+def png(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()

@@ -35,9 +35,13 @@ def test_environment_with_nesting_and_topic_lists(monkeypatch):
     assert s.batch.micro_batch_size == 8
     assert s.encoder.model_dir == Path("/models/x")
     monkeypatch.setenv("MODERATOR_MEDIA__BACKGROUND", "0,0,0")
+    monkeypatch.setenv("MODERATOR_MEDIA__SECOND_BACKGROUND", "255,255,255")
     monkeypatch.setenv("MODERATOR_ENCODER__PROVIDERS", "CUDAExecutionProvider,CPUExecutionProvider")
     s = load_settings()
-    assert s.media.background == (0, 0, 0)
+    assert s.media.background == (0, 0, 0) and s.media.second_background == (255, 255, 255)
+    from moderator.app import decode_limits
+
+    assert decode_limits(s).second_background == (255, 255, 255), "the service decodes with it"
     assert s.encoder.providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
     monkeypatch.setenv("MODERATOR_KAFKA__INPUT_TOPICS", '["x", "y"]')
     assert load_settings().kafka.input_topics == ("x", "y")
@@ -74,6 +78,8 @@ def test_unknown_keys_and_bad_values_are_rejected(tmp_path):
         load_settings(tmp_path / "missing.yaml")
     with pytest.raises(SettingsError, match="background"):
         load_settings(media={"background": [0, 0, 300]})
+    with pytest.raises(SettingsError, match="background"):
+        load_settings(media={"second_background": [-1, 0, 0]})
 
 
 def test_settings_are_frozen():

@@ -328,14 +328,18 @@ def draft_side(image_size: int, pdq: bool, fast_decode: bool) -> int | None:
     return max(2 * image_size, PDQ_MIN_SIDE if pdq else 0) if fast_decode else None
 
 
-def hash_image(data: bytes, limits: DecodeLimits, frame_limits: FrameLimits, pdq: bool = True, draft: int | None = None) -> tuple[Hashes, FrameSet]:
+def hash_image(
+    data: bytes, limits: DecodeLimits, frame_limits: FrameLimits, pdq: bool = True, draft: int | None = None, prepare: Preprocessor | None = None
+) -> tuple[Hashes, FrameSet]:
     """The hashes of an image or video file, as the service computes them (``moderator hashes``);
-    ``draft``: the service's :func:`draft_side`, for the same PDQ on large JPEGs.
+    ``draft``: the service's :func:`draft_side`, for the same PDQ on large JPEGs; ``prepare``: the
+    service's preprocessor, for the same frames (they are selected by what the model sees).
+    Without it, frames whose thumbnails are near are taken for the same.
 
     Raises:
         MessageError: the file cannot be decoded.
     """
-    frames = decode_any(data, limits, frame_limits, _no_pixels, pdq_of if pdq else None, draft)
+    frames = decode_any(data, limits, frame_limits, prepare or _no_pixels, pdq_of if pdq else None, draft)
     return Hashes(sha256_of(data), frames.hashes), frames
 
 

@@ -27,8 +27,9 @@ from moderator.hashing.banks import load_banks
 from moderator.hashing.compute import parse_hex
 from moderator.hashing.importers import FORMATS, import_hashes
 from moderator.media.decode import silence_decoder_warnings
-from moderator.models.manifest import load_manifest
-from moderator.processing import draft_side, hash_image
+from moderator.media.preprocess import Preprocessor
+from moderator.models.manifest import Preprocess, load_manifest
+from moderator.processing import FAST_REDUCING_GAP, draft_side, hash_image
 from moderator.settings import load_settings
 
 MAX_VERDICT_LINE = 4 * 1024 * 1024  # a verdict is a few KB; a longer line is not one
@@ -117,10 +118,10 @@ def _hash_files(args, paths: list[Path], failed: list[Path], out=None, as_json: 
     settings = load_settings(getattr(args, "config", None))
     silence_decoder_warnings()
     limits, frames = decode_limits(settings), frame_limits(settings)
-    draft = service_draft_side(settings)
+    draft, prepare = service_draft_side(settings), service_preprocessor(settings)
     for f in iter_files(paths):
         try:
-            hashes, frame_set = hash_image(f.read_bytes(), limits, frames, settings.hashing.pdq, draft)
+            hashes, frame_set = hash_image(f.read_bytes(), limits, frames, settings.hashing.pdq, draft, prepare)
         except MessageError as exc:
             failed.append(f)
             _print_error(out or sys.stderr, f, exc, as_json)
@@ -133,11 +134,23 @@ def service_draft_side(settings) -> int | None:
     so that ``compute`` and bank files give the hashes the service will compute."""
     if not (settings.media.fast_decode and settings.hashing.pdq):
         return None
+    return draft_side(_service_preprocess(settings).image_size, True, True)
+
+
+def service_preprocessor(settings) -> Preprocessor:
+    """The service's preprocessor: frames of an animation or video are selected by what the model
+    sees, so the tool keeps (and hashes) the frames the service keeps."""
+    return Preprocessor(_service_preprocess(settings), reducing_gap=FAST_REDUCING_GAP if settings.media.fast_decode else None)
+
+
+def _service_preprocess(settings) -> Preprocess:
     try:
-        size = load_manifest(settings.encoder.model_dir, verify=False, graphs=False).preprocess.image_size
+        return load_manifest(settings.encoder.model_dir, verify=False, graphs=False).preprocess
     except ModelError as exc:
-        raise ModelError(f"{exc} (the model's input size sets how large JPEGs are decoded before PDQ; or set MODERATOR_MEDIA__FAST_DECODE=false)") from exc
-    return draft_side(size, True, True)
+        raise ModelError(
+            f"{exc} (the model's input sets how large JPEGs are decoded before PDQ and which frames of an animation are the same: hashes match"
+            " the service's only with its model)"
+        ) from exc
 
 
 def _pdq_records(hashes, frames) -> list[dict]:

@@ -212,10 +212,10 @@ def test_a_knife_after_a_blank_first_frame_is_scored(default_processor, fmt, kwa
     assert next(c for c in decision.categories if c.name == "weapons").frame == 1
 
 
-def test_a_knife_drawn_so_that_every_thumbnail_cell_keeps_its_average_is_scored(default_processor):
-    # The next attack on any average: draw the knife, then shift the rest of each 20x15 cell so the
-    # cell's average is what it was. The thumbnails match; what the model sees does not. (A dark
-    # background: on a light one the shift would have to go past white.)
+def hidden_from_thumbnails() -> tuple[Image.Image, Image.Image]:
+    """A blank dark frame, and the same with a knife drawn and the rest of each 20x15 cell shifted
+    so that the cell's average is what it was: their 16x16 thumbnails match. (A dark background:
+    on a light one the shift would have to go past white.)"""
     blank, knife = on_blank("knife", "black", "dark")
     a, b = np.asarray(blank, np.float64), np.asarray(knife, np.float64).copy()
     drawn = np.abs(a - b).sum(axis=2) > 0
@@ -225,12 +225,34 @@ def test_a_knife_drawn_so_that_every_thumbnail_cell_keeps_its_average_is_scored(
             if mask.any() and not mask.all():
                 shift = (a[y : y + 15, x : x + 20].sum((0, 1)) - cell.sum((0, 1))) / (~mask).sum()
                 cell[~mask] += shift
-    hidden = Image.fromarray(np.clip(np.round(b), 0, 255).astype(np.uint8))
+    return blank, Image.fromarray(np.clip(np.round(b), 0, 255).astype(np.uint8))
+
+
+def test_a_knife_drawn_so_that_every_thumbnail_cell_keeps_its_average_is_scored(default_processor):
+    # The next attack on any average: the thumbnails match; what the model sees does not.
+    blank, hidden = hidden_from_thumbnails()
     thumbs = np.abs(thumbnail_of(hidden).astype(int) - thumbnail_of(blank).astype(int)).max() / 255
     assert thumbs < FrameLimits().change_threshold, f"the thumbnails match ({thumbs:.3f})"
     fs = decode_frames(animation("PNG", [blank, hidden]), DecodeLimits(), FrameLimits(), default_processor.preprocessor)
     assert fs.indices == (0, 1), "the knife frame is kept"
     assert _decide(default_processor, animation("PNG", [blank, hidden])).decisions[0].decision != "allow"
+
+
+def test_moderator_hashes_keeps_and_hashes_the_frames_the_service_keeps(default_processor):
+    # A bank built with the tool must hold the hashes of the frames the service scores: the tool
+    # selects them with the service's preprocessor too.
+    from moderator.cli.hashes import service_preprocessor
+    from moderator.processing import hash_image
+    from moderator.settings import load_settings
+
+    blank, hidden = hidden_from_thumbnails()
+    data = animation("PNG", [blank, hidden])
+    service = default_processor.prepare(data)
+    prepare = service_preprocessor(load_settings(None))
+    tool, frames = hash_image(data, DecodeLimits(), FrameLimits(), True, None, prepare)
+    assert frames.indices == service.frames.indices == (0, 1) and tool.pdq == service.hashes.pdq
+    _, by_thumbnail = hash_image(data, DecodeLimits(), FrameLimits(), True, None)
+    assert by_thumbnail.indices == (0,), "without the preprocessor the thumbnails decide, and they match"
 
 
 def test_a_faint_pistol_the_model_still_sees_is_scored(default_processor):

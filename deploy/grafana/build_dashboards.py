@@ -173,8 +173,9 @@ def overview() -> dict:
                 0,
                 40,
                 w=24,
-                description="Every frame of animated images and video is decoded; frames that repeat a scored one are skipped. "
-                "Overflows: messages with more distinct frames than media.max_frames (the policy's frames.on_overflow decides).",
+                description="Every frame of animated images and video is decoded; a frame the model would see as it sees a scored one"
+                " (media.frame_change_threshold) is skipped. Overflows: messages not every frame of which was scored (more distinct"
+                " frames than media.max_frames, or a video that stopped early); the policy's frames.on_overflow decides.",
             ),
         ],
     )

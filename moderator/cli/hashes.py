@@ -118,7 +118,8 @@ def _hash_files(args, paths: list[Path], failed: list[Path], out=None, as_json: 
     settings = load_settings(getattr(args, "config", None))
     silence_decoder_warnings()
     limits, frames = decode_limits(settings), frame_limits(settings)
-    draft, prepare = service_draft_side(settings), service_preprocessor(settings)
+    preprocess = _service_preprocess(settings)  # the model's manifest, read once
+    draft, prepare = service_draft_side(settings, preprocess), service_preprocessor(settings, preprocess)
     for f in iter_files(paths):
         try:
             hashes, frame_set = hash_image(f.read_bytes(), limits, frames, settings.hashing.pdq, draft, prepare)
@@ -129,18 +130,18 @@ def _hash_files(args, paths: list[Path], failed: list[Path], out=None, as_json: 
         yield f, hashes, frame_set
 
 
-def service_draft_side(settings) -> int | None:
+def service_draft_side(settings, preprocess: Preprocess | None = None) -> int | None:
     """The decode scale the service uses for large JPEGs (it depends on the model's input size),
     so that ``compute`` and bank files give the hashes the service will compute."""
     if not (settings.media.fast_decode and settings.hashing.pdq):
         return None
-    return draft_side(_service_preprocess(settings).image_size, True, True)
+    return draft_side((preprocess or _service_preprocess(settings)).image_size, True, True)
 
 
-def service_preprocessor(settings) -> Preprocessor:
+def service_preprocessor(settings, preprocess: Preprocess | None = None) -> Preprocessor:
     """The service's preprocessor: frames of an animation or video are selected by what the model
     sees, so the tool keeps (and hashes) the frames the service keeps."""
-    return Preprocessor(_service_preprocess(settings), reducing_gap=FAST_REDUCING_GAP if settings.media.fast_decode else None)
+    return Preprocessor(preprocess or _service_preprocess(settings), reducing_gap=FAST_REDUCING_GAP if settings.media.fast_decode else None)
 
 
 def _service_preprocess(settings) -> Preprocess:

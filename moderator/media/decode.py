@@ -154,6 +154,15 @@ def silence_decoder_warnings() -> None:
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")  # 16- and 32-bit greyscale: no alpha
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _has_alpha(img: Image.Image) -> bool:
+    """An alpha channel, or a palette/greyscale colour declared transparent."""
+    return img.mode in _ALPHA_MODES or (img.mode not in _WIDE_MODES and "transparency" in img.info)
+
+
 def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
     """Convert any PIL mode to RGB the way a viewer would see it.
 
@@ -163,7 +172,7 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
     mode = img.mode
     if mode == "RGB":
         return img
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+    if mode in _WIDE_MODES:
         arr = np.asarray(img, dtype=np.float64)
         if mode.startswith("I;16"):
             arr = arr / 257.0
@@ -172,8 +181,7 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
             if lo < 0 or hi > 255:
                 arr = (arr - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(arr)
         return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-    if has_alpha:
+    if _has_alpha(img):
         rgba = img.convert("RGBA")
         base = Image.new("RGBA", rgba.size, (*background, 255))
         return Image.alpha_composite(base, rgba).convert("RGB")
@@ -185,10 +193,7 @@ def renderings(img: Image.Image, background: tuple[int, int, int], second: tuple
     fully opaque and ``second`` is another colour, over ``second`` too. Which page a transparent
     image lands on is the viewer's (a light or a dark theme): a white drawing on a transparent
     background shows on a dark page and not on a white one, so both are scored."""
-    if second is None or tuple(second) == tuple(background) or img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return [to_rgb(img, background)]
-    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
-    if not has_alpha:
+    if second is None or tuple(second) == tuple(background) or not _has_alpha(img):
         return [to_rgb(img, background)]
     rgba = img.convert("RGBA")
     if rgba.getchannel("A").getextrema()[0] == 255:  # an alpha channel, every pixel opaque

@@ -42,6 +42,7 @@ from PIL import Image, ImageOps
 
 from moderator.errors import ImageTooLarge, UndecodableImage
 from moderator.media.decode import DECODE_ERRORS, DecodeLimits, check_size, open_image, renderings
+from moderator.media.preprocess import Preprocessor
 
 THUMB = 16
 NEAREST = 4  # kept frames a new one is compared with pixel for pixel, nearest thumbnails first
@@ -93,7 +94,7 @@ class FrameSelector:
         self.prepare = prepare
         # What frames are compared by: a Preprocessor's view (the model's grid, box-averaged);
         # any other prepare function's own output.
-        self.view: Callable[[Image.Image], np.ndarray] = getattr(prepare, "view", prepare)
+        self.view: Callable[[Image.Image], np.ndarray] = prepare.view if isinstance(prepare, Preprocessor) else prepare
         self.hasher = hasher
         self.what = what
         self.deadline = time.monotonic() + frames.max_decode_seconds

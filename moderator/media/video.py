@@ -28,6 +28,7 @@ from PIL import Image
 from moderator.errors import ImageTooLarge, UndecodableImage, UnsupportedFormat
 from moderator.media.decode import DecodeLimits
 from moderator.media.frames import THUMB, FrameLimits, FrameSelector, FrameSet, thumbnail_of
+from moderator.media.preprocess import Preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def _small(frame, prepare) -> tuple[np.ndarray, np.ndarray | None]:
     (:meth:`~moderator.media.preprocess.Preprocessor.view`), both from one pass of FFmpeg's area
     scaler to the model's scale: as cheap as the thumbnail alone, where making the RGB frame and
     then the view cost twice the frame's decode."""
-    if not hasattr(prepare, "resized_size"):
+    if not isinstance(prepare, Preprocessor):
         return frame.to_ndarray(width=THUMB, height=THUMB, format="rgb24"), None
     width, height = prepare.resized_size((frame.width, frame.height))
     small = frame.to_image(width=width, height=height, interpolation="AREA")

@@ -75,8 +75,8 @@ def compare(encoder, policy, images: list[bytes], pdq: bool, decide: bool) -> di
         dist = [hamming(x.hashes.pdq[0].bits, y.hashes.pdq[0].bits) for x, y in zip(a, b)]
         row.update(pdq_distance_max=max(dist), pdq_distance_mean=round(statistics.mean(dist), 1))
     if decide:
-        da = exact.score_batch([p.pixels for p in a]).decisions
-        db = fast.score_batch([p.pixels for p in b]).decisions
+        da = exact.score_prepared(a).decisions
+        db = fast.score_prepared(b).decisions
         row["same_decisions"] = f"{sum(x.decision == y.decision for x, y in zip(da, db))}/{len(da)}"
     return row
 

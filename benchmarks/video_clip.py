@@ -46,12 +46,12 @@ def main() -> None:
     data = clip()
     encoder = OnnxEncoder(REPO / "models" / "default")
     processor = Processor(encoder, compile_policy(load_policy(REPO / "policies" / "default.yaml"), encoder), DecodeLimits())
-    processor.score_batch([processor.prepare(data).pixels])  # warm-up
+    processor.score_prepared([processor.prepare(data)])  # warm-up
     runs = []
     for _ in range(3):
         start = time.perf_counter()
         prepared = processor.prepare(data)
-        result = processor.score_batch([prepared.pixels], [prepared.frames.overflow])
+        result = processor.score_prepared([prepared])
         runs.append((time.perf_counter() - start, prepared, result))
     wall, prepared, result = min(runs, key=lambda r: r[0])
     frames = prepared.frames

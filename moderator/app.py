@@ -118,6 +118,8 @@ def build_processor(
         KnownContentOptions(hs.pdq, hs.pdq_quality_floor),
         ResultCache(hs.cache_size) if hs.cache_size else None,
         settings.media.fast_decode,
+        settings.media.crops,
+        settings.media.max_crops,
     )
     return processor, cache
 
@@ -197,13 +199,15 @@ class Application:
             )
             self.metrics.policy_info.info({"name": processor.policy.name, "version": processor.policy.version, "label": processor.policy.label})
             log.info(
-                "model %s (%s, %s on %s), policy %s@%s",
+                "model %s (%s, %s on %s), policy %s@%s, non-square frames scored as %s (media.crops %s)",
                 info.model_name,
                 info.model_checksum,
                 info.precision,
                 ",".join(info.providers),
                 processor.policy.name,
                 processor.policy.version,
+                f"up to {processor.preprocessor.max_crops} squares" if processor.preprocessor.cover else "the centre square",
+                s.media.crops,
             )
             reloaders: list[Reloader] = [PolicyReloader(s.policy.path, processor, self.metrics, s.policy.reload_interval_s, "primary", cache)]
             if s.policy.shadow_path:

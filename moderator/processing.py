@@ -14,8 +14,9 @@ import dataclasses
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from moderator.media.preprocess import Preprocessor
 from moderator.media.processes import DecodeProcesses
 from moderator.media.video import decode_video, looks_like_video
 from moderator.policy.compile import CompiledPolicy
-from moderator.policy.score import ACTIONS, Decision, score_frames
+from moderator.policy.score import ACTIONS, Decision, Groups, score_frames
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,8 @@ class Processor:
         known: KnownContentOptions | None = None,
         cache: ResultCache | None = None,
         fast_decode: bool = True,
+        crops: str = "auto",
+        max_crops: int = 5,
     ) -> None:
         self.encoder = encoder
         self.policy = policy
@@ -170,7 +173,8 @@ class Processor:
         # than twice the model's input (and PDQ's working size when hashing), and resizes in two
         # steps (a box reduce, then the model's filter over at least 3x the output). False: the
         # training transform exactly. Measured: docs/benchmarks.md#decode.
-        self.preprocessor = Preprocessor(pre, reducing_gap=FAST_REDUCING_GAP if fast_decode else None)
+        # crops, max_crops (media.crops): what is scored of a frame that is not square.
+        self.preprocessor = Preprocessor(pre, reducing_gap=FAST_REDUCING_GAP if fast_decode else None, crops=crops, max_crops=max_crops)
         self.draft_side = draft_side(pre.image_size, self.known_options.pdq, fast_decode)
         self._checksum = encoder.info().model_checksum
         # bytes -> FrameSet: pure (no banks, cache or policy), so it can run in another process.
@@ -198,6 +202,7 @@ class Processor:
             on_restart,
             PdqHash if self.known_options.pdq else None,
             memory_mb << 20 if memory_mb else None,
+            self.preprocessor.max_crops,
         )
         try:
             pool.start()
@@ -289,9 +294,20 @@ class Processor:
         if self.cache is not None and outcome.hashes is not None:
             self.cache.put(self._cache_key(outcome.hashes.sha256, outcome.policy, outcome.shadow, outcome.banks_version), outcome)
 
-    def score_batch(self, pixels: list[np.ndarray], overflow: list[bool] | None = None) -> BatchResult:
-        """Encode a batch of messages' frames (each ``uint8 [F, S, S, 3]``, or one ``[S, S, 3]``
-        image) and score each message against the current policy, frames aggregated.
+    def score_prepared(self, prepared: Sequence[Prepared]) -> BatchResult:
+        """:meth:`score_batch` for prepared messages that need encoding: their squares, overflow
+        and frames."""
+        frames = [p.frames for p in prepared]
+        pixels = [p.pixels for p in prepared]
+        if any(p is None for p in pixels):
+            raise ValueError("a prepared message without pixels needs no encoding (decided, cached or failed)")
+        return self.score_batch(cast(list[np.ndarray], pixels), [bool(f and f.overflow) for f in frames], [f.indices if f else None for f in frames])
+
+    def score_batch(self, pixels: list[np.ndarray], overflow: list[bool] | None = None, groups: Groups | None = None) -> BatchResult:
+        """Encode a batch of messages' squares (each ``uint8 [R, S, S, 3]``, or one ``[S, S, 3]``
+        image) and score each message against the current policy, the squares of a frame pooled
+        and frames aggregated (``groups``: each message's ``FrameSet.indices``; see
+        :func:`~moderator.policy.score.score_frames`).
 
         Raises:
             BackendError: the encoder failed; nothing was scored.
@@ -303,8 +319,8 @@ class Processor:
         start = time.perf_counter()
         embeds = np.concatenate([self.encoder.encode_images(frames[i : i + ENCODE_CHUNK]) for i in range(0, len(frames), ENCODE_CHUNK)])
         mid = time.perf_counter()
-        decisions = score_frames(embeds, policy, counts, overflow)
-        shadow_decisions = score_frames(embeds, shadow, counts, overflow) if shadow is not None else None
+        decisions = score_frames(embeds, policy, counts, overflow, groups)
+        shadow_decisions = score_frames(embeds, shadow, counts, overflow, groups) if shadow is not None else None
         end = time.perf_counter()
         return BatchResult(policy, decisions, (mid - start) * 1e3, (end - mid) * 1e3, shadow, shadow_decisions)
 

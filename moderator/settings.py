@@ -213,6 +213,24 @@ class MediaSettings(_Section):
         True,
         description="Large JPEGs decoded at a reduced DCT scale (to at least twice the model input, and PDQ's 512 px when hashing) and two-step resizes; false = the training transform exactly.",
     )
+    crops: Literal["auto", "centre", "cover"] = Field(
+        "auto",
+        description=(
+            "What is scored of a frame that is not square, for models that crop (resize_mode shortest, CLIP's): 'cover' = squares"
+            " from one edge to the other, the centre one included (up to 3:1 at 5, anything half a square across lies whole in one);"
+            " 'centre' = the centre square alone, as the model was trained (cheaper; content at the ends of wide or tall images is"
+            " never seen); 'auto' = what the model's manifest says (preprocess.crops: the default model says centre), else cover."
+        ),
+    )
+    max_crops: int = Field(
+        5,
+        ge=1,
+        le=9,
+        description=(
+            "crops cover: most squares scored of one frame (odd, so the centre square is one); a frame too long for this many to reach"
+            " every part (over 5:1 at 5) is an overflow, for the policy's frames.on_overflow."
+        ),
+    )
     max_decoded_frames: int = Field(2_000, ge=1, description="Most frames of one message decoded; more is an image_too_large dead letter.")
     max_total_pixels: int = Field(400_000_000, ge=1, description="Most pixels decoded over all frames of one message.")
     max_decode_seconds: float = Field(30.0, gt=0, description="Longest one message's frames may take to decode.")
@@ -252,6 +270,13 @@ class MediaSettings(_Section):
     )
 
     _split_background = field_validator("background", "second_background", mode="before")(_split_list)
+
+    @field_validator("max_crops")
+    @classmethod
+    def _odd(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError("max_crops must be odd: the centre square, the one the model was trained on, is always one of them")
+        return value
 
     @field_validator("background", "second_background")
     @classmethod

@@ -30,7 +30,7 @@ PREPROCESS = Preprocess(image_size=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)
 
 
 def real(data: bytes) -> FrameSet:
-    return decode_any(data, DecodeLimits(), FrameLimits(), Preprocessor(PREPROCESS), pdq_of)
+    return decode_any(data, DecodeLimits(), FrameLimits(), Preprocessor(PREPROCESS, crops="cover"), pdq_of)
 
 
 def hostile(data: bytes) -> FrameSet:

@@ -174,8 +174,9 @@ def overview() -> dict:
                 40,
                 w=24,
                 description="Every frame of animated images and video is decoded; a frame the model would see as it sees a scored one"
-                " (media.frame_change_threshold) is skipped. Overflows: messages not every frame of which was scored (more distinct"
-                " frames than media.max_frames, or a video that stopped early); the policy's frames.on_overflow decides.",
+                " (media.frame_change_threshold) is skipped. Overflows: messages not all of which was scored (more distinct"
+                " frames than media.max_frames, a video that stopped early, or a frame too long for media.max_crops squares);"
+                " the policy's frames.on_overflow decides.",
             ),
         ],
     )

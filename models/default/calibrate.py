@@ -31,6 +31,7 @@ from moderator.pictograms.captions import class_prompts  # noqa: E402
 from moderator.pictograms.dataset import CATEGORIES, generate  # noqa: E402
 from moderator.policy import LoadedPolicy, category_scores, compile_policy  # noqa: E402
 from moderator.policy.schema import Policy  # noqa: E402
+from moderator.policy.score import message_scores  # noqa: E402
 from moderator.processing import Processor  # noqa: E402
 
 DESCRIPTIONS = {
@@ -116,10 +117,13 @@ def calibrate(model_dir: Path = HERE, policy_out: Path = REPO / "policies" / "de
     processor = Processor(encoder, compiled, DecodeLimits())
     # The calibration split holds pictures of nothing too, in the training share: negatives of every category.
     samples = generate(conf["calibration_samples"], "calibration", conf["seed"], conf["nothing_share"])
-    pixels = [processor.prepare(s.jpeg).pixels for s in samples]
-    # prepare() gives every picture its frames, [1, S, S, 3] for a still: concatenated, not stacked.
-    embeds = np.concatenate([encoder.encode_images(np.concatenate(pixels[i : i + 64])) for i in range(0, len(pixels), 64)])
-    scores = category_scores(embeds, compiled)  # the policy's own scoring (softmax), as the service computes it
+    prepared = [processor.prepare(s.jpeg) for s in samples]
+    # prepare() gives every picture its squares, [R, S, S, 3] (several for a picture that is not
+    # square, media.crops: cover): concatenated, then pooled per picture as the service does.
+    rows = np.concatenate([p.pixels for p in prepared])
+    embeds = np.concatenate([encoder.encode_images(rows[i : i + 64]) for i in range(0, len(rows), 64)])
+    # The policy's own scoring (softmax) and pooling, as the service computes them.
+    scores, _ = message_scores(category_scores(embeds, compiled), compiled, [len(p.pixels) for p in prepared], [p.frames.indices for p in prepared])
     thresholds = {}
     for j, name in enumerate(compiled.categories):
         positive = np.asarray([s.obj in CATEGORIES[name] for s in samples])

@@ -173,7 +173,9 @@ def train(out: Path, overrides: dict, cfg_path: Path = HERE / "config.json") -> 
     conf = {**json.loads(cfg_path.read_text()), **overrides}
     torch.manual_seed(conf["seed"])
     arch = load_architecture(conf["architecture"])
-    pre = Preprocess(image_size=arch.image_size, mean=OPENAI_MEAN, std=OPENAI_STD, interpolation="bicubic", resize_mode="shortest")
+    # crops: centre: trained on whole pictograms, it takes objects cut by a square's edge for other
+    # classes (README.md, "Wide and tall pictures"); media.crops: auto follows it.
+    pre = Preprocess(image_size=arch.image_size, mean=OPENAI_MEAN, std=OPENAI_STD, interpolation="bicubic", resize_mode="shortest", crops="centre")
     t0 = time.time()
     pixels, captions, facts = dataset(conf["train_samples"], "train", conf["seed"], pre, nothing_share=conf["nothing_share"])
     print(f"data: {len(captions)} training pictures ({int((facts[:, 1] == 0).sum())} of nothing) in {time.time() - t0:.0f}s", flush=True)

@@ -82,6 +82,11 @@ def add_parser(sub) -> None:
         choices=("threads", "processes"),
         help="where the service decodes (media.decode_mode; default: the settings'); benchmarks/decode_workers.py compares the two",
     )
+    p.add_argument(
+        "--crops",
+        choices=("auto", "centre", "cover"),
+        help="what the service scores of a non-square image (media.crops; default: the settings'); the bare encoder encodes the same squares",
+    )
     p.add_argument("--workers", type=_at_least_one, default=1, help="service processes in the consumer group, each a worker as `moderator run` starts one")
     p.add_argument("--decode-workers", type=_at_least_one, help="decode processes (or threads) per worker (media.decode_workers; default: the settings')")
     p.add_argument(
@@ -125,6 +130,8 @@ def settle_options(args: argparse.Namespace) -> None:
     args.pdq = configured.hashing.pdq if args.pdq is None else args.pdq
     args.decode_mode = args.decode_mode or configured.media.decode_mode
     args.decode_workers = args.decode_workers or configured.media.decode_workers
+    args.crops = args.crops or configured.media.crops
+    args.max_crops = configured.media.max_crops
 
 
 def ensure_model(args: argparse.Namespace, architecture: str | None = None) -> Path:
@@ -145,22 +152,24 @@ def _say(args: argparse.Namespace, msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr if args.json else sys.stdout, flush=True)
 
 
-def encoder_throughput(encoder, pixels: np.ndarray, batch: int) -> float:
-    """Images per second through ``encoder.encode_images`` on preprocessed batches."""
+def encoder_throughput(encoder, pixels: np.ndarray, batch: int, squares_per_image: float = 1.0) -> float:
+    """Images per second through ``encoder.encode_images`` on preprocessed batches of squares
+    (``squares_per_image`` of them an image: ``media.crops``)."""
     encoder.encode_images(pixels[:batch])  # warm-up
     start = time.perf_counter()
     for i in range(0, len(pixels), batch):
         encoder.encode_images(pixels[i : i + batch])
-    return len(pixels) / (time.perf_counter() - start)
+    return len(pixels) / squares_per_image / (time.perf_counter() - start)
 
 
-def preprocess_all(model: Path, images: list[bytes]) -> np.ndarray:
+def preprocess_all(model: Path, images: list[bytes], crops: str = "auto", max_crops: int = 5) -> np.ndarray:
+    """The squares the service scores of each image (``media.crops``), concatenated."""
     from moderator.media.decode import DecodeLimits, decode_image
     from moderator.media.preprocess import Preprocessor
     from moderator.models.manifest import load_manifest
 
-    pre = Preprocessor(load_manifest(model, verify=False).preprocess)
-    return np.stack([pre(decode_image(b, DecodeLimits())) for b in images])
+    pre = Preprocessor(load_manifest(model, verify=False).preprocess, crops=crops, max_crops=max_crops)
+    return np.concatenate([pre.squares(decode_image(b, DecodeLimits())) for b in images])
 
 
 @contextlib.contextmanager
@@ -222,7 +231,8 @@ def bench(args: argparse.Namespace) -> int:
         chooser.close()
         _say(args, f"precision auto: {args.precision} ({'; '.join(f'{k} {v}' for k, v in sorted(auto.items()))})")
     images = jpeg_stream(args.images, seed=1)
-    pixels = preprocess_all(model, images)
+    pixels = preprocess_all(model, images, args.crops, args.max_crops)
+    squares = len(pixels) / len(images)  # the encoder's work per image, as the service scores it
     (bundled.work_dir() / "bench").mkdir(parents=True, exist_ok=True)
     broker = None
     with backend_servers(args, model) as backends:
@@ -231,7 +241,7 @@ def bench(args: argparse.Namespace) -> int:
             _say(args, f"encoder alone ({name}): {args.images} images, batch {args.batch}")
             encoder = create_encoder(load_settings(encoder=encoder_settings).encoder)
             try:
-                rate = encoder_throughput(encoder, pixels, args.batch)
+                rate = encoder_throughput(encoder, pixels, args.batch, squares)
                 info = encoder.info()
             finally:
                 encoder.close()
@@ -244,7 +254,7 @@ def bench(args: argparse.Namespace) -> int:
             _say(args, f"encoder alone (onnx, {label}): {args.images} images, batch {args.batch}")
             encoder = create_encoder(load_settings(encoder=versus).encoder)
             try:
-                rate, served = encoder_throughput(encoder, pixels, args.batch), encoder.info().precision
+                rate, served = encoder_throughput(encoder, pixels, args.batch, squares), encoder.info().precision
             finally:
                 encoder.close()
             if served != versus["precision"]:
@@ -284,6 +294,8 @@ def bench(args: argparse.Namespace) -> int:
         **({"precision_auto": auto} if auto else {}),
         "decode": args.decode,
         "decode_mode": args.decode_mode,
+        "crops": args.crops,
+        "squares_per_image": round(squares, 3),
         "pdq": args.pdq,
         "providers": list(info.providers),
         "batch_size": args.batch,
@@ -464,7 +476,13 @@ def _bench_policy(path: Path) -> Path:
 
 def service_settings(args: argparse.Namespace, bootstrap: str, encoder: dict, topic: str, verdicts: str, dlq: str, group: str) -> dict:
     """The settings of one service process the bench starts (all others are the defaults)."""
-    media = {"fast_decode": args.decode == "fast", "decode_mode": args.decode_mode, "decode_workers": args.decode_workers}
+    media = {
+        "fast_decode": args.decode == "fast",
+        "decode_mode": args.decode_mode,
+        "decode_workers": args.decode_workers,
+        "crops": args.crops,
+        "max_crops": args.max_crops,
+    }
     return {
         "kafka": {"bootstrap_servers": bootstrap, "input_topics": [topic], "verdict_topic": verdicts, "dead_letter_topic": dlq, "group_id": group},
         "encoder": encoder,

@@ -24,7 +24,7 @@ from moderator.hashing.bankfile import (
     write_bank,
 )
 from moderator.hashing.banks import load_banks
-from moderator.hashing.compute import parse_hex
+from moderator.hashing.compute import one_per_frame, parse_hex
 from moderator.hashing.importers import FORMATS, import_hashes
 from moderator.media.decode import silence_decoder_warnings
 from moderator.media.preprocess import Preprocessor
@@ -141,7 +141,10 @@ def service_draft_side(settings, preprocess: Preprocess | None = None) -> int | 
 def service_preprocessor(settings, preprocess: Preprocess | None = None) -> Preprocessor:
     """The service's preprocessor: frames of an animation or video are selected by what the model
     sees, so the tool keeps (and hashes) the frames the service keeps."""
-    return Preprocessor(preprocess or _service_preprocess(settings), reducing_gap=FAST_REDUCING_GAP if settings.media.fast_decode else None)
+    m = settings.media
+    return Preprocessor(
+        preprocess or _service_preprocess(settings), reducing_gap=FAST_REDUCING_GAP if m.fast_decode else None, crops=m.crops, max_crops=m.max_crops
+    )
 
 
 def _service_preprocess(settings) -> Preprocess:
@@ -155,7 +158,10 @@ def _service_preprocess(settings) -> Preprocess:
 
 
 def _pdq_records(hashes, frames) -> list[dict]:
-    return [{"hash": h.hex, "quality": h.quality, "frame": frames.indices[i] if frames.animated else None} for i, h in enumerate(hashes.pdq)]
+    """A record per frame's hash (a frame scored as several squares has one hash, listed once)."""
+    pdq = hashes.pdq
+    rows = one_per_frame(pdq, frames.indices)
+    return [{"hash": pdq[i].hex, "quality": pdq[i].quality, "frame": frames.indices[i] if frames.animated else None} for i in rows]
 
 
 def compute(args: argparse.Namespace) -> int:
@@ -242,12 +248,12 @@ def add(args: argparse.Namespace) -> int:
     today = datetime.now(UTC).date().isoformat()
     rows: list[dict[str, str]] = []
     failed: list[Path] = []
-    for f, hashes, _frames in _hash_files(args, args.paths, failed):
+    for f, hashes, frames in _hash_files(args, args.paths, failed):
         base = {"category": args.category or "", "action": args.action or "", "note": args.note or f.name, "added": today}
         if "sha256" in types:
             rows.append({"hash_type": "sha256", "hash": hashes.sha256.hex(), **base})
         if "pdq" in types:
-            rows.extend({"hash_type": "pdq", "hash": h.hex, **base} for h in hashes.pdq)
+            rows.extend({"hash_type": "pdq", "hash": r["hash"], **base} for r in _pdq_records(hashes, frames))
     if failed:
         raise BankError(f"{len(failed)} files could not be hashed; the bank was not changed")
     if bank.exists():

@@ -80,10 +80,15 @@ def _encoder(model: Path | None):
 
 def _compiled(path: Path, model: Path | None):
     encoder, settings = _encoder(model)
-    from moderator.app import decode_limits
+    from moderator.app import decode_limits, frame_limits
 
     compiled = compile_policy(load_policy(path), encoder)
-    return Processor(encoder, compiled, decode_limits(settings)), compiled
+    # As the service decodes, selects and crops: what is evaluated is what it scores.
+    m = settings.media
+    processor = Processor(
+        encoder, compiled, decode_limits(settings), frame_limits=frame_limits(settings), fast_decode=m.fast_decode, crops=m.crops, max_crops=m.max_crops
+    )
+    return processor, compiled
 
 
 def _lint(args: argparse.Namespace) -> int:
@@ -126,14 +131,16 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _prepare(processor: Processor, image: Path):
-    """The kept frames of an image, ``uint8 [F, S, S, 3]`` (one for a still), and whether it overflowed."""
+    """The squares scored of an image, ``uint8 [R, S, S, 3]``, whether it overflowed, and the
+    frame of each square (:func:`~moderator.policy.score.score_frames`'s groups)."""
     try:
         prepared = processor.prepare(image.read_bytes())
     except OSError as exc:
         raise StartupError(f"{image}: {exc.strerror or exc}") from exc
     if prepared.error is not None:
         raise StartupError(f"{image}: {prepared.error.reason}: {prepared.error}")
-    return prepared.pixels, bool(prepared.frames and prepared.frames.overflow)
+    frames = prepared.frames
+    return prepared.pixels, bool(frames and frames.overflow), frames.indices if frames is not None else None
 
 
 def _test(args: argparse.Namespace) -> int:
@@ -145,8 +152,8 @@ def _test(args: argparse.Namespace) -> int:
     cases = []
     for i, t in enumerate(compiled.tests):
         image = args.file.parent / t.image
-        pixels, overflow = _prepare(processor, image)
-        d = score_frames(processor.encoder.encode_images(pixels), compiled, [len(pixels)], [overflow])[0]
+        pixels, overflow, group = _prepare(processor, image)
+        d = score_frames(processor.encoder.encode_images(pixels), compiled, [len(pixels)], [overflow], [group])[0]
         fired = sorted(c.name for c in d.fired)
         problems = []
         if t.decision is not None and d.decision != t.decision:
@@ -200,9 +207,9 @@ def _write_junit(path: Path, suite: str, cases: list[tuple[str, str, str]]) -> N
 
 def _explain(args: argparse.Namespace) -> int:
     processor, compiled = _compiled(args.file, args.model)
-    pixels, overflow = _prepare(processor, args.image)
+    pixels, overflow, group = _prepare(processor, args.image)
     frames = processor.encoder.encode_images(pixels)
-    decision = score_frames(frames, compiled, [len(frames)], [overflow])[0]
+    decision = score_frames(frames, compiled, [len(frames)], [overflow], [group])[0]
     # An animation is explained at the frame that gave the highest-scoring category its score.
     top = max(decision.categories, key=lambda c: (ACTIONS.index(c.action), c.margin))
     x = frames[top.frame]

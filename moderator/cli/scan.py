@@ -8,9 +8,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, cast
-
-import numpy as np
+from typing import Any
 
 from moderator.app import build_processor
 from moderator.errors import StartupError
@@ -82,8 +80,7 @@ def scan(args: argparse.Namespace) -> int:
                     else:
                         todo.append(i)
             if todo:
-                pixels = cast(list[np.ndarray], [prepared[i].pixels for i in todo])  # to do = needs encoding = has pixels
-                result = processor.score_batch(pixels, [bool((fr := prepared[i].frames) and fr.overflow) for i in todo])
+                result = processor.score_prepared([prepared[i] for i in todo])  # to do = needs encoding = has pixels
                 outcomes.update(zip(todo, processor.outcomes([prepared[i] for i in todo], result)))
             for i, (f, p) in enumerate(zip(chunk, prepared)):
                 if p.error is not None:

@@ -12,6 +12,7 @@ images measured (docs/benchmarks.md#hashing) and costs a fraction of hashing 12 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,13 @@ PDQ_BITS = 256
 PDQ_BYTES = PDQ_BITS // 8
 HEX_CHARS = 64  # both hashes are 256 bits
 PDQ_MIN_SIDE = 512
+
+
+def one_per_frame(pdq: Sequence[PdqHash], frames: Sequence[int] | None = None) -> list[int]:
+    """Positions of the hashes to look up and show: a frame scored as several squares (its crops,
+    ``media.crops``) has its one hash on each of its rows, and the repeats are left out. ``frames``:
+    the frame of each row (``FrameSet.indices``), when known."""
+    return [i for i, h in enumerate(pdq) if not (i and h == pdq[i - 1] and (frames is None or frames[i] == frames[i - 1]))]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from moderator.hashing.banks import Banks, Match
-from moderator.hashing.compute import PdqHash
+from moderator.hashing.compute import PdqHash, one_per_frame
 
 _ACTION_RANK = {"block": 0, "review": 1, "allow": 2}
 
@@ -85,7 +85,9 @@ def near(banks: Banks | None, frames: tuple[PdqHash, ...], quality_floor: int, o
     deny: list[Match] = []
     allowed_frames = 0
     allow: list[Match] = []
-    for i, pdq in enumerate(frames):
+    rows = one_per_frame(frames)  # a frame's crops share its hash: looked up once
+    for i in rows:
+        pdq = frames[i]
         if pdq.quality < quality_floor:
             continue
         matches = banks.match_pdq(pdq, i)
@@ -97,7 +99,7 @@ def near(banks: Banks | None, frames: tuple[PdqHash, ...], quality_floor: int, o
     if deny:
         ranked = _best(deny)
         return Known("deny", ranked[0], tuple(ranked))
-    if allow and allowed_frames == len(frames) and not overflow:
+    if allow and allowed_frames == len(rows) and not overflow:
         ranked = sorted(allow, key=lambda m: (m.distance, m.bank, m.line))
         return Known("allow", ranked[0], tuple(ranked))
     return None

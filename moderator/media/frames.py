@@ -62,14 +62,22 @@ class FrameLimits:
 class FrameSet:
     """The kept frames of one message, preprocessed, with where they are in the file."""
 
-    pixels: np.ndarray  # uint8 [F, S, S, 3]
-    indices: tuple[int, ...]  # frame number in the file of each kept frame (twice for two renderings of one)
-    timestamps_ms: tuple[int, ...]  # when each kept frame is first shown (sum of earlier durations)
+    pixels: np.ndarray  # uint8 [R, S, S, 3]: a row per square scored (a frame may have several: renderings, crops)
+    indices: tuple[int, ...]  # frame number in the file of each row (repeated for the squares of one frame)
+    timestamps_ms: tuple[int, ...]  # when each row's frame is first shown (sum of earlier durations)
     total: int  # frames in the file
     distinct: int  # frames that differ from every one kept before them in what the model sees
-    overflow: bool  # not every frame was scored: more distinct ones than max_frames (the kept ones are an even sample), or a video that stopped in an error
+    # Not all was scored: more distinct frames than max_frames (the kept ones are an even sample),
+    # a video that stopped early, or a frame its squares do not cover.
+    overflow: bool
     animated: bool = field(default=False)
-    hashes: tuple = ()  # what the selector's ``hasher`` made of each kept frame (empty without one)
+    hashes: tuple = ()  # what the selector's ``hasher`` made of each row's frame (empty without one)
+    uncovered: bool = False  # some frame is too long for media.max_crops squares to reach every part of it
+
+    @property
+    def scored(self) -> int:
+        """Frames scored (a frame's renderings and crops are one frame)."""
+        return len(set(self.indices))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,11 @@ class FrameSelector:
         # What frames are compared by: a Preprocessor's view (the model's grid, box-averaged);
         # any other prepare function's own output.
         self.view: Callable[[Image.Image], np.ndarray] = prepare.view if isinstance(prepare, Preprocessor) else prepare
+        # What is scored of a kept frame: a Preprocessor's squares (one or more, ``media.crops``);
+        # any other prepare function's output, as one.
+        self.squares: Callable[[Image.Image], np.ndarray] = prepare.squares if isinstance(prepare, Preprocessor) else lambda img: prepare(img)[None]
+        self._covers: Callable[[tuple[int, int]], bool] = prepare.covers if isinstance(prepare, Preprocessor) else lambda _size: True
+        self.uncovered = False  # a kept frame too long for its squares to reach every part of it
         self.hasher = hasher
         self.what = what
         self.deadline = time.monotonic() + frames.max_decode_seconds
@@ -158,10 +171,11 @@ class FrameSelector:
         self.distinct += 1
         if (self.distinct - 1) % self.stride == 0:
             digest = self.hasher(image()) if self.hasher is not None else None
-            pixels = self.prepare(image())
+            pixels = self.squares(image())
+            self.uncovered = self.uncovered or not self._covers(image().size)
             if thumb is not None and seen is None:
-                seen = view if view is not None else pixels if self.view is self.prepare else self.view(image())
-            self.kept.append(_Kept(index, timestamp_ms, thumb, pixels, digest, seen if seen is not None else pixels))
+                seen = view if view is not None else pixels[0] if self.view is self.prepare else self.view(image())
+            self.kept.append(_Kept(index, timestamp_ms, thumb, pixels, digest, seen if seen is not None else pixels[0]))
             if len(self.kept) >= 2 * self.limits.max_frames:
                 self.kept = self.kept[::2]
                 self.stride *= 2
@@ -171,15 +185,17 @@ class FrameSelector:
         if len(kept) > self.limits.max_frames:
             step = len(kept) / self.limits.max_frames
             kept = [kept[int(i * step)] for i in range(self.limits.max_frames)]
+        rows = [len(k.pixels) for k in kept]  # a frame's squares are rows of their own, with its index, time and hash
         return FrameSet(
-            pixels=np.stack([k.pixels for k in kept]),
-            indices=tuple(k.index for k in kept),
-            timestamps_ms=tuple(k.timestamp_ms for k in kept),
+            pixels=np.concatenate([k.pixels for k in kept]),
+            indices=tuple(k.index for k, n in zip(kept, rows) for _ in range(n)),
+            timestamps_ms=tuple(k.timestamp_ms for k, n in zip(kept, rows) for _ in range(n)),
             total=self.total,
             distinct=self.distinct,
-            overflow=self.distinct > self.limits.max_frames,
+            overflow=self.distinct > self.limits.max_frames or self.uncovered,
             animated=self.total > 1,
-            hashes=tuple(k.digest for k in kept) if self.hasher is not None else (),
+            hashes=tuple(k.digest for k, n in zip(kept, rows) for _ in range(n)) if self.hasher is not None else (),
+            uncovered=self.uncovered,
         )
 
 
@@ -266,7 +282,10 @@ def thumbnail_of(img: Image.Image) -> np.ndarray:
 
 
 def largest_difference(a: np.ndarray, b: np.ndarray) -> float:
-    """The largest difference between two frames' views (uint8) at any pixel and channel, 0..1."""
+    """The largest difference between two frames' views (uint8) at any pixel and channel, 0..1;
+    infinite for views of different shapes (frames of different proportions, with ``cover``)."""
+    if a.shape != b.shape:
+        return math.inf
     return float((np.maximum(a, b) - np.minimum(a, b)).max()) / 255.0
 
 

@@ -46,7 +46,7 @@ from moderator.media.heap import keep_heap
 
 log = logging.getLogger(__name__)
 
-MAX_HEADER_BYTES = 1 << 20  # a header names at most 2 * max_frames (<= 2048) frames: well under this
+MAX_HEADER_BYTES = 4 << 20  # a header names at most 2 * max_frames * squares_per_frame (<= 18432) rows of ~100 bytes: under this
 MAX_MESSAGE_CHARS = 1000  # an error message from a child, as much as a dead letter's header shows
 _ERRORS: dict[str, type[MessageError]] = {cls.__name__: cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, MessageError)}
 
@@ -106,6 +106,7 @@ def _header(frames: FrameSet) -> dict[str, Any]:
         "distinct": frames.distinct,
         "overflow": frames.overflow,
         "animated": frames.animated,
+        "uncovered": frames.uncovered,
         "hashes": [[h.bits.hex(), h.quality] for h in frames.hashes],
     }
 
@@ -150,9 +151,11 @@ class DecodeProcesses:
         on_restart: Callable[[str], None] | None = None,
         make_hash: Callable[[bytes, int], Any] | None = None,
         memory_bytes: int | None = None,
+        squares_per_frame: int = 1,
     ) -> None:
-        """``max_frames`` and ``image_size`` bound what a child may send back (at most
-        ``2 * max_frames`` frames of ``image_size`` squared pixels), so that a child taken over
+        """``max_frames``, ``squares_per_frame`` (``media.max_crops`` with ``crops: cover``) and
+        ``image_size`` bound what a child may send back (at most ``2 * max_frames *
+        squares_per_frame`` squares of ``image_size`` squared pixels), so that a child taken over
         through a codec cannot make the service allocate more. ``make_hash(bits, quality)``: a
         frame hash as the decode function's hasher made it (its ``bits`` and ``quality`` cross the
         pipe); None when the decode function hashes nothing. ``memory_bytes``: how much a child
@@ -162,6 +165,7 @@ class DecodeProcesses:
         self._make_hash = make_hash
         self.hard_timeout_s = hard_timeout_s
         self.max_frames = max_frames
+        self.max_rows = 2 * max_frames * squares_per_frame
         self.image_size = image_size
         self._decode = decode
         self._on_restart = on_restart or (lambda _why: None)
@@ -260,7 +264,7 @@ class DecodeProcesses:
 
     def _frames(self, child: _Child, header: dict[str, Any]) -> FrameSet:
         shape = tuple(int(v) for v in header["shape"])
-        if len(shape) != 4 or not 1 <= shape[0] <= 2 * self.max_frames or shape[1:] != (self.image_size, self.image_size, 3):
+        if len(shape) != 4 or not 1 <= shape[0] <= self.max_rows or shape[1:] != (self.image_size, self.image_size, 3):
             raise ValueError(f"decode process sent pixels of shape {shape}")
         size = int(np.prod(shape))
         if not child.conn.poll(self.hard_timeout_s):
@@ -282,6 +286,7 @@ class DecodeProcesses:
             overflow=bool(header["overflow"]),
             animated=bool(header["animated"]),
             hashes=hashes,
+            uncovered=bool(header.get("uncovered", False)),
         )
 
     def _hash(self, bits: bytes, quality: int) -> Any:

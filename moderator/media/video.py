@@ -133,11 +133,11 @@ def _small(frame, prepare) -> tuple[np.ndarray, np.ndarray | None]:
     (:meth:`~moderator.media.preprocess.Preprocessor.view`), both from one pass of FFmpeg's area
     scaler to the model's scale: as cheap as the thumbnail alone, where making the RGB frame and
     then the view cost twice the frame's decode."""
-    if not isinstance(prepare, Preprocessor):
+    grid = prepare.grid_size((frame.width, frame.height)) if isinstance(prepare, Preprocessor) else None
+    if grid is None:  # not a Preprocessor, or a frame so long that its grid would be large: the view is made from the frame if needed
         return frame.to_ndarray(width=THUMB, height=THUMB, format="rgb24"), None
-    width, height = prepare.resized_size((frame.width, frame.height))
-    small = frame.to_image(width=width, height=height, interpolation="AREA")
-    return thumbnail_of(small), prepare.fit(small)
+    small = frame.to_image(width=grid[0], height=grid[1], interpolation="AREA")
+    return thumbnail_of(small), prepare.view_of_grid(small)
 
 
 def _declared_seconds(container, stream) -> float | None:

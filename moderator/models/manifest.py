@@ -36,6 +36,11 @@ class Preprocess(BaseModel):
     interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
     resize_mode: Literal["shortest", "longest", "squash"] = "shortest"
     fill_color: int = Field(0, ge=0, le=255)
+    # What a service should score of a frame that is not square with this model, when
+    # media.crops is auto: "centre" for a model that has never seen objects cut by a frame's edge
+    # (the pictogram model: squares along a wide picture cut objects, and it takes the pieces for
+    # other things), None for the service's choice (cover).
+    crops: Literal["centre", "cover"] | None = None
 
     @model_validator(mode="after")
     def _std_positive(self) -> Preprocess:

@@ -60,7 +60,7 @@ def load_labels(csv_path: Path, categories: tuple[str, ...]) -> tuple[list[Path]
 
 def score_labelled(csv_path: Path, processor: ImageScorer, policy: CompiledPolicy, batch: int = 32) -> Labelled:
     paths, truth = load_labels(csv_path, policy.categories)
-    keep, pixels, skipped = [], [], []
+    keep, pixels, groups, skipped = [], [], [], []
     for i, p in enumerate(paths):
         try:
             prepared = processor.prepare(p.read_bytes())
@@ -72,12 +72,13 @@ def score_labelled(csv_path: Path, processor: ImageScorer, policy: CompiledPolic
             continue
         keep.append(i)
         pixels.append(prepared.pixels)
+        groups.append(prepared.frames.indices if getattr(prepared, "frames", None) is not None else None)
     if not pixels:
         raise PolicyError(f"{csv_path}: no labelled image could be read")
     frames = np.concatenate([p if p.ndim == 4 else p[None] for p in pixels])  # every kept frame of every image
     counts = [len(p) if p.ndim == 4 else 1 for p in pixels]
     embeds = np.concatenate([processor.encoder.encode_images(frames[i : i + batch]) for i in range(0, len(frames), batch)])
-    scores, _ = message_scores(category_scores(embeds, policy), policy, counts)  # the service's aggregation
+    scores, _ = message_scores(category_scores(embeds, policy), policy, counts, groups)  # the service's pooling and aggregation
     return Labelled([paths[i] for i in keep], truth[keep], scores, skipped)
 
 

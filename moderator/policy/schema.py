@@ -49,8 +49,9 @@ class Frames(_Strict):
 
     on_overflow: Literal["review", "reject", "sample"] = Field(
         "review",
-        description="When not every frame of a message was scored (more distinct frames than media.max_frames, or a video that "
-        "stopped in a decode error): review (at least review), reject (block), or sample (decide on the frames scored alone).",
+        description="When not all of a message was scored (more distinct frames than media.max_frames, a video that stopped early, "
+        "or a frame too long for media.max_crops squares to cover): review (at least review), reject (block), or sample (decide on "
+        "what was scored alone).",
     )
 
 

@@ -8,14 +8,17 @@ Per category, by its scoring mode (x the image embedding, c the prompt-ensemble 
 - sigmoid: ``sigmoid(logit_scale · x·c + logit_bias)`` with the model's calibration (SigLIP).
 
 A message is a sequence of frames (a still image is one): every kept frame is scored, and a
-category's ``aggregate`` makes its score from the frame scores: ``max`` (default: one frame is
-enough to fire it), ``mean``, or ``k_of_n`` (the highest level that k of some n consecutive
-frames reach, so the category fires only when k of n consecutive frames are over its threshold;
-a message of fewer than n frames is one window, and needs min(k, frames) of them). The result
-names the deciding frame (for mean, the highest-scoring one). When not every frame of a message
-was scored (more distinct frames than ``media.max_frames``, or a video whose decoding stopped in an
-error), ``frames.on_overflow`` decides: ``review`` (default) makes the decision at least review,
-``reject`` blocks, ``sample`` keeps the decision of the sampled frames.
+frame scored as several squares (the crops of a frame that is not square, its renderings over a
+light and a dark page) scores, per category, the highest of its squares: they are parts or looks
+of one picture. A category's ``aggregate`` makes its score from the frame scores: ``max``
+(default: one frame is enough to fire it), ``mean``, or ``k_of_n`` (the highest level that k of
+some n consecutive frames reach, so the category fires only when k of n consecutive frames are
+over its threshold; a message of fewer than n frames is one window, and needs min(k, frames) of
+them). The result names the deciding row (for mean, the highest-scoring frame's). When not all of
+a message was scored (more distinct frames than ``media.max_frames``, a video whose decoding
+stopped early, or a frame too long for ``media.max_crops`` squares to cover),
+``frames.on_overflow`` decides: ``review`` (default) makes the decision at least review,
+``reject`` blocks, ``sample`` keeps the decision of what was scored.
 
 Action: ``block`` at or above the block threshold (if the category may block), ``review`` at or
 above the review threshold, else ``allow``. Decision: the most severe action over categories; with
@@ -25,6 +28,7 @@ action, then severity, then margin over the threshold, then name: deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +36,7 @@ import numpy as np
 from moderator.policy.compile import CompiledCategory, CompiledPolicy
 
 ACTIONS: tuple[str, ...] = ("allow", "review", "block")  # index = severity of the action
+Groups = Sequence[Sequence[int] | None]  # per message: the frame of each of its rows (None: a row per frame)
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,7 @@ class CategoryResult:
     action: str
     fired: bool
     severity: int = 0
-    frame: int = 0  # position, among the message's scored frames, of the frame that gave the score
+    frame: int = 0  # position, among the message's scored rows (squares), of the one that gave the score
 
     @property
     def threshold(self) -> float:
@@ -61,7 +66,7 @@ class Decision:
     categories: tuple[CategoryResult, ...]
     escalated: bool = False
     frames: int = 1  # frames scored
-    overflow: str | None = None  # the on_overflow rule applied, when not every frame of the message was scored
+    overflow: str | None = None  # the on_overflow rule applied, when not all of the message was scored
 
     @property
     def fired(self) -> list[CategoryResult]:
@@ -74,7 +79,8 @@ class Decision:
         if self.escalated:
             out.append(f"{sum(c.action == 'review' for c in self.categories)} categories ask for review: escalated to block")
         if self.overflow in ("review", "reject"):
-            out.append(f"not every frame was scored ({self.frames} were): {self.decision} (frames.on_overflow: {self.overflow})")
+            scored = f"{self.frames} frame{'s' if self.frames != 1 else ''} {'were' if self.frames != 1 else 'was'}"
+            out.append(f"not every frame, or not every part of one, was scored ({scored}): {self.decision} (frames.on_overflow: {self.overflow})")
         return out
 
 
@@ -108,11 +114,14 @@ def score(image_embeds: np.ndarray, policy: CompiledPolicy) -> list[Decision]:
     return score_frames(image_embeds, policy, [1] * len(image_embeds))
 
 
-def score_frames(frame_embeds: np.ndarray, policy: CompiledPolicy, frames: list[int], overflow: list[bool] | None = None) -> list[Decision]:
+def score_frames(
+    frame_embeds: np.ndarray, policy: CompiledPolicy, frames: list[int], overflow: list[bool] | None = None, groups: Groups | None = None
+) -> list[Decision]:
     """Decisions for messages of several frames: ``frame_embeds`` ``[sum(frames), D]`` holds the
-    frames of message i as the next ``frames[i]`` rows; ``overflow[i]`` says it had more distinct
-    frames than were scored. Category scores are aggregated by :func:`message_scores`."""
-    scores, deciding = message_scores(category_scores(frame_embeds, policy), policy, frames)
+    rows of message i as the next ``frames[i]`` rows; ``overflow[i]`` says not all of it was
+    scored; ``groups[i]``, the frame (its index in the file) of each of its rows (None: a row per
+    frame). Category scores are aggregated by :func:`message_scores`."""
+    scores, deciding = message_scores(category_scores(frame_embeds, policy), policy, frames, groups)
     may_block = np.asarray([e.action == "block" for e in policy.entries] or [True] * len(policy.categories))
     severity = np.where((scores >= policy.block) & may_block, 2, np.where(scores >= policy.review, 1, 0))
     sev = [e.severity for e in policy.entries] or [0] * len(policy.categories)
@@ -132,26 +141,55 @@ def score_frames(frame_embeds: np.ndarray, policy: CompiledPolicy, frames: list[
         floor = {"review": "review", "reject": "block"}.get(rule or "")
         if floor is not None and ACTIONS.index(floor) > ACTIONS.index(decision):
             decision = floor
-        decisions.append(Decision(decision=decision, categories=cats, escalated=escalated, frames=frames[i], overflow=rule))
+        scored = frames[i] if not groups or groups[i] is None else len(_runs(groups[i]))
+        decisions.append(Decision(decision=decision, categories=cats, escalated=escalated, frames=scored, overflow=rule))
     return decisions
 
 
-def message_scores(per_frame: np.ndarray, policy: CompiledPolicy, frames: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """``[sum(frames), C]`` frame scores -> ``[N, C]`` message scores by each category's
-    ``aggregate``, and the deciding frame of each (its position among the message's frames).
-    Used by the service and by evaluation alike, so calibration sees the service's scores.
+def message_scores(per_frame: np.ndarray, policy: CompiledPolicy, frames: list[int], groups: Groups | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``[sum(frames), C]`` row scores -> ``[N, C]`` message scores by each category's
+    ``aggregate``, and the deciding row of each (its position among the message's rows). With
+    ``groups`` (as :func:`score_frames`), the rows of one frame are first pooled to their highest
+    score per category. Used by the service and by evaluation alike, so calibration sees the
+    service's scores.
 
     Raises:
-        ValueError: the frame counts do not add up to the rows.
+        ValueError: the row counts do not add up, or a message's groups do not match its rows.
     """
     if any(n < 1 for n in frames) or sum(frames) != len(per_frame):
         raise ValueError(f"frame counts {frames} do not add up to the {len(per_frame)} embeddings")
-    if all(n == 1 for n in frames):  # stills: every rule gives the frame's own score
+    if groups is not None and (len(groups) != len(frames) or any(g is not None and len(g) != n for g, n in zip(groups, frames))):
+        raise ValueError(f"frame groups do not match the frame counts {frames}")
+    if all(n == 1 for n in frames):  # stills of one square: every rule gives the frame's own score
         return per_frame, np.zeros(per_frame.shape, int)
     rules = [(e.aggregate, e.k, e.n) for e in policy.entries] or [("max", 1, 1)] * len(policy.categories)
     starts = np.concatenate([[0], np.cumsum(frames)[:-1]]).astype(int)
-    aggregated = [_aggregate(per_frame[a : a + n], rules) for a, n in zip(starts, frames)]
-    return np.stack([s for s, _ in aggregated]), np.stack([f for _, f in aggregated])
+    out_scores, out_rows = [], []
+    for i, (a, n) in enumerate(zip(starts, frames)):
+        rows = per_frame[a : a + n]
+        group = groups[i] if groups is not None else None
+        if group is None:
+            scores, deciding = _aggregate(rows, rules)
+        else:
+            pooled, best = _pool(rows, _runs(group))
+            scores, at = _aggregate(pooled, rules)
+            deciding = best[at, np.arange(len(at))]
+        out_scores.append(scores)
+        out_rows.append(deciding)
+    return np.stack(out_scores), np.stack(out_rows)
+
+
+def _runs(group) -> list[tuple[int, int]]:
+    """``[start, end)`` of each run of equal consecutive values: the rows of one frame."""
+    starts = [0] + [r for r in range(1, len(group)) if group[r] != group[r - 1]]
+    return list(zip(starts, starts[1:] + [len(group)]))
+
+
+def _pool(rows: np.ndarray, runs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """``[R, C]`` row scores -> ``[F, C]``: per frame (run of rows) and category the highest, and
+    the row it came from."""
+    best = np.stack([a + rows[a:b].argmax(axis=0) for a, b in runs])
+    return np.take_along_axis(rows, best, axis=0), best
 
 
 def _aggregate(frames: np.ndarray, rules: list[tuple[str, int, int]]) -> tuple[np.ndarray, np.ndarray]:

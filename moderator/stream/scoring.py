@@ -21,7 +21,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from moderator.boundary import unexpected
 from moderator.errors import BackendError
@@ -156,7 +156,8 @@ class ScoringLoop:
         dead letter is sent here, or the batch was abandoned at shutdown and is redelivered)."""
         encode_start = time.perf_counter()
         try:
-            result = self.score_with_retry([p.pixels for _, _, p in good], [bool(p.frames and p.frames.overflow) for _, _, p in good])
+            overflow = [bool(p.frames and p.frames.overflow) for _, _, p in good]
+            result = self.score_with_retry([p.pixels for _, _, p in good], overflow, [p.frames.indices if p.frames else None for _, _, p in good])
         except Exception as exc:
             if len(good) == 1:
                 item, request, _ = good[0]
@@ -191,7 +192,7 @@ class ScoringLoop:
             out.append((item, request, outcome, timings))
         return out
 
-    def score_with_retry(self, pixels, overflow: list[bool] | None = None) -> BatchResult | None:
+    def score_with_retry(self, pixels, overflow: list[bool] | None = None, groups: Sequence[Sequence[int] | None] | None = None) -> BatchResult | None:
         """Score a batch, retrying backend failures with backoff; None when abandoned at shutdown.
 
         Raises:
@@ -202,7 +203,7 @@ class ScoringLoop:
         def attempt() -> BatchResult:
             self.health.beat("encode")  # waiting out a failing backend is progress; a call that never returns is not
             try:
-                return self.processor.score_batch(pixels, overflow)
+                return self.processor.score_batch(pixels, overflow, groups)
             except BackendError:  # counted and shown on every failure, the last one too
                 self.metrics.backend_errors.labels(self._backend).inc()
                 self.health.set("backend", False)

@@ -48,7 +48,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.batch_size = Histogram("moderator_batch_size", "Images per encoder call.", buckets=BATCH_BUCKETS, registry=r)
+        self.batch_size = Histogram(
+            "moderator_batch_size", "Squares per encoder call (a frame of a wide image may be several: media.crops).", buckets=BATCH_BUCKETS, registry=r
+        )
         self.frames_per_message = Histogram(
             "moderator_frames_per_message", "Frames in each scored message's file (1 for a still image).", buckets=FRAME_BUCKETS, registry=r
         )
@@ -61,8 +63,8 @@ class Metrics:
         )
         self.frame_overflows = Counter(
             "moderator_frame_overflows_total",
-            "Messages not every frame of which was scored (more distinct frames than media.max_frames, or a video that stopped in an error),"
-            " by the policy's frames.on_overflow rule.",
+            "Messages not all of which was scored (more distinct frames than media.max_frames, a video that stopped early, or a frame too"
+            " long for media.max_crops squares), by the policy's frames.on_overflow rule.",
             ["rule"],
             registry=r,
         )
@@ -176,7 +178,7 @@ class Metrics:
     def observe_frames(self, frames) -> None:
         """Frame counts of one scored message (``media.frames.FrameSet``; None for a still)."""
         total = frames.total if frames is not None else 1
-        scored = len(frames.indices) if frames is not None else 1
+        scored = frames.scored if frames is not None else 1
         self.frames_per_message.observe(total)
         self.frames.labels("scored").inc(scored)
         if total > scored:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from moderator.encoders.base import EncoderInfo
 from moderator.hashing.banks import Match
+from moderator.hashing.compute import one_per_frame
 from moderator.policy.compile import CompiledPolicy
 from moderator.processing import Outcome
 from moderator.wire.input import ImageRequest
@@ -68,12 +69,14 @@ class FramesRef(_Model):
         description="Frames that differ from every frame kept before them in what the model sees (media.frame_change_threshold); a frame with"
         " transparency counts once for each rendering (media.second_background) that does."
     )
-    scored: int = Field(description="Frames encoded and scored (a frame with transparency: each rendering kept).")
+    scored: int = Field(
+        description="Frames encoded and scored; a frame scored as several squares (its renderings over two pages, its crops: media.crops) counts once."
+    )
     overflow: Literal["review", "reject", "sample"] | None = Field(
         None,
         description=(
-            "Set when not every frame was scored (more distinct frames than media.max_frames, or a video that stopped in a decode error):"
-            " the policy's frames.on_overflow rule applied."
+            "Set when not all of the message was scored (more distinct frames than media.max_frames, a video that stopped early, or a"
+            " frame too long for media.max_crops squares to cover): the policy's frames.on_overflow rule applied."
         ),
     )
 
@@ -154,6 +157,7 @@ def build_verdict(request: ImageRequest, outcome: Outcome, model: EncoderInfo, t
     decision = outcome.classifier
     src = request.source
     indices = shown.indices if shown is not None else None
+    pdq = outcome.hashes.pdq if outcome.hashes is not None else ()
     return Verdict(
         id=request.id,
         source=SourceRef(topic=src.topic, partition=src.partition, offset=src.offset, timestamp=src.timestamp_ms),
@@ -176,7 +180,7 @@ def build_verdict(request: ImageRequest, outcome: Outcome, model: EncoderInfo, t
         ],
         metadata=request.metadata,
         timings=timings,
-        frames=FramesRef(total=shown.total, distinct=shown.distinct, scored=len(shown.indices), overflow=decision.overflow if decision is not None else None)
+        frames=FramesRef(total=shown.total, distinct=shown.distinct, scored=shown.scored, overflow=decision.overflow if decision is not None else None)
         if shown is not None
         else None,
         shadow=None
@@ -190,7 +194,7 @@ def build_verdict(request: ImageRequest, outcome: Outcome, model: EncoderInfo, t
         if outcome.hashes is None
         else HashesRef(
             sha256=outcome.hashes.sha256.hex(),
-            pdq=[PdqRef(hash=h.hex, quality=h.quality, frame=indices[i] if indices else None) for i, h in enumerate(outcome.hashes.pdq)],
+            pdq=[PdqRef(hash=pdq[i].hex, quality=pdq[i].quality, frame=indices[i] if indices else None) for i in one_per_frame(pdq, indices)],
         ),
         known=None
         if outcome.known is None

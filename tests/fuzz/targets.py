@@ -137,7 +137,7 @@ FRAME_LIMITS = FrameLimits(max_frames=4, max_decoded_frames=64, max_total_pixels
 def _preprocessor() -> Preprocessor:
     from moderator.encoders.onnx import OnnxEncoder
 
-    return Preprocessor(OnnxEncoder(TINY_MODEL).info().preprocess, reducing_gap=FAST_REDUCING_GAP)
+    return Preprocessor(OnnxEncoder(TINY_MODEL).info().preprocess, reducing_gap=FAST_REDUCING_GAP, crops="cover")  # as the service
 
 
 def image(data: bytes) -> None:
@@ -150,14 +150,16 @@ def image(data: bytes) -> None:
         frames = decode_any(data, IMAGE_LIMITS, FRAME_LIMITS, prepare, pdq_of, draft_side(prepare.size, True, True))
     except MessageError:
         return
-    kept = len(frames.indices)
-    if not 1 <= kept <= FRAME_LIMITS.max_frames or frames.pixels.shape != (kept, prepare.size, prepare.size, 3):
-        raise Defect(f"{kept} frames kept, pixels {frames.pixels.shape}")
-    renderings = max(frames.indices.count(i) for i in frames.indices)  # a frame with transparency: two
-    if len(frames.hashes) != kept or len(frames.timestamps_ms) != kept or list(frames.indices) != sorted(frames.indices) or renderings > 2:
+    rows, squares = len(frames.indices), prepare.max_crops  # a row per square scored
+    if not 1 <= rows <= FRAME_LIMITS.max_frames * squares or frames.pixels.shape != (rows, prepare.size, prepare.size, 3):
+        raise Defect(f"{rows} squares kept, pixels {frames.pixels.shape}")
+    per_frame = max(frames.indices.count(i) for i in frames.indices)  # its squares, twice for a frame with transparency
+    if len(frames.hashes) != rows or len(frames.timestamps_ms) != rows or list(frames.indices) != sorted(frames.indices) or per_frame > 2 * squares:
         raise Defect(f"frames {frames.indices}, {len(frames.hashes)} hashes, {len(frames.timestamps_ms)} timestamps")
-    if not kept <= frames.distinct <= 2 * frames.total or frames.total > FRAME_LIMITS.max_decoded_frames or frames.indices[-1] >= frames.total:
+    if not frames.scored <= frames.distinct <= 2 * frames.total or frames.total > FRAME_LIMITS.max_decoded_frames or frames.indices[-1] >= frames.total:
         raise Defect(f"{frames.total} frames decoded, {frames.distinct} distinct, kept up to index {frames.indices[-1]}")
+    if frames.uncovered and not frames.overflow:
+        raise Defect("a frame its squares do not cover, and no overflow")
     if any(len(h.bits) != PDQ_BYTES or not 0 <= h.quality <= 100 for h in frames.hashes):
         raise Defect(f"PDQ hashes {frames.hashes}")
 

@@ -15,21 +15,29 @@ def _settled(*argv: str):
 
 
 def test_unset_options_come_from_the_environment_and_reach_the_service(monkeypatch):
-    for name, value in {"MEDIA__DECODE_MODE": "threads", "MEDIA__DECODE_WORKERS": "3", "HASHING__PDQ": "false", "ENCODER__PRECISION": "int8"}.items():
+    for name, value in {
+        "MEDIA__DECODE_MODE": "threads",
+        "MEDIA__DECODE_WORKERS": "3",
+        "HASHING__PDQ": "false",
+        "ENCODER__PRECISION": "int8",
+        "MEDIA__CROPS": "centre",
+    }.items():
         monkeypatch.setenv(f"MODERATOR_{name}", value)
     monkeypatch.setenv("MODERATOR_ENCODER__INTRA_OP_SPINNING", "true")
     args, service = _settled()
     assert (args.decode_mode, args.decode_workers, args.pdq, args.precision, args.spinning) == ("threads", 3, False, "int8", True)
     assert service["media"]["decode_mode"] == "threads" and service["media"]["decode_workers"] == 3 and service["hashing"]["pdq"] is False
+    assert args.crops == service["media"]["crops"] == "centre"
     assert load_settings(**service).media.decode_mode == "threads"  # what the service will validate
 
 
 def test_flags_win_over_the_settings(monkeypatch):
     monkeypatch.setenv("MODERATOR_MEDIA__DECODE_MODE", "threads")
     monkeypatch.setenv("MODERATOR_HASHING__PDQ", "false")
-    args, service = _settled("--decode-mode", "processes", "--decode-workers", "1", "--pdq", "--no-spinning", "--precision", "fp32")
+    monkeypatch.setenv("MODERATOR_MEDIA__CROPS", "centre")
+    args, service = _settled("--decode-mode", "processes", "--decode-workers", "1", "--pdq", "--no-spinning", "--precision", "fp32", "--crops", "cover")
     assert (args.decode_mode, args.decode_workers, args.pdq, args.spinning, args.precision) == ("processes", 1, True, False, "fp32")
-    assert service["media"] == {"fast_decode": True, "decode_mode": "processes", "decode_workers": 1}
+    assert service["media"] == {"fast_decode": True, "decode_mode": "processes", "decode_workers": 1, "crops": "cover", "max_crops": 5}
 
 
 def test_bench_measures_the_precision_the_settings_ask_for(monkeypatch, tmp_path):

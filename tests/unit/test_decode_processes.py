@@ -59,7 +59,7 @@ def hostile(restarts):
 
 def same(a, b) -> None:
     assert np.array_equal(a.pixels, b.pixels)
-    fields = ("indices", "timestamps_ms", "total", "distinct", "overflow", "animated")
+    fields = ("indices", "timestamps_ms", "total", "distinct", "overflow", "animated", "uncovered")
     assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
     assert a.hashes == b.hashes
 
@@ -71,11 +71,13 @@ def test_processes_decode_exactly_what_threads_decode(tiny_encoder):
     pool = processes.decode_in_processes(2)
     try:
         assert len(pool.pids()) == 2 and os.getpid() not in pool.pids()
-        for data in [*IMAGES, encode(scene(5, (2400, 1800)), "JPEG", quality=90)]:
+        wide = encode(scene(6, (3000, 200)), "PNG")  # too long for five squares: uncovered, an overflow
+        for data in [*IMAGES, encode(scene(5, (2400, 1800)), "JPEG", quality=90), wide]:
             a, b = threads.prepare(data), processes.prepare(data)
             assert a.error is None and b.error is None
             same(a.frames, b.frames)
             assert a.hashes == b.hashes and len(b.hashes.pdq) == len(b.frames.indices) >= 1
+        assert processes.prepare(wide).frames.uncovered and processes.prepare(wide).frames.overflow
         bad = processes.prepare(b"GIF89a" + b"\0" * 40)  # a message error crosses back as itself
         assert bad.error is not None and type(bad.error) is type(threads.prepare(b"GIF89a" + b"\0" * 40).error)
     finally:

@@ -194,7 +194,7 @@ def open_set_figures(model_dir, policy_path, n: int = OOD_PICTURES, seed: int = 
     assert not [p.error for p in prepared if p.error is not None]
     decisions = []
     for i in range(0, len(prepared), 64):
-        decisions += processor.score_batch([p.pixels for p in prepared[i : i + 64]]).decisions
+        decisions += processor.score_prepared(prepared[i : i + 64]).decisions
     families: dict[str, list[int]] = {}
     flagged = []
     for (family, _), d in zip(images, decisions):
@@ -219,3 +219,46 @@ def test_pictures_of_none_of_the_classes_are_allowed(capsys):
         + "".join(f"\n  flagged: {f} {a} {r}" for f, a, r in flagged[:10]),
     )
     assert len(flagged) / n <= 0.01, (families, flagged[:20])
+
+
+def crop_figures(model_dir, policy_path, pictures: int = 3) -> dict[str, float]:
+    """Share flagged (review or block) through the service's path, with each ``media.crops``: a
+    moderated square at one end of a wide or tall picture, and benign pictures of 4:3 to 2:1
+    (tests/wide.py; benchmarks/crops.py measures more of them, and the cost)."""
+    import random
+
+    from moderator.media.decode import DecodeLimits
+    from moderator.pictograms.dataset import BENIGN, MODERATED
+    from moderator.policy import compile_policy, load_policy
+    from moderator.processing import Processor
+    from tests.wide import ENDS, SHAPES, at_an_end, benign
+
+    enc = OnnxEncoder(model_dir)
+    policy = compile_policy(load_policy(policy_path), enc)
+    rng = random.Random(7)
+    attacks = [at_an_end(obj, size, rng)[0] for obj in MODERATED for size in ENDS for _ in range(pictures)]
+    plain = [benign(size, rng) for size in SHAPES for _ in range(pictures * len(BENIGN))]
+    out = {}
+    for crops in ("centre", "cover"):
+        processor = Processor(enc, policy, DecodeLimits(), crops=crops)
+        for name, images in (("attack", attacks), ("benign", plain)):
+            prepared = [processor.prepare(b) for b in images]
+            decisions = [d for i in range(0, len(prepared), 64) for d in processor.score_prepared(prepared[i : i + 64]).decisions]
+            out[f"{name}_{crops}"] = sum(d.decision != "allow" for d in decisions) / len(decisions)
+    return out
+
+
+def test_content_at_the_end_of_a_wide_picture_is_scored_with_cover(capsys):
+    """The centre square the model was trained on never reaches the ends of a 16:9 or 2:1 picture:
+    a moderated pictogram there passes it, and media.crops: cover flags it. This model's manifest
+    says crops: centre all the same (media.crops: auto follows it): trained on whole pictograms, it
+    takes benign objects cut by a square's edge for moderated ones, printed here (README.md)."""
+    f = crop_figures(MODEL, POLICY)
+    report(
+        capsys,
+        f"moderated square at one end of a wide picture: flagged {f['attack_cover']:.1%} with cover, {f['attack_centre']:.1%} with centre;"
+        f" benign pictures of 4:3 to 2:1 flagged {f['benign_cover']:.1%} with cover, {f['benign_centre']:.1%} with centre",
+    )
+    assert f["attack_centre"] < 0.6, "the attack: most of it passes the centre square"
+    assert f["attack_cover"] >= 0.95
+    assert f["benign_centre"] <= 0.03, "what the manifest's centre keeps: benign pictures allowed (1 of 96 measured)"

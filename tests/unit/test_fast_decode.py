@@ -89,8 +89,8 @@ def test_decisions_on_the_examples_are_the_same_on_both_paths(default):
     with (REPO / "examples" / "labels.csv").open() as fh:
         paths = [REPO / "examples" / r["path"] for r in csv.DictReader(fh)]
     data = [p.read_bytes() for p in paths]
-    da = exact.score_batch([exact.prepare(b).pixels for b in data]).decisions
-    db = fast.score_batch([fast.prepare(b).pixels for b in data]).decisions
+    da = exact.score_prepared([exact.prepare(b) for b in data]).decisions
+    db = fast.score_prepared([fast.prepare(b) for b in data]).decisions
     assert [d.decision for d in da] == [d.decision for d in db] and len(da) == 120
 
 

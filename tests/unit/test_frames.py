@@ -147,7 +147,7 @@ def default_processor():
 def _decide(processor, data: bytes):
     prepared = processor.prepare(data)
     assert prepared.error is None, prepared.error
-    return processor.score_batch([prepared.pixels], [prepared.frames.overflow])
+    return processor.score_prepared([prepared])
 
 
 EVASIONS = [
@@ -194,6 +194,11 @@ def on_blank(obj: str, colour: str, background: str = "beige", scale: float = 0.
     return blank, drawn
 
 
+def kept(frames) -> tuple[int, ...]:
+    """The frames scored, in order, once each (a frame's rows: its squares, its renderings)."""
+    return tuple(dict.fromkeys(frames.indices))
+
+
 def _thumbnail_mean_difference(a: Image.Image, b: Image.Image) -> float:
     return float(np.abs(thumbnail_of(a).astype(float) - thumbnail_of(b).astype(float)).mean()) / 255
 
@@ -209,7 +214,8 @@ def test_a_knife_after_a_blank_first_frame_is_scored(default_processor, fmt, kwa
     result = _decide(default_processor, animation(fmt, [blank, knife, knife.copy()], **kwargs))
     decision = result.decisions[0]
     assert decision.decision == "block", (fmt, decision.reasons)
-    assert next(c for c in decision.categories if c.name == "weapons").frame == 1
+    row = next(c for c in decision.categories if c.name == "weapons").frame
+    assert default_processor.prepare(animation(fmt, [blank, knife, knife.copy()], **kwargs)).frames.indices[row] == 1
 
 
 def hidden_from_thumbnails() -> tuple[Image.Image, Image.Image]:
@@ -234,7 +240,7 @@ def test_a_knife_drawn_so_that_every_thumbnail_cell_keeps_its_average_is_scored(
     thumbs = np.abs(thumbnail_of(hidden).astype(int) - thumbnail_of(blank).astype(int)).max() / 255
     assert thumbs < FrameLimits().change_threshold, f"the thumbnails match ({thumbs:.3f})"
     fs = decode_frames(animation("PNG", [blank, hidden]), DecodeLimits(), FrameLimits(), default_processor.preprocessor)
-    assert fs.indices == (0, 1), "the knife frame is kept"
+    assert kept(fs) == (0, 1), "the knife frame is kept"
     assert _decide(default_processor, animation("PNG", [blank, hidden])).decisions[0].decision != "allow"
 
 
@@ -250,7 +256,7 @@ def test_moderator_hashes_keeps_and_hashes_the_frames_the_service_keeps(default_
     service = default_processor.prepare(data)
     prepare = service_preprocessor(load_settings(None))
     tool, frames = hash_image(data, DecodeLimits(), FrameLimits(), True, None, prepare)
-    assert frames.indices == service.frames.indices == (0, 1) and tool.pdq == service.hashes.pdq
+    assert frames.indices == service.frames.indices and kept(frames) == (0, 1) and tool.pdq == service.hashes.pdq
     _, by_thumbnail = hash_image(data, DecodeLimits(), FrameLimits(), True, None)
     assert by_thumbnail.indices == (0,), "without the preprocessor the thumbnails decide, and they match"
 
@@ -272,9 +278,9 @@ def test_only_frames_within_the_threshold_at_every_pixel_are_skipped(default_pro
     one_pixel.paste((0, 0, 0), (78, 58, 82, 62))  # a 4x4 dot in the middle: one frame on its own
     data = animation("PNG", [cup, grainy, cup.copy(), one_pixel])
     fs = decode_frames(data, DecodeLimits(), FrameLimits(), prepare)
-    assert fs.indices == (0, 3) and fs.distinct == 2, fs.indices
+    assert kept(fs) == (0, 3) and fs.distinct == 2, fs.indices
     fs = decode_frames(data, DecodeLimits(), FrameLimits(change_threshold=0), prepare)
-    assert fs.indices == (0, 1, 2, 3), "0 skips nothing, not even an identical frame"
+    assert kept(fs) == (0, 1, 2, 3), "0 skips nothing, not even an identical frame"
 
 
 def on_transparent(obj: str, colour: tuple[int, int, int]) -> Image.Image:
@@ -296,7 +302,7 @@ def test_a_white_pistol_on_a_transparent_background_is_scored_as_a_dark_page_sho
     white_only = Processor(default_processor.encoder, default_processor.policy, DecodeLimits(second_background=None))
     assert _decide(white_only, png(pistol)).decisions[0].decision == "allow", "the attack: over white the pistol is not there"
     prepared = default_processor.prepare(png(pistol))
-    assert prepared.frames.indices == (0, 0) and prepared.frames.total == 1, "two renderings of the one frame"
+    assert prepared.frames.indices == (0, 0) and prepared.frames.scored == prepared.frames.total == 1, "two renderings of the one frame"
     assert _decide(default_processor, png(pistol)).decisions[0].decision == "block"
     # After a transparent first frame, in an animation: the pistol's white rendering matches the
     # blank frame's, its dark one does not.
@@ -313,13 +319,14 @@ def test_only_frames_with_transparency_get_a_second_rendering(default_processor)
 
     cup = picture("cup", 40, "brown")
     opaque = cup.convert("RGBA")  # an alpha channel, every pixel opaque
-    assert default_processor.prepare(png(opaque)).frames.indices == (0,)
-    assert default_processor.prepare(png(cup)).frames.indices == (0,)
+    squares = 1  # the default model's manifest says crops: centre (media.crops: auto follows it)
+    assert default_processor.prepare(png(opaque)).frames.indices == (0,) * squares
+    assert default_processor.prepare(png(cup)).frames.indices == (0,) * squares
     faded = opaque.copy()
     faded.putalpha(200)
-    assert default_processor.prepare(png(faded)).frames.indices == (0, 0)
+    assert default_processor.prepare(png(faded)).frames.indices == (0,) * 2 * squares
     same = Processor(default_processor.encoder, default_processor.policy, DecodeLimits(second_background=(255, 255, 255)))
-    assert same.prepare(png(faded)).frames.indices == (0,), "second_background equal to background: one rendering"
+    assert same.prepare(png(faded)).frames.indices == (0,) * squares, "second_background equal to background: one rendering"
 
 
 def png(img: Image.Image) -> bytes:
@@ -383,6 +390,34 @@ def test_aggregation_modes_on_hand_made_score_sequences(scores, aggregate, k, n,
     assert a.action == ("block" if expected >= 0.8 else "review" if expected >= 0.5 else "allow")
 
 
+SQUARES = [0.1, 0.9, 0.1, 0.1, 0.1, 0.1, 0.85, 0.1, 0.1]  # three frames of three squares each (a wide frame's crops)
+OF_FRAME = (4, 4, 4, 7, 7, 7, 9, 9, 9)  # FrameSet.indices: the frame in the file of each row
+
+
+@pytest.mark.parametrize(
+    "aggregate, k, n, expected, row",
+    [
+        ("max", 1, 1, 0.9, 1),
+        ("mean", 1, 1, (0.9 + 0.1 + 0.85) / 3, 1),  # over frames, not over the nine squares (0.29)
+        ("k_of_n", 2, 3, 0.85, 6),  # two of the three frames are high: each by one square of three
+        ("k_of_n", 2, 2, 0.1, 3),  # no two consecutive frames are high
+    ],
+)
+def test_the_squares_of_one_frame_are_one_frame_by_their_highest_score(aggregate, k, n, expected, row):
+    """A frame scored as several squares (crops of a wide frame, renderings over two pages) is one
+    frame to every aggregate: its score is its best square's, and the deciding row is that square."""
+    from moderator.policy.score import score_frames
+
+    [d] = score_frames(_frames(SQUARES), _policy(aggregate, k, n), [len(SQUARES)], [True], [OF_FRAME])
+    [a] = d.categories
+    assert a.score == pytest.approx(expected, abs=1e-5) and a.frame == row, (a.score, a.frame)
+    assert d.frames == 3 and any("3 frames were" in r for r in d.reasons), d.reasons
+    [rows] = score_frames(_frames(SQUARES), _policy(aggregate, k, n), [len(SQUARES)])
+    assert rows.frames == 9, "without groups every row is a frame"
+    with pytest.raises(ValueError, match="groups"):
+        score_frames(_frames(SQUARES), _policy(aggregate, k, n), [len(SQUARES)], None, [OF_FRAME[:-1]])
+
+
 def test_k_of_n_needs_k_at_most_n_in_the_policy(tmp_path):
     from moderator.policy import PolicyFileError, load_policy
 
@@ -412,7 +447,8 @@ def test_evaluation_scores_animations_as_the_service_does(tmp_path, tiny_encoder
     for row, name in zip(data.scores, ("anim.gif", "still.png")):
         prepared = processor.prepare((tmp_path / name).read_bytes())
         embeds = tiny_encoder.encode_images(prepared.pixels)
-        [decision] = score_frames(embeds, processor.policy, [len(embeds)])
+        [decision] = score_frames(embeds, processor.policy, [len(embeds)], None, [prepared.frames.indices])
         assert np.allclose(row, [c.score for c in decision.categories], atol=1e-5), name
-    per_frame = tiny_encoder.encode_images(processor.prepare((tmp_path / "anim.gif").read_bytes()).pixels)
-    assert len(per_frame) == 3 and not np.allclose(data.scores[0], (per_frame @ processor.policy.embeddings.T).max(axis=0))
+    prepared = processor.prepare((tmp_path / "anim.gif").read_bytes())
+    per_frame = tiny_encoder.encode_images(prepared.pixels)
+    assert prepared.frames.scored == 3 and not np.allclose(data.scores[0], (per_frame @ processor.policy.embeddings.T).max(axis=0))

@@ -117,7 +117,7 @@ def decide(processor, data: bytes):
     outcome = processor.decided(prepared)
     if outcome is not None:
         return outcome, False
-    result = processor.score_batch([prepared.pixels], [prepared.frames.overflow])
+    result = processor.score_prepared([prepared])
     return processor.outcomes([prepared], result)[0], True
 
 
@@ -228,7 +228,6 @@ def test_a_denied_frame_anywhere_blocks_an_animation(tmp_path, default_processor
     cup.save(buf, "GIF", save_all=True, append_images=[cup.copy(), bad, cup.copy()], duration=[1000, 1000, 20, 1000])
     outcome, encoded = decide(default_processor(load_banks(tmp_path, 100)), buf.getvalue())
     assert not encoded and outcome.decision == "block"
-    assert outcome.known.match.frame == 1, "the second kept frame matched"
     assert outcome.frames.indices[outcome.known.match.frame] == 1, "Pillow wrote cup, bad, cup (repeats merged): file frame 1"
 
 

@@ -133,3 +133,27 @@ def test_still_image_containers_are_not_taken_for_video():
     assert looks_like_video(b"\x00\x00\x00\x1cftypavif" + b"\x00" * 20) is None
     assert looks_like_video(b"\x00\x00\x00\x1cftypisom" + b"\x00" * 20) == "MP4"
     assert looks_like_video(b"\x1a\x45\xdf\xa3" + b"\x00" * 20) == "WebM/Matroska"
+
+
+def test_a_crafted_vp8_that_deadlocked_ffmpegs_slice_threads_decodes_in_one():
+    """Found by the image fuzzer in CI: a 1,494-byte WebM whose one VP8 packet left every FFmpeg
+    slice thread waiting on another, for good (no read, no timeout reaches it: in threads decode
+    mode a worker's decode thread was lost per message). Decoded with one thread, it takes under a
+    millisecond. Run in a child so that a regression fails here instead of hanging the suite."""
+    import subprocess
+    import textwrap
+
+    from tests.conftest import REPO
+
+    case = REPO / "tests" / "fuzz" / "corpus" / "image" / "webm-vp8-that-deadlocked-ffmpeg-slice-threads"
+    code = textwrap.dedent(
+        f"""
+        from moderator.media.decode import DecodeLimits
+        from moderator.media.frames import FrameLimits
+        from moderator.media.video import decode_video
+        frames = decode_video(open({str(case)!r}, "rb").read(), DecodeLimits(), FrameLimits(), lambda img: __import__("numpy").zeros((8, 8, 3), "uint8"))
+        print(frames.total)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr[-2000:]

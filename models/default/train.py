@@ -174,7 +174,7 @@ def train(out: Path, overrides: dict, cfg_path: Path = HERE / "config.json") -> 
     torch.manual_seed(conf["seed"])
     arch = load_architecture(conf["architecture"])
     # crops: centre: trained on whole pictograms, it takes objects cut by a square's edge for other
-    # classes (README.md, "Wide and tall pictures"); media.crops: auto follows it.
+    # classes (README.md, "What it cannot do"); media.crops: auto follows it.
     pre = Preprocess(image_size=arch.image_size, mean=OPENAI_MEAN, std=OPENAI_STD, interpolation="bicubic", resize_mode="shortest", crops="centre")
     t0 = time.time()
     pixels, captions, facts = dataset(conf["train_samples"], "train", conf["seed"], pre, nothing_share=conf["nothing_share"])

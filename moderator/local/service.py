@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,19 +20,48 @@ from moderator.settings import ENV_PREFIX
 _handed_out: set[int] = set()
 
 
-def free_port() -> int:
-    """A port free now and not handed out before by this process.
+def _ephemeral_low() -> int:
+    """The first port the kernel hands to outgoing connections (Linux's default: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
-    Ports are chosen before the servers that bind them start, so the kernel may offer the same
-    free port twice (a Triton server not started yet and a service's telemetry port, say).
+
+# Below the kernel's ephemeral range (so no outgoing connection is ever given one of these ports as
+# its local port) and above Ray's worker ports (10002-19999 by default).
+_LOWEST = 20000
+
+
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive ports free now and not handed out before by this process.
+
+    Ports are chosen before the servers that bind them start, so two things bear on the choice:
+    the kernel may offer a free port twice (a Triton server not started yet and a service's
+    telemetry port, say), hence ``_handed_out``; and a port from the ephemeral range may be taken
+    in between as the local end of any outgoing connection (a Kafka client's, say: a broker then
+    failed with "Address already in use"), hence ports below that range.
     """
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _handed_out:
-            _handed_out.add(port)
-            return port
+    rng = random.Random()
+    low = _ephemeral_low()
+    high = (low if low > _LOWEST + count else 65536) - count  # no room below: anywhere
+    for _ in range(1000):
+        base = rng.randint(_LOWEST, high)
+        block = range(base, base + count)
+        if _handed_out.intersection(block) or not all(_bindable(p) for p in block):
+            continue
+        _handed_out.update(block)
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports between {_LOWEST} and {high + count}")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def settings_env(settings: dict[str, Any], prefix: str = ENV_PREFIX) -> dict[str, str]:

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory) -> LocalKafka:
-    kafka = LocalKafka(port=free_port(), data_dir=tmp_path_factory.mktemp("kafka"))
+    kafka = LocalKafka(port=free_port(2), data_dir=tmp_path_factory.mktemp("kafka"))
     kafka.start()
     yield kafka
     kafka.stop()

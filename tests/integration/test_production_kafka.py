@@ -4,8 +4,6 @@ balanced output for keyless input, and one worker of three restarted without sto
 
 from __future__ import annotations
 
-import random
-import socket
 import statistics
 import time
 from collections import Counter, defaultdict
@@ -14,6 +12,7 @@ import pytest
 
 from moderator.local.broker import LocalKafka, create_topics
 from moderator.local.collect import OutputCollector
+from moderator.local.service import free_port
 from tests.integration.conftest import SteadyProducer, produce, small_jpegs, wait_until
 from tests.integration.pki import make_pki
 
@@ -34,31 +33,12 @@ def unsigned_jwt(subject: str) -> str:
     return f"{part({'alg': 'none'})}.{part({'sub': subject, 'iat': now, 'exp': now + 3600})}."
 
 
-def _free_block(size: int = 4) -> int:
-    """A base port with ``size`` consecutive free ports (listener, controller, SSL, SASL_SSL)."""
-    for _ in range(200):
-        base = random.randint(31000, 39000)
-        try:
-            socks = []
-            for p in range(base, base + size):
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free port block")
-
-
 @pytest.fixture(scope="module")
 def secure_broker(tmp_path_factory):
     """A second broker: TLS listeners (mTLS, SASL_SSL with SCRAM), and topic auto-creation on,
     as a default-configured broker has it."""
     pki = make_pki(tmp_path_factory.mktemp("pki"))
-    kafka = LocalKafka(port=_free_block(), data_dir=tmp_path_factory.mktemp("kafka-secure"), tls_dir=pki.dir, auto_create=True)
+    kafka = LocalKafka(port=free_port(4), data_dir=tmp_path_factory.mktemp("kafka-secure"), tls_dir=pki.dir, auto_create=True)
     kafka.start()
     kafka.scram_user("alice", PASSWORD)
     kafka.pki = pki

@@ -6,15 +6,20 @@
    memory per hash;
 2. loading a 1 000 000-row bank file (CSV on disk -> served banks);
 3. hashing cost per image: SHA-256 and PDQ at 640x480, 1920x1080 and 4000x3000, beside the
-   decode of the same JPEG (what the service did per image before hashing), with the ratio.
+   decode of the same JPEG (what the service did per image before hashing), with the ratio;
+4. mirror images and turns (``hashing.pdq_turns``): PDQ with and without the dihedral hashes, one
+   lookup against eight in a million-hash bank, and how near a mirrored or turned, re-encoded
+   copy of a banked picture comes (photo-like scenes and pictograms) with turns and without.
 
-    .venv/bin/python benchmarks/hashing.py            # prints one JSON object
+    .venv/bin/python benchmarks/hashing.py [--sections lookup,bank_load_1m,hashing_per_image,turns]
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import random
 import sys
 import tempfile
 import time
@@ -26,10 +31,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from moderator.hashing.bankfile import write_bank  # noqa: E402
 from moderator.hashing.banks import load_banks  # noqa: E402
-from moderator.hashing.compute import pdq_of  # noqa: E402
+from moderator.hashing.compute import hamming, pdq_of  # noqa: E402
 from moderator.hashing.index import PdqIndex  # noqa: E402
 from moderator.media.decode import DecodeLimits, decode_image  # noqa: E402
-from tests.scenes import encode, scene  # noqa: E402
+from tests.scenes import PILLOW_TURNS, encode, scene  # noqa: E402
 
 QUERIES = 2000
 
@@ -137,10 +142,76 @@ def hashing_cost() -> dict:
     return out
 
 
+def turns(rng) -> dict:
+    out: dict = {"hashing_ms": {}}
+    for w, h in ((640, 480), (1920, 1080)):
+        img = scene(4, (w, h))
+        times = {}
+        for label, with_turns in (("pdq", False), ("pdq_with_turns", True), ("pdq_again", False)):
+            t = time.perf_counter()
+            for _ in range(20):
+                pdq_of(img, turns=with_turns)
+            times[label] = round((time.perf_counter() - t) / 20 * 1e3, 2)
+        times["ratio"] = round(times["pdq_with_turns"] / ((times["pdq"] + times["pdq_again"]) / 2), 3)
+        out["hashing_ms"][f"{w}x{h}"] = times
+    hashes = rng.integers(0, 256, (1_000_000, 32), dtype=np.uint8)
+    index = PdqIndex(hashes)
+    frames = [rng.integers(0, 256, (8, 32), dtype=np.uint8) for _ in range(QUERIES // 4)]  # a frame: its hash and 7 turns
+    for f in frames[:50]:  # warm-up
+        index.search(f[0].tobytes(), 31)
+    lat: dict[str, list[float]] = {"one": [], "eight_one_by_one": [], "eight_in_one_pass": []}
+    for f in frames:
+        t = time.perf_counter()
+        index.search(f[0].tobytes(), 31)
+        lat["one"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        for q in f:
+            index.search(q.tobytes(), 31)
+        lat["eight_one_by_one"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        index.search(f[0].tobytes(), 31)  # the frame as it is (allow and deny banks), then its turns (deny)
+        index.search_many([q.tobytes() for q in f[1:]], 31)
+        lat["eight_in_one_pass"].append(time.perf_counter() - t)
+    out["lookup_1m_ms"] = {f"{k}_{p}": round(float(np.percentile(v, int(p[1:]))) * 1e3, 4) for k, v in lat.items() for p in ("p50", "p99")}
+    from moderator.pictograms.draw import render
+
+    pictures = {
+        "scenes_640x480": [scene(300 + i, (640, 480)) for i in range(20)],
+        "pictograms_320x240": [
+            render(obj, "black", 1, "beige", random.Random(i), (320, 240)) for i, obj in enumerate(["knife", "cup", "flower", "car", "pistol"] * 4)
+        ],
+    }
+    out["reposts"] = {}
+    for kind, images in pictures.items():
+        with_turns, without = [], []
+        for img in images:
+            banked = pdq_of(img).bits
+            for transform in PILLOW_TURNS.values():
+                repost = pdq_of(decode_image(encode(img.transpose(transform), "JPEG", quality=75), DecodeLimits()), turns=True)
+                with_turns.append(min(hamming(banked, b) for b in (repost.bits, *repost.turns)))
+                without.append(hamming(banked, repost.bits))
+        out["reposts"][kind] = {
+            "copies": len(with_turns),
+            "with_turns_distance_p50_p95_max": [int(np.percentile(with_turns, 50)), int(np.percentile(with_turns, 95)), max(with_turns)],
+            "with_turns_matched_at_31": round(sum(d <= 31 for d in with_turns) / len(with_turns), 3),
+            "without_turns_distance_min": min(without),
+            "without_turns_matched_at_31": round(sum(d <= 31 for d in without) / len(without), 3),
+        }
+    return out
+
+
+SECTIONS = {"lookup": lookups, "bank_load_1m": bank_load, "hashing_per_image": lambda rng: hashing_cost(), "turns": turns}
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated, of " + ", ".join(SECTIONS))
+    names = [n.strip() for n in parser.parse_args().sections.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown sections {unknown}")
     rng = np.random.default_rng(0)
-    result = {"lookup": lookups(rng), "bank_load_1m": bank_load(rng), "hashing_per_image": hashing_cost()}
-    print(json.dumps(result, indent=2))
+    print(json.dumps({n: SECTIONS[n](rng) for n in names}, indent=2))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from moderator.errors import MessageError, UndecodableImage
 from moderator.hashing import known as known_content
 from moderator.hashing.banks import Banks
 from moderator.hashing.cache import ResultCache
-from moderator.hashing.compute import PDQ_MIN_SIDE, Hashes, PdqHash, pdq_of, sha256_of
+from moderator.hashing.compute import PDQ_MIN_SIDE, Hashes, PdqHash, pdq_of, pdq_with_turns, sha256_of
 from moderator.hashing.known import Known
 from moderator.media.decode import DecodeLimits
 from moderator.media.frames import FrameLimits, FrameSet, decode_frames
@@ -34,6 +34,9 @@ from moderator.media.processes import DecodeProcesses
 from moderator.media.video import decode_video, looks_like_video
 from moderator.policy.compile import CompiledPolicy
 from moderator.policy.score import ACTIONS, Decision, Groups, score_frames
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,14 @@ HARD_TIMEOUT_GRACE_S = 10.0
 class KnownContentOptions:
     pdq: bool = True  # hash every kept frame with PDQ (the verdict carries it; PDQ banks need it)
     quality_floor: int = 50  # PDQ hashes of lower quality never match (flat images match too easily)
+    turns: bool = True  # deny banks also match the frames' mirror images and quarter turns (PDQ's dihedral hashes)
+
+    @property
+    def hasher(self) -> Callable[[Image.Image], PdqHash] | None:
+        """What hashes each kept frame (a module-level function: it crosses to decode processes)."""
+        if not self.pdq:
+            return None
+        return pdq_with_turns if self.turns else pdq_of
 
 
 @dataclass(frozen=True)
@@ -183,7 +194,7 @@ class Processor:
             limits=limits,
             frame_limits=self.frame_limits,
             prepare=self.preprocessor,
-            hasher=pdq_of if self.known_options.pdq else None,
+            hasher=self.known_options.hasher,
             draft_side=self.draft_side,
         )
         self._processes: DecodeProcesses | None = None
@@ -260,7 +271,7 @@ class Processor:
             log.warning("unexpected decoder error %s: %s", type(exc).__name__, exc)
             err = UndecodableImage(f"decoder failed unexpectedly ({type(exc).__name__}): {exc}")
             return Prepared(None, err, (time.perf_counter() - start) * 1e3, hashes=Hashes(sha256))
-        hashes = Hashes(sha256, frames.hashes)
+        hashes = Hashes(sha256, _unturned(frames.hashes))
         lookup = time.perf_counter()
         near = known_content.near(banks, frames.hashes, self.known_options.quality_floor, frames.overflow)
         known = known_content.combine(exact, near)
@@ -345,17 +356,24 @@ def draft_side(image_size: int, pdq: bool, fast_decode: bool) -> int | None:
 
 
 def hash_image(
-    data: bytes, limits: DecodeLimits, frame_limits: FrameLimits, pdq: bool = True, draft: int | None = None, prepare: Preprocessor | None = None
+    data: bytes,
+    limits: DecodeLimits,
+    frame_limits: FrameLimits,
+    pdq: bool = True,
+    draft: int | None = None,
+    prepare: Preprocessor | None = None,
+    turns: bool = False,
 ) -> tuple[Hashes, FrameSet]:
     """The hashes of an image or video file, as the service computes them (``moderator hashes``);
     ``draft``: the service's :func:`draft_side`, for the same PDQ on large JPEGs; ``prepare``: the
     service's preprocessor, for the same frames (they are selected by what the model sees).
-    Without it, frames whose thumbnails are near are taken for the same.
+    Without it, frames whose thumbnails are near are taken for the same. ``turns``: each frame's
+    dihedral hashes too (to look it up in deny banks as the service does).
 
     Raises:
         MessageError: the file cannot be decoded.
     """
-    frames = decode_any(data, limits, frame_limits, prepare or _no_pixels, pdq_of if pdq else None, draft)
+    frames = decode_any(data, limits, frame_limits, prepare or _no_pixels, KnownContentOptions(pdq, turns=turns).hasher, draft)
     return Hashes(sha256_of(data), frames.hashes), frames
 
 
@@ -364,4 +382,10 @@ def _no_pixels(_image) -> np.ndarray:
 
 
 def _without_pixels(frames: FrameSet | None) -> FrameSet | None:
-    return None if frames is None else dataclasses.replace(frames, pixels=np.empty((0,), np.uint8))
+    """What an outcome keeps of the frames (it may be cached): neither pixels nor turns' hashes."""
+    return None if frames is None else dataclasses.replace(frames, pixels=np.empty((0,), np.uint8), hashes=_unturned(frames.hashes))
+
+
+def _unturned(hashes: tuple) -> tuple:
+    """PDQ hashes without their turns (looked up already; 224 bytes a frame not to keep)."""
+    return tuple(PdqHash(h.bits, h.quality) if getattr(h, "turns", ()) else h for h in hashes)

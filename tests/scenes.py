@@ -9,6 +9,17 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+# Pillow's transformation of a frame that each of its PDQ turns stands for (hashing.compute.TURNS).
+PILLOW_TURNS = {
+    "rotate90": Image.Transpose.ROTATE_90,
+    "rotate180": Image.Transpose.ROTATE_180,
+    "rotate270": Image.Transpose.ROTATE_270,
+    "flip": Image.Transpose.FLIP_TOP_BOTTOM,
+    "mirror": Image.Transpose.FLIP_LEFT_RIGHT,
+    "transpose": Image.Transpose.TRANSPOSE,
+    "transverse": Image.Transpose.TRANSVERSE,
+}
+
 
 def scene(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
     rng = np.random.default_rng(seed)

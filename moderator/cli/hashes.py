@@ -24,7 +24,7 @@ from moderator.hashing.bankfile import (
     write_bank,
 )
 from moderator.hashing.banks import load_banks
-from moderator.hashing.compute import one_per_frame, parse_hex
+from moderator.hashing.compute import TURN_WORDS, one_per_frame, parse_hex
 from moderator.hashing.importers import FORMATS, import_hashes
 from moderator.media.decode import silence_decoder_warnings
 from moderator.media.preprocess import Preprocessor
@@ -112,9 +112,10 @@ def _hash_types(text: str) -> set[str]:
     return types
 
 
-def _hash_files(args, paths: list[Path], failed: list[Path], out=None, as_json: bool = False):
+def _hash_files(args, paths: list[Path], failed: list[Path], out=None, as_json: bool = False, lookup: bool = False):
     """(path, hashes, frames) of each file that decodes; the others are reported on ``out`` (or
-    stderr) and appended to ``failed``."""
+    stderr) and appended to ``failed``. ``lookup``: hashed to be looked up as the service does
+    (with the frames' turns when ``hashing.pdq_turns``)."""
     settings = load_settings(getattr(args, "config", None))
     silence_decoder_warnings()
     limits, frames = decode_limits(settings), frame_limits(settings)
@@ -122,7 +123,7 @@ def _hash_files(args, paths: list[Path], failed: list[Path], out=None, as_json: 
     draft, prepare = service_draft_side(settings, preprocess), service_preprocessor(settings, preprocess)
     for f in iter_files(paths):
         try:
-            hashes, frame_set = hash_image(f.read_bytes(), limits, frames, settings.hashing.pdq, draft, prepare)
+            hashes, frame_set = hash_image(f.read_bytes(), limits, frames, settings.hashing.pdq, draft, prepare, lookup and settings.hashing.pdq_turns)
         except MessageError as exc:
             failed.append(f)
             _print_error(out or sys.stderr, f, exc, as_json)
@@ -183,7 +184,7 @@ def match(args: argparse.Namespace) -> int:
     banks = load_banks(args.banks, settings.hashing.max_bank_entries)
     floor = settings.hashing.pdq_quality_floor
     out, failed = sys.stdout, list[Path]()
-    for f, hashes, frames in _hash_files(args, args.paths, failed, out, args.json):
+    for f, hashes, frames in _hash_files(args, args.paths, failed, out, args.json, lookup=True):
         found = known_content.combine(known_content.exact(banks, hashes.sha256), known_content.near(banks, hashes.pdq, floor, frames.overflow))
         if args.json:
             out.write(
@@ -211,7 +212,8 @@ def match(args: argparse.Namespace) -> int:
         else:
             out.write(f"{f}: {found.kind}: {found.reason}\n")
             for m in found.matches:
-                out.write(f"  {m.bank}:{m.line} {m.hash_type} distance {m.distance} {m.category} {m.action}" + (f" ({m.note})" if m.note else "") + "\n")
+                turn = f" (the frame {TURN_WORDS[m.turn]})" if m.turn else ""
+                out.write(f"  {m.bank}:{m.line} {m.hash_type} distance {m.distance}{turn} {m.category} {m.action}" + (f" ({m.note})" if m.note else "") + "\n")
     return 1 if failed else 0
 
 
@@ -279,8 +281,8 @@ def from_verdicts(args: argparse.Namespace) -> int:
             try:
                 verdict = json.loads(raw)
                 found = _verdict_hashes(verdict, types)
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise BankError(f"{args.verdicts}:{line_no}: not a verdict with hashes (schema 2): {type(exc).__name__}: {exc}") from exc
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:  # RecursionError: JSON nested too deep
+                raise BankError(f"{args.verdicts}:{line_no}: not a verdict with hashes (schema 2): {type(exc).__name__}: {exc}") from None
             if args.decision and verdict.get("decision") != args.decision:
                 continue
             category = args.category or _verdict_category(verdict)

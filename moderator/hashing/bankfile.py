@@ -52,6 +52,7 @@ MAX_FIELD_CHARS = 1000
 MAX_PROBLEMS = 50
 COLUMNS = ("hash_type", "hash", "category", "action", "note", "added")
 REQUIRED = ("hash_type", "hash")
+DECIDING = ("category", "action")  # columns that change what a match does
 HASH_TYPES = ("sha256", "pdq")
 KINDS = ("deny", "allow")
 DENY_ACTIONS = ("review", "block")
@@ -86,6 +87,7 @@ class BankRows:
     default_category: str = DEFAULT_CATEGORY
     default_action: str = "block"
     overrides: str = "review"
+    columns: tuple[str, ...] = COLUMNS  # as the header row names them, in its order
     hash_types: list[str] = field(default_factory=list)
     hashes: list[bytes] = field(default_factory=list)
     categories: list[str] = field(default_factory=list)
@@ -136,29 +138,41 @@ def read_bank(path: Path) -> BankRows:
     lines = text.splitlines()
     # Comment lines never reach the CSV reader (a quote in a comment would open a field that
     # swallows the rows after it); they become blank lines, so line numbers stay the file's.
-    reader = csv.reader("" if raw_line.lstrip().startswith("#") else raw_line for raw_line in lines)
+    # Strict: a quote inside a quoted field must be doubled, and a quote left open at the end of
+    # the file is an error (not a field that silently ends there, to swallow rows added later).
+    reader = csv.reader(("" if raw_line.lstrip().startswith("#") else raw_line for raw_line in lines), strict=True)
     last = 0
-    try:
-        for record in reader:
-            line = reader.line_num
-            start, last = last + 1, line
-            if line > start:  # a quoted field ran over a line end: a row is one line
-                problem(start, "a field runs over several lines (an unclosed quote?)")
-                continue
-            if not record or (len(record) == 1 and not record[0].strip()):
-                if header is None and lines[line - 1].lstrip().startswith("#"):
-                    _property(lines[line - 1], line, props, problem)
-                continue
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # the reader goes on with the next line
+            start, last = last + 1, reader.line_num
+            if "end of data" in str(exc):
+                problem(start, "a field runs over several lines (an unclosed quote?)" if last > start else "an unclosed quote")
+            else:
+                problem(last, f"not CSV: {exc}")
+            continue
+        line = reader.line_num
+        start, last = last + 1, line
+        if line > start:  # a quoted field ran over a line end: a row is one line
+            problem(start, "a field runs over several lines (an unclosed quote?)")
+            continue
+        if not record or (len(record) == 1 and not record[0].strip()):
+            if header is None and lines[line - 1].lstrip().startswith("#"):
+                _property(lines[line - 1], line, props, problem)
+            continue
+        if header is None:
+            header = _header(record, line, problem)
             if header is None:
-                header = _header(record, line, problem)
-                if header is None:
-                    break
-                rows = _start(path, name, raw, props, problem, line)
-                continue
+                break
+            rows = _start(path, name, raw, props, problem, line)
             if rows is not None:
-                _row(record, line, header, rows, problem, valid)
-    except csv.Error as exc:
-        problem(reader.line_num, f"not CSV: {exc}")
+                rows.columns = tuple(header)
+            continue
+        if rows is not None:
+            _row(record, line, header, rows, problem, valid)
     if header is None and not problems:
         problem(None, "no header row: a bank needs a 'hash_type,hash,...' line after its '# kind:' property")
     if problems:
@@ -317,8 +331,8 @@ def write_bank(
             buf.write(f"# {key}: {value}\n")
     writer = csv.DictWriter(buf, COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
-    return _replace_valid(path, buf.getvalue())
+    writer.writerows(map(_one_line, rows))
+    return _replace_valid(path, buf.getvalue(), len(rows))
 
 
 def append_rows(path: Path, rows: list[dict[str, str]], kind: str | None = None) -> BankRows:
@@ -326,22 +340,37 @@ def append_rows(path: Path, rows: list[dict[str, str]], kind: str | None = None)
     before it replaces the file (atomic); returns it parsed.
 
     Raises:
-        BankFileError: the file is not a valid bank, is of another kind, or the rows are not valid
-            (the file is left as it is).
+        BankFileError: the file is not a valid bank, is of another kind, lacks a category or
+            action column for rows that set one, or the rows are not valid (the file is left as
+            it is). Notes and dates go where the header row has their columns.
     """
     existing = read_bank(path)
     if kind is not None and existing.kind != kind:
         raise BankFileError([f"{path}: a bank of kind {existing.kind}, not {kind}"])
     text = read_regular_file(path, MAX_BANK_BYTES, "bank").decode("utf-8-sig")
-    header = next(r for r in csv.reader(line for line in text.splitlines() if not line.lstrip().startswith("#")) if r)
+    # Without their column a row's category and action would silently become the bank's
+    # defaults: refused. A note or a date is information only, and left out.
+    dropped = sorted({k for r in rows for k, v in r.items() if v and k in DECIDING and k not in existing.columns})
+    if dropped:
+        raise BankFileError([f"{path}: its header row has no {' or '.join(dropped)} column for the new rows' values; add it to the header row first"])
     buf = io.StringIO()
-    csv.DictWriter(buf, [c.strip().lower() for c in header], lineterminator="\n", extrasaction="ignore").writerows(rows)
-    return _replace_valid(path, (text if text.endswith("\n") else text + "\n") + buf.getvalue())
+    csv.DictWriter(buf, existing.columns, lineterminator="\n", extrasaction="ignore").writerows(map(_one_line, rows))
+    return _replace_valid(path, (text if text.endswith("\n") else text + "\n") + buf.getvalue(), len(existing) + len(rows))
 
 
-def _replace_valid(path: Path, text: str) -> BankRows:
+def _one_line(row: dict[str, str]) -> dict[str, str]:
+    """``row`` with each run of whitespace in its note made one space: a row is one line, and a
+    note may come from text anyone chose (a verdict's id is a message's key), where a line
+    separator (U+2028, a form feed, ...) would otherwise split the row and fail the whole write."""
+    note = row.get("note")
+    return row if not note else row | {"note": " ".join(note.split())}
+
+
+def _replace_valid(path: Path, text: str, expected: int | None = None) -> BankRows:
     """Write ``text`` beside ``path`` under the bank's own name (in a temporary directory, so the
-    bank name and errors read right), parse it, and only then rename it over ``path``."""
+    bank name and errors read right), parse it, and only then rename it over ``path``: if it is
+    valid and holds ``expected`` rows (when given: a row written but not read back is an error,
+    never a silent loss)."""
     scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     tmp = scratch / path.name
     try:
@@ -350,6 +379,8 @@ def _replace_valid(path: Path, text: str) -> BankRows:
             rows = read_bank(tmp)
         except BankFileError as exc:
             raise BankFileError([p.replace(str(tmp), str(path)) for p in exc.problems]) from None
+        if expected is not None and len(rows) != expected:
+            raise BankFileError([f"{path}: {expected} rows written, {len(rows)} read back; the bank was not changed"])
         os.replace(tmp, path)
         rows.path = path
         return rows

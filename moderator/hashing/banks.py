@@ -17,7 +17,7 @@ import numpy as np
 
 from moderator.errors import BankError
 from moderator.hashing.bankfile import BankFileError, BankRows, bank_name, read_bank
-from moderator.hashing.compute import PDQ_BYTES, PdqHash
+from moderator.hashing.compute import PDQ_BYTES, TURNS, PdqHash
 from moderator.hashing.index import PdqIndex
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class Match:
     line: int  # the entry's line in its bank file
     frame: int | None = None  # PDQ: position of the matching frame among the message's scored frames
     overrides: str = "block"  # allow matches: the most severe classifier decision this match may override
+    turn: str | None = None  # PDQ deny matches: how the frame was turned or mirrored to match (compute.TURNS), None as it is
 
 
 class Banks:
@@ -93,7 +94,9 @@ class Banks:
         self._pdq_hashes = np.frombuffer(b"".join(pdq_hashes), dtype=np.uint8).reshape(-1, PDQ_BYTES)
         self._pdq = PdqIndex(self._pdq_hashes)
         self._thresholds = np.array([f.pdq_threshold for f in files] or [0], dtype=np.int64)
+        self._is_deny = np.array([f.kind == "deny" for f in files] or [False])
         self._radius = int(max((f.pdq_threshold for f in files if "pdq" in f.hash_types), default=0))
+        self.deny_pdq_entries = sum(b.pdq for b in self.banks if b.kind == "deny")
 
     def _codes(self, texts: list[str]) -> np.ndarray:
         return np.fromiter((self._code(t) for t in texts), np.int64, len(texts))
@@ -124,22 +127,35 @@ class Banks:
         applies the quality floor)."""
         if not len(self._pdq_hashes):
             return []
-        rows, distances = self._pdq.search(pdq.bits, self._radius)
+        return self._matches(*self._pdq.search(pdq.bits, self._radius), frame)
+
+    def match_turns(self, pdq: PdqHash, frame: int | None = None) -> list[Match]:
+        """Deny bank PDQ hashes within their bank's threshold of one of ``pdq``'s turns (the frame
+        mirrored, flipped or turned: compute.TURNS), nearest first for each turn; allow banks are
+        never matched turned."""
+        if not self.deny_pdq_entries or not pdq.turns:
+            return []
+        found = self._pdq.search_many(pdq.turns, self._radius)
+        return [m for turn, (rows, distances) in zip(TURNS, found) for m in self._matches(rows, distances, frame, turn)]
+
+    def _matches(self, rows: np.ndarray, distances: np.ndarray, frame: int | None, turn: str | None = None) -> list[Match]:
         if not len(rows):
             return []
         meta = self._pdq_meta[rows]
         keep = distances <= self._thresholds[meta[:, 0]]
+        if turn is not None:
+            keep &= self._is_deny[meta[:, 0]]
         return [
-            self._match(m, "pdq", self._pdq_hashes[r].tobytes().hex(), int(d), frame)
+            self._match(m, "pdq", self._pdq_hashes[r].tobytes().hex(), int(d), frame, turn)
             for r, m, d in zip(rows[keep][:MAX_MATCHES], meta[keep][:MAX_MATCHES], distances[keep][:MAX_MATCHES])
         ]
 
-    def _match(self, meta, hash_type: str, hex_hash: str, distance: int, frame: int | None = None) -> Match:
+    def _match(self, meta, hash_type: str, hex_hash: str, distance: int, frame: int | None = None, turn: str | None = None) -> Match:
         bank, category, action, note, added, line = (int(v) for v in meta)
         info = self.banks[bank]
         t = self._table
         overrides = "block" if hash_type == "sha256" or info.kind == "deny" else info.overrides
-        return Match(info.name, info.kind, hash_type, hex_hash, distance, t[category], t[action], t[note], t[added], line, frame, overrides)
+        return Match(info.name, info.kind, hash_type, hex_hash, distance, t[category], t[action], t[note], t[added], line, frame, overrides, turn)
 
 
 def load_banks(directory: Path, max_entries: int) -> Banks:

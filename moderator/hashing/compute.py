@@ -7,6 +7,12 @@ trusted). It is computed on the decoded frame, before any preprocessing. Frames 
 side is over :data:`PDQ_MIN_SIDE` are first shrunk by an integer factor to at least that side
 (box filter, Pillow's ``reduce``): PDQ itself box-filters to 64x64, so this changes no bit on the
 images measured (docs/benchmarks.md#hashing) and costs a fraction of hashing 12 MP directly.
+
+Mirror images and quarter turns: PDQ's dihedral hashes (``pdqhash.compute_dihedral``, the same
+DCT read in the 8 orientations, ~8 % more than one hash) give, beside a frame's own hash, the
+hashes of the frame mirrored, flipped and turned (:data:`TURNS`), within a few bits of hashing
+the transformed frame itself (measured: docs/benchmarks.md#mirror-images-and-turns). A deny bank
+is looked up with all eight, so a mirrored or rotated repost of banked content still matches.
 """
 
 from __future__ import annotations
@@ -22,6 +28,20 @@ PDQ_BITS = 256
 PDQ_BYTES = PDQ_BITS // 8
 HEX_CHARS = 64  # both hashes are 256 bits
 PDQ_MIN_SIDE = 512
+# The transformations that, applied to a frame, give what its dihedral hashes describe, in
+# pdqhash.compute_dihedral's order after the original (rotations counter-clockwise, as Pillow's
+# Image.Transpose.ROTATE_90; mirror: left-right, flip: top-bottom; checked by
+# tests/unit/test_hashing.py against hashes of the transformed frames).
+TURNS = ("rotate90", "rotate180", "rotate270", "flip", "mirror", "transpose", "transverse")
+TURN_WORDS = {
+    "rotate90": "turned 90° counter-clockwise",
+    "rotate180": "turned upside down",
+    "rotate270": "turned 90° clockwise",
+    "flip": "flipped top to bottom",
+    "mirror": "mirrored",
+    "transpose": "mirrored about its main diagonal",
+    "transverse": "mirrored about its other diagonal",
+}
 
 
 def one_per_frame(pdq: Sequence[PdqHash], frames: Sequence[int] | None = None) -> list[int]:
@@ -35,6 +55,7 @@ def one_per_frame(pdq: Sequence[PdqHash], frames: Sequence[int] | None = None) -
 class PdqHash:
     bits: bytes  # 32 bytes, most significant bit first as in the hex form
     quality: int
+    turns: tuple[bytes, ...] = ()  # the hashes of the frame transformed as TURNS says (empty: not computed)
 
     @property
     def hex(self) -> str:
@@ -54,8 +75,8 @@ def sha256_of(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-def pdq_of(image: Image.Image) -> PdqHash:
-    """PDQ hash and quality of an RGB (or L) image."""
+def pdq_of(image: Image.Image, turns: bool = False) -> PdqHash:
+    """PDQ hash and quality of an RGB (or L) image; with ``turns``, its dihedral hashes too."""
     import pdqhash  # a runtime dependency; imported here so that importing this module stays cheap
 
     side = min(image.size)
@@ -64,8 +85,21 @@ def pdq_of(image: Image.Image) -> PdqHash:
         image = image.reduce(factor)
     if image.mode != "RGB":
         image = image.convert("RGB")
-    vector, quality = pdqhash.compute(np.ascontiguousarray(np.asarray(image)))
-    return PdqHash(np.packbits(np.asarray(vector, dtype=np.uint8)).tobytes(), int(quality))
+    pixels = np.ascontiguousarray(np.asarray(image))
+    if not turns:
+        vector, quality = pdqhash.compute(pixels)
+        return PdqHash(_packed(vector), int(quality))
+    vectors, quality = pdqhash.compute_dihedral(pixels)
+    return PdqHash(_packed(vectors[0]), int(quality), tuple(_packed(v) for v in vectors[1:]))
+
+
+def pdq_with_turns(image: Image.Image) -> PdqHash:
+    """:func:`pdq_of` with the dihedral hashes (a picklable hasher for decode processes)."""
+    return pdq_of(image, turns=True)
+
+
+def _packed(vector) -> bytes:
+    return np.packbits(np.asarray(vector, dtype=np.uint8)).tobytes()
 
 
 def parse_hex(text: str) -> bytes | None:

@@ -57,26 +57,33 @@ def import_hashes(path: Path, fmt: str, kind: str, hash_type: str | None = None)
 
 def _te_csv(path: Path, text: str, kind: str) -> Imported:
     out = Imported()
-    reader = csv.DictReader(text.splitlines())
-    names = {n.strip().lower() for n in reader.fieldnames or []}
-    if not {"signal_type", "signal_str"} <= names:
-        raise BankError(f"{path}:1: a ThreatExchange CSV has signal_type and signal_str columns; found {sorted(names)[:8]}")
-    for record in reader:
-        line = reader.line_num
-        row = {k.strip().lower(): (v or "").strip() for k, v in record.items() if isinstance(k, str)}
-        hash_type = TE_TYPES.get(row.get("signal_type", "").lower())
-        if hash_type is None:
-            out.skip(f"signal type {row.get('signal_type', '')[:40]!r}")
-            continue
-        if kind == "deny" and row.get("category", "").lower() in NOT_HARMFUL:
-            out.skip(f"category {row['category'][:40]}")
-            continue
-        value = parse_hex(row.get("signal_str", ""))
-        if value is None:
-            raise BankError(f"{path}:{line}: signal_str is not a 256-bit hash in hex: {row.get('signal_str', '')[:80]!r}")
-        note = " ".join(p for p in (row.get("collab", ""), row.get("tags", "")) if p)[:MAX_FIELD_CHARS]
-        out.rows.append({"hash_type": hash_type, "hash": value.hex(), "note": note})
+    reader = csv.DictReader(text.splitlines(), strict=True)
+    try:
+        names = {n.strip().lower() for n in reader.fieldnames or []}
+        if not {"signal_type", "signal_str"} <= names:
+            raise BankError(f"{path}:1: a ThreatExchange CSV has signal_type and signal_str columns; found {sorted(names)[:8]}")
+        for record in reader:
+            _te_row(path, reader.line_num, record, kind, out)
+    except csv.Error as exc:  # a stray quote, a field over csv's 128 KiB limit
+        # line_num counts the lines of the records read whole: the bad one starts after them
+        raise BankError(f"{path}:{reader.line_num + 1}: not CSV: {exc}") from None
     return out
+
+
+def _te_row(path: Path, line: int, record: dict, kind: str, out: Imported) -> None:
+    row = {k.strip().lower(): v.strip() if isinstance(v, str) else "" for k, v in record.items() if isinstance(k, str)}
+    hash_type = TE_TYPES.get(row.get("signal_type", "").lower())
+    if hash_type is None:
+        out.skip(f"signal type {row.get('signal_type', '')[:40]!r}")
+        return
+    if kind == "deny" and row.get("category", "").lower() in NOT_HARMFUL:
+        out.skip(f"category {row['category'][:40]}")
+        return
+    value = parse_hex(row.get("signal_str", ""))
+    if value is None:
+        raise BankError(f"{path}:{line}: signal_str is not a 256-bit hash in hex: {row.get('signal_str', '')[:80]!r}")
+    note = " ".join(p for p in (row.get("collab", ""), row.get("tags", "")) if p)[:MAX_FIELD_CHARS]
+    out.rows.append({"hash_type": hash_type, "hash": value.hex(), "note": note})
 
 
 def _lines(path: Path, text: str, hash_type: str | None) -> Imported:

@@ -20,6 +20,7 @@ more), the index scans linearly instead: same result, less work.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 from itertools import combinations
 
@@ -69,18 +70,30 @@ class PdqIndex:
 
     def search(self, query: bytes, radius: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows within ``radius`` of ``query`` and their distances, nearest first."""
+        return self.search_many([query], radius)[0]
+
+    def search_many(self, queries: Sequence[bytes], radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`search` for each of ``queries`` (a frame's hash and its turns), in one pass over
+        the buckets: the fixed cost of a search is numpy's per call, not the work."""
         if not 0 <= radius <= MAX_RADIUS:
             raise ValueError(f"radius must be in 0..{MAX_RADIUS}")
-        q = np.frombuffer(query, dtype=np.uint8)
+        if not queries:
+            return []
+        q = np.frombuffer(b"".join(queries), dtype=np.uint8).reshape(-1, PDQ_BYTES)
+        words = q.view(np.uint64)  # [Q, 4]
         if self.size == 0:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        candidates = self._candidates(q, radius)
-        rows, distances = self._within(candidates, q.view(np.uint64), radius)
-        if len(rows) > 1:  # a row shares buckets with the query in several chunks: once each
-            rows, first = np.unique(rows, return_index=True)
-            distances = distances[first]
-        order = np.argsort(distances, kind="stable")
-        return rows[order], distances[order]
+            return [(np.empty(0, np.int64), np.empty(0, np.int64)) for _ in queries]
+        found = self._candidates(q, radius)
+        if found is None:  # a linear scan each
+            return [_nearest_first(*self._within(None, words[j], radius)) for j in range(len(q))]
+        rows, owner = found
+        counts = np.bitwise_count(np.take(self.words, rows, axis=0) ^ words[owner])  # [n, 4] uint8
+        distances = counts[:, 0].astype(np.int64) + counts[:, 1] + counts[:, 2] + counts[:, 3]
+        keep = distances <= radius
+        rows, owner, distances = rows[keep], owner[keep], distances[keep]
+        if len(q) == 1:
+            return [_nearest_first(rows, distances)]
+        return [_nearest_first(rows[owner == j], distances[owner == j]) for j in range(len(q))]
 
     def _within(self, rows: np.ndarray | None, q: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
         """Of ``rows`` (None: all), those within ``radius`` of ``q``, with their distances."""
@@ -90,24 +103,37 @@ class PdqIndex:
         keep = distances <= radius
         return (np.flatnonzero(keep) if rows is None else rows[keep]), distances[keep]
 
-    def _candidates(self, q: np.ndarray, radius: int) -> np.ndarray | None:
-        """Rows sharing a probed bucket with the query; None when a linear scan is cheaper."""
+    def _candidates(self, q: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Rows sharing a probed bucket with each query ``q[j]``, and ``j`` for each; None when a
+        linear scan is cheaper."""
         if self._linear:
             return None
         masks = flip_masks(radius // CHUNKS)
         if len(masks) * CHUNKS * (self.size / BUCKETS) > self.size / 2:
             return None
-        probes = q.view(">u2").astype(np.int64)[:, None] ^ masks[None, :]  # [16, M]
-        table = np.arange(CHUNKS, dtype=np.int64)[:, None]
-        starts = self.offsets[table, probes].ravel().astype(np.int64)
-        lengths = self.offsets[table, probes + 1].ravel() - starts
-        total = int(lengths.sum())
-        if total == 0:
-            return np.empty(0, np.int64)
-        if total > self.size // 2:
+        probes = q.view(">u2").astype(np.int64)[:, :, None] ^ masks[None, None, :]  # [Q, 16, M]
+        table = np.arange(CHUNKS, dtype=np.int64)[None, :, None]
+        starts = self.offsets[table, probes].reshape(len(q), -1).astype(np.int64)
+        lengths = self.offsets[table, probes + 1].reshape(len(q), -1) - starts
+        totals = lengths.sum(axis=1)
+        if int(totals.max()) > self.size // 2:
             return None
+        total = int(totals.sum())
+        if total == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        starts, lengths = starts.ravel(), lengths.ravel()
         nonempty = lengths > 0
         starts, lengths = starts[nonempty], lengths[nonempty]
         ends = np.cumsum(lengths)
         positions = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - lengths), lengths)
-        return self.rows[positions].astype(np.int64)
+        owner = np.repeat(np.arange(len(q), dtype=np.int64), totals)
+        return self.rows[positions].astype(np.int64), owner
+
+
+def _nearest_first(rows: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A row once (it may share buckets with the query in several chunks), nearest first."""
+    if len(rows) > 1:
+        rows, first = np.unique(rows, return_index=True)
+        distances = distances[first]
+    order = np.argsort(distances, kind="stable")
+    return rows[order], distances[order]

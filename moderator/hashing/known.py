@@ -4,8 +4,10 @@
 2. **SHA-256, allow**: these exact bytes were reviewed and allowed: allowed, whatever a near
    (PDQ) deny match or the classifier says. Exact beats near.
 3. **PDQ, deny**: any scored frame within a deny bank's threshold (and of PDQ quality at or over
-   the floor): the bank's action and category.
-4. **PDQ, allow**: *every* scored frame matches an allow bank, no frame is under the quality
+   the floor): the bank's action and category. With ``hashing.pdq_turns`` (the default) a frame
+   is also looked up mirrored, flipped and turned (its dihedral hashes), so a mirrored or rotated
+   repost of banked content still matches; the match names the turn.
+4. **PDQ, allow**: *every* scored frame, as it is (never turned), matches an allow bank, no frame is under the quality
    floor, and no frame went unscored (``frames.overflow``): allowed. A known-good first frame
    cannot carry an animation through, nor can a known-good picture with flat frames added.
 5. Otherwise the classifier decides alone.
@@ -27,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from moderator.hashing.banks import Banks, Match
-from moderator.hashing.compute import PdqHash, one_per_frame
+from moderator.hashing.compute import TURN_WORDS, PdqHash, one_per_frame
 
 _ACTION_RANK = {"block": 0, "review": 1, "allow": 2}
 
@@ -55,14 +57,24 @@ class Known:
     @property
     def reason(self) -> str:
         m = self.match
-        how = "exact sha256" if m.hash_type == "sha256" else f"pdq distance {m.distance}"
+        how = "exact sha256" if m.hash_type == "sha256" else f"pdq distance {m.distance}" + (f", the frame {TURN_WORDS[m.turn]}" if m.turn else "")
         if self.kind == "deny":
             return f"hash_match: {m.category} in bank {m.bank!r} ({how}): {m.action}"
         return f"hash_allow: allowed by bank {m.bank!r} ({how})"
 
 
 def _best(matches: list[Match]) -> list[Match]:
-    return sorted(matches, key=lambda m: (_ACTION_RANK[m.action], m.distance, m.bank, m.line))
+    """Most severe first, then nearest, then the frame as it is before a turn of it; an entry
+    found by several turns of one frame (a symmetric picture) once, at its best."""
+    ranked = sorted(matches, key=lambda m: (_ACTION_RANK[m.action], m.distance, m.turn is not None, m.bank, m.line))
+    seen: set[tuple] = set()
+    out = []
+    for m in ranked:
+        key = (m.bank, m.line, m.hash_type, m.frame)
+        if key not in seen:
+            seen.add(key)
+            out.append(m)
+    return out
 
 
 def exact(banks: Banks | None, sha256: bytes) -> Known | None:
@@ -92,6 +104,7 @@ def near(banks: Banks | None, frames: tuple[PdqHash, ...], quality_floor: int, o
             continue
         matches = banks.match_pdq(pdq, i)
         deny.extend(m for m in matches if m.kind == "deny")
+        deny.extend(banks.match_turns(pdq, i))  # the frame mirrored and turned: deny banks only
         frame_allow = [m for m in matches if m.kind == "allow"]
         if frame_allow:
             allowed_frames += 1

@@ -107,7 +107,7 @@ def _header(frames: FrameSet) -> dict[str, Any]:
         "overflow": frames.overflow,
         "animated": frames.animated,
         "uncovered": frames.uncovered,
-        "hashes": [[h.bits.hex(), h.quality] for h in frames.hashes],
+        "hashes": [[h.bits.hex(), h.quality, [t.hex() for t in getattr(h, "turns", ())]] for h in frames.hashes],
     }
 
 
@@ -149,16 +149,16 @@ class DecodeProcesses:
         max_frames: int,
         image_size: int,
         on_restart: Callable[[str], None] | None = None,
-        make_hash: Callable[[bytes, int], Any] | None = None,
+        make_hash: Callable[[bytes, int, tuple[bytes, ...]], Any] | None = None,
         memory_bytes: int | None = None,
         squares_per_frame: int = 1,
     ) -> None:
         """``max_frames``, ``squares_per_frame`` (``media.max_crops`` with ``crops: cover``) and
         ``image_size`` bound what a child may send back (at most ``2 * max_frames *
         squares_per_frame`` squares of ``image_size`` squared pixels), so that a child taken over
-        through a codec cannot make the service allocate more. ``make_hash(bits, quality)``: a
-        frame hash as the decode function's hasher made it (its ``bits`` and ``quality`` cross the
-        pipe); None when the decode function hashes nothing. ``memory_bytes``: how much a child
+        through a codec cannot make the service allocate more. ``make_hash(bits, quality, turns)``:
+        a frame hash as the decode function's hasher made it (its ``bits``, ``quality`` and
+        ``turns`` cross the pipe); None when the decode function hashes nothing. ``memory_bytes``: how much a child
         may allocate beyond what it holds once started (None: no cap)."""
         self.processes = processes
         self.memory_bytes = memory_bytes
@@ -272,7 +272,7 @@ class DecodeProcesses:
         raw = child.conn.recv_bytes(size)
         if len(raw) != size:
             raise ValueError("decode process sent pixels of the wrong length")
-        hashes = tuple(self._hash(bytes.fromhex(h), int(q)) for h, q in header["hashes"])
+        hashes = tuple(self._hash(bytes.fromhex(h), int(q), tuple(bytes.fromhex(t) for t in turns)) for h, q, turns in header["hashes"])
         count = shape[0]
         indices, stamps = tuple(int(i) for i in header["indices"]), tuple(int(t) for t in header["timestamps_ms"])
         if len(indices) != count or len(stamps) != count or len(hashes) not in (0, count):
@@ -289,10 +289,12 @@ class DecodeProcesses:
             uncovered=bool(header.get("uncovered", False)),
         )
 
-    def _hash(self, bits: bytes, quality: int) -> Any:
+    def _hash(self, bits: bytes, quality: int, turns: tuple[bytes, ...]) -> Any:
         if self._make_hash is None:
             raise ValueError("decode process sent hashes, and none were asked for")
-        return self._make_hash(bits, quality)
+        if len(turns) > 8 or any(len(t) != len(bits) for t in turns):
+            raise ValueError("decode process sent a hash whose turns do not match it")
+        return self._make_hash(bits, quality, turns)
 
     def close(self) -> None:
         self._closed = True

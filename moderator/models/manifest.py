@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from moderator.errors import ModelError
+from moderator.files import FileRefused, read_regular_file
 
 MANIFEST_NAME = "manifest.json"
+MAX_MANIFEST_BYTES = 1024 * 1024  # a few KB: names, hashes, figures
 FORMAT_VERSION = 1
 IMAGE_INPUT, IMAGE_OUTPUT = "pixel_values", "image_embeds"
 TEXT_INPUT, TEXT_OUTPUT = "input_ids", "text_embeds"
@@ -52,8 +54,18 @@ class Preprocess(BaseModel):
 class ModelFile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    path: str
+    path: str = Field(min_length=1, max_length=255)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("path")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        # A model directory may come from anywhere (a registry, a colleague's export): the files
+        # it names are its own, never /etc/... or ../../ another directory's.
+        parts = PurePosixPath(value).parts
+        if value.startswith("/") or "\\" in value or "\x00" in value or not parts or any(p in ("..", ".") for p in parts):
+            raise ValueError(f"a file of the model directory, as a relative path without '..', not {value[:80]!r}")
+        return value
 
 
 class Agreement(BaseModel):
@@ -163,8 +175,8 @@ def load_manifest(model_dir: str | Path, *, verify: bool = True, graphs: bool = 
     if not path.is_file():
         raise ModelError(f"{root} is not a model directory: {MANIFEST_NAME} not found")
     try:
-        manifest = Manifest.model_validate(json.loads(path.read_text()))
-    except (ValueError, ValidationError) as exc:
+        manifest = Manifest.model_validate(json.loads(read_regular_file(path, MAX_MANIFEST_BYTES, "manifest")))
+    except (ValueError, ValidationError, RecursionError, FileRefused) as exc:
         raise ModelError(f"{path}: invalid manifest: {exc}") from exc
     if manifest.format_version != FORMAT_VERSION:
         raise ModelError(f"{path}: format_version {manifest.format_version} is not supported (expected {FORMAT_VERSION})")

@@ -15,7 +15,7 @@ from moderator.processing import Outcome
 from moderator.wire.input import ImageRequest
 
 # 2 (compatible with 1: fields only added): hashes, known, cached; categories empty when a
-# known-content match decided without the classifier.
+# known-content match decided without the classifier; a match's turn (added within 2).
 SCHEMA_VERSION: Literal[2] = 2
 MAX_MATCHES_SHOWN = 16
 
@@ -104,6 +104,13 @@ class MatchRef(_Model):
     added: str
     line: int = Field(description="The entry's line in its bank file.")
     frame: int | None = Field(None, description="PDQ matches of animated images: the frame number that matched.")
+    turn: Literal["rotate90", "rotate180", "rotate270", "flip", "mirror", "transpose", "transverse"] | None = Field(
+        None,
+        description=(
+            "PDQ deny matches (hashing.pdq_turns): how the frame had to be turned to match the bank's entry (rotations counter-clockwise;"
+            " mirror: left-right; flip: top-bottom; transpose and transverse: mirrored about a diagonal); null: as it is."
+        ),
+    )
 
 
 class KnownRef(_Model):
@@ -228,4 +235,5 @@ def _match_ref(m: Match, indices: tuple[int, ...] | None) -> MatchRef:
         added=m.added,
         line=m.line,
         frame=frame,
+        turn=m.turn,
     )

@@ -10,6 +10,9 @@
   raise nothing but :class:`~moderator.errors.MessageError`, and what ``decode_any`` returns keeps
   its promises (one prepared square and one hash per kept frame, at most ``max_frames``, in order).
 - ``policy``: ``load_policy`` ends in a policy or in located problems, nothing else.
+- ``bank``: ``read_bank`` ends in valid rows or in located problems, nothing else; the rows it
+  returns find themselves in a :class:`~moderator.hashing.banks.Banks`, and read back the same
+  after ``write_bank`` and after ``append_rows`` (rows written are never lost).
 
 Run by atheris (``python -m tests.fuzz.run TARGET``, coverage-guided, time-bounded in CI) and by
 the hypothesis properties; every crasher found is kept in ``tests/fuzz/corpus/<target>/`` and
@@ -26,7 +29,22 @@ from functools import lru_cache
 from pathlib import Path
 
 from moderator.errors import MessageError, PolicyError
-from moderator.hashing.compute import PDQ_BYTES, pdq_of
+from moderator.hashing.bankfile import (
+    CATEGORY,
+    COLUMNS,
+    DENY_ACTIONS,
+    HASH_TYPES,
+    KINDS,
+    MAX_PDQ_THRESHOLD,
+    MAX_PROBLEMS,
+    BankFileError,
+    BankRows,
+    append_rows,
+    read_bank,
+    write_bank,
+)
+from moderator.hashing.banks import MAX_MATCHES, Banks
+from moderator.hashing.compute import PDQ_BYTES, PdqHash, pdq_of
 from moderator.local.samples import COLOURS, draw, encode
 from moderator.media.decode import DecodeLimits, decode_image
 from moderator.media.frames import FrameLimits
@@ -38,7 +56,7 @@ REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = REPO / "models" / "tiny-random"
 TINY_POLICY = REPO / "policies" / "tiny-random.yaml"
 CORPUS = Path(__file__).resolve().parent / "corpus"
-TARGETS = ("message", "envelope", "image", "policy")
+TARGETS = ("message", "envelope", "image", "policy", "bank")
 
 
 class Defect(AssertionError):
@@ -174,10 +192,68 @@ def policy(data: bytes) -> None:
             pass
 
 
+def bank(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "fuzz.csv"
+        path.write_bytes(data)
+        try:
+            rows = read_bank(path)
+        except BankFileError as exc:
+            if not exc.problems or len(exc.problems) > MAX_PROBLEMS + 1 or not all(p.startswith(str(path)) for p in exc.problems):
+                raise Defect(f"problems not located: {exc.problems[:3]}") from None
+            return
+        _check_bank(rows)
+        found = Banks([rows])
+        for i in range(min(len(rows), 8)):
+            h = rows.hashes[i]
+            got = found.match_sha256(h) if rows.hash_types[i] == "sha256" else found.match_pdq(PdqHash(h, 100))
+            if not any(m.hash == h.hex() and m.distance == 0 for m in got) and len(got) < MAX_MATCHES:
+                raise Defect(f"row {rows.lines[i]} does not find itself: {got}")
+            if rows.hash_types[i] == "pdq":  # as one of a frame's turns: found in deny banks only
+                turned = found.match_turns(PdqHash(h, 100, (bytes(32), h)))
+                if (rows.kind == "deny") != any(m.hash == h.hex() and m.turn == "rotate180" for m in turned) and len(turned) < MAX_MATCHES:
+                    raise Defect(f"row {rows.lines[i]} of a {rows.kind} bank, looked up turned: {turned}")
+        listed = _listed(rows)
+        overrides = rows.overrides if rows.kind == "allow" else None
+        again = write_bank(Path(d) / "again.csv", rows.kind, listed, pdq_threshold=rows.pdq_threshold, overrides=overrides)
+        appended = append_rows(path, [{k: v for k, v in r.items() if k in rows.columns} for r in listed[:4]], kind=rows.kind)
+        for got, want in ((again, listed), (appended, _listed(rows) + [_explicit(r, rows) for r in listed[:4]])):
+            if _listed(got) != [_explicit(r, got) for r in want]:
+                raise Defect(f"{got.path.name}: rows read back differ from those written")
+
+
+def _check_bank(rows: BankRows) -> None:
+    columns = (rows.hash_types, rows.hashes, rows.categories, rows.actions, rows.notes, rows.added, rows.lines)
+    if len({len(c) for c in columns}) != 1 or rows.kind not in KINDS or not 0 <= rows.pdq_threshold <= MAX_PDQ_THRESHOLD:
+        raise Defect(f"bank {rows.kind} {rows.pdq_threshold} {[len(c) for c in columns]}")
+    actions = DENY_ACTIONS if rows.kind == "deny" else ("allow",)
+    for t, h, c, a in zip(rows.hash_types, rows.hashes, rows.categories, rows.actions):
+        if t not in HASH_TYPES or len(h) != 32 or not CATEGORY.match(c) or a not in actions:
+            raise Defect(f"row {t} {h!r} {c!r} {a!r}")
+
+
+def _listed(rows: BankRows) -> list[dict[str, str]]:
+    return [dict(zip(COLUMNS, r)) for r in zip(rows.hash_types, (h.hex() for h in rows.hashes), rows.categories, rows.actions, rows.notes, rows.added)]
+
+
+def _explicit(row: dict[str, str], rows: BankRows) -> dict[str, str]:
+    """``row`` as a bank with ``rows``' columns reads it back: a note or date without its column
+    is left out (the row's category and action are the bank's defaults where it has no column),
+    and a note's runs of whitespace are one space."""
+    out = {k: (v if k in rows.columns or k in ("category", "action") else "") for k, v in row.items()}
+    return out | {"note": " ".join(out["note"].split())}
+
+
 def seeds(target: str) -> list[bytes]:
     """Starting inputs: valid ones, so mutations stay near the interesting paths."""
     if target == "policy":
         return [TINY_POLICY.read_bytes(), (REPO / "policies" / "default.yaml").read_bytes()]
+    if target == "bank":
+        return [
+            f'# kind: deny\n# pdq_threshold: 20\n# category: weapons\nhash_type,hash,category,action,note,added\npdq,{"f8" * 32},,review,"a, b",2026-11-30\n'
+            f"# between\nsha256,{'9f' * 32},drugs,,,2026-11-30T12:00:00Z\n".encode(),
+            f"\ufeff# kind: allow\n# overrides: block\n\n Note , HASH , Hash_Type \nx,{'0a' * 32},PDQ\n".encode(),
+        ]
     png = encode(draw("square", COLOURS["blue"], (32, 24)), "PNG")
     if target == "image":
         stills = [encode(draw("circle", COLOURS["green"], (32, 24)), fmt) for fmt in ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF")]

@@ -10,6 +10,7 @@ import time
 
 import jsonschema
 import pytest
+from PIL import Image
 
 from moderator.hashing.bankfile import write_bank
 from moderator.hashing.compute import pdq_of
@@ -47,6 +48,9 @@ def test_reposts_banks_and_overrides_through_the_broker(broker, topics, service,
         messages.append((f"{t.input}-{name}-repost-{i}", originals[name]))
     messages.append((f"{t.input}-cleared-knife", encode(knife, "JPEG", quality=80)))
     messages.append((f"{t.input}-bad-cup-resized", encode(cup.resize((160, 120)), "PNG")))
+    # The cheapest evasion of a hash bank: mirror or turn the picture (hashing.pdq_turns)
+    messages.append((f"{t.input}-scene-0-mirrored", encode(denied[0].transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG", quality=80)))
+    messages.append((f"{t.input}-knife-mirrored", encode(knife.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG", quality=80)))
     write_bank(banks / "cups.csv", "deny", [{"hash_type": "pdq", "hash": pdq_of(cup).hex}], action="block", category="drugs")
     out = collector(t)
     svc = service(t, hashing={"banks_dir": str(banks)}, **DEFAULT)
@@ -81,6 +85,11 @@ def test_reposts_banks_and_overrides_through_the_broker(broker, topics, service,
     assert cleared["known"]["classifier_decision"] == "block", "the override is recorded with what the classifier said"
     bad_cup = by_id[f"{t.input}-bad-cup-resized"]
     assert bad_cup["decision"] == "block" and bad_cup["known"]["match"]["category"] == "drugs"
+    mirrored = by_id[f"{t.input}-scene-0-mirrored"]
+    assert mirrored["decision"] == "block" and mirrored["known"]["match"]["turn"] == "mirror" and mirrored["known"]["match"]["note"] == "case 0"
+    assert "the frame mirrored" in mirrored["reasons"][0]
+    knife_mirrored = by_id[f"{t.input}-knife-mirrored"]
+    assert knife_mirrored["known"] is None and knife_mirrored["decision"] == "block", "an allow bank never matches a turned frame"
     assert svc.metric("moderator_result_cache_total", {"result": "hit"}) >= 30
     saved = svc.metric("moderator_encodes_saved_total", {"reason": "hash_match"})
     assert saved >= 6, "five banked scenes and the cup were decided without the encoder"

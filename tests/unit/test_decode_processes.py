@@ -75,8 +75,9 @@ def test_processes_decode_exactly_what_threads_decode(tiny_encoder):
         for data in [*IMAGES, encode(scene(5, (2400, 1800)), "JPEG", quality=90), wide]:
             a, b = threads.prepare(data), processes.prepare(data)
             assert a.error is None and b.error is None
-            same(a.frames, b.frames)
+            same(a.frames, b.frames)  # with their hashes' turns (hashing.pdq_turns, on by default)
             assert a.hashes == b.hashes and len(b.hashes.pdq) == len(b.frames.indices) >= 1
+            assert all(len(h.turns) == 7 for h in b.frames.hashes), "the turns cross the pipe, for the deny lookups"
         assert processes.prepare(wide).frames.uncovered and processes.prepare(wide).frames.overflow
         bad = processes.prepare(b"GIF89a" + b"\0" * 40)  # a message error crosses back as itself
         assert bad.error is not None and type(bad.error) is type(threads.prepare(b"GIF89a" + b"\0" * 40).error)

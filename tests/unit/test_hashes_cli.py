@@ -7,6 +7,7 @@ import random
 import time
 
 import pytest
+from PIL import Image
 
 from moderator.cli.main import main
 from moderator.hashing.bankfile import read_bank, write_bank
@@ -39,8 +40,12 @@ def test_compute_add_and_match(tmp_path, images, capsys):
     assert rows.hash_types == ["sha256", "pdq", "pdq"] and rows.actions == ["block", "block", "review"]
     capsys.readouterr()
     (images / "scene-0-repost.jpg").write_bytes(encode(scene(0, (320, 240)).resize((160, 120)), "JPEG", quality=40))
+    (images / "scene-0-turned.jpg").write_bytes(encode(scene(0, (320, 240)).transpose(Image.Transpose.ROTATE_90), "JPEG", quality=80))
+    assert main(["hashes", "match", "--banks", str(banks), str(images / "scene-0-turned.jpg")]) == 0
+    assert "(the frame turned 90° clockwise) weapons block" in capsys.readouterr().out, "as the service looks it up"
     assert main(["hashes", "match", "--json", "--banks", str(banks), str(images)]) == 0
     found = {r["path"].rsplit("/", 1)[1]: r["known"] for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert found["scene-0-turned.jpg"]["matches"][0]["turn"] == "rotate270"
     assert found["scene-0.jpg"]["matches"][0]["hash_type"] == "sha256", "exact bytes: the SHA-256 entry decides"
     assert found["scene-0-repost.jpg"]["matches"][0]["hash_type"] == "pdq" and found["scene-0-repost.jpg"]["decides"]
     assert found["scene-1.jpg"]["kind"] == "deny" and not found["scene-1.jpg"]["decides"], "a review match runs the classifier"
@@ -82,6 +87,24 @@ def test_import_threatexchange_csv_and_hash_lines(tmp_path, capsys):
         import_hashes(bad, "lines", "deny")
 
 
+@pytest.mark.parametrize(
+    "body, where, message",
+    [
+        (f'pdq,{GOOD},"' + "x" * 200_000 + '"\n', ":2:", "field larger than field limit"),  # was a traceback
+        (f'pdq,{GOOD},"a"b\n', ":2:", "',' expected after '\"'"),
+        (f'pdq,{GOOD},x\npdq,{GOOD},"open', ":3:", "unexpected end of data"),
+    ],
+    ids=["huge-field", "stray-quote", "unclosed-quote"],
+)
+def test_a_partners_malformed_csv_is_refused_at_its_line(tmp_path, capsys, body, where, message):
+    te = tmp_path / "collab.csv"
+    te.write_text("signal_type,signal_str,tags\n" + body)
+    out = tmp_path / "te.csv"
+    assert main(["hashes", "import", "--format", "te-csv", str(te), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"collab.csv{where} not CSV" in err and message in err and not out.exists(), err
+
+
 def test_a_bank_from_reviewed_verdicts(tmp_path, capsys):
     verdicts = tmp_path / "confirmed.jsonl"
     pdq = "12" * 32
@@ -107,11 +130,22 @@ def test_a_bank_from_reviewed_verdicts(tmp_path, capsys):
         '{"hashes": ["not", "a", "mapping"]}',
         '{"hashes": {"sha256": "zz", "pdq": []}}',
         '{"hashes": {"sha256": null, "pdq": [7]}}',
+        "[" * 100_000 + "]" * 100_000,  # was a RecursionError traceback
     ):
         verdicts.write_text(json.dumps(lines[0]) + "\n" + bad + "\n")
         assert main(["hashes", "from-verdicts", str(verdicts), "--out", str(tmp_path / "reviewed.csv")]) == 2, bad
         assert "confirmed.jsonl:2: not a verdict with hashes" in capsys.readouterr().err
         assert (tmp_path / "reviewed.csv").read_bytes() == before, "nothing written"
+
+
+def test_a_verdict_id_with_line_breaks_cannot_fail_a_banks_export(tmp_path):
+    # The id is a message's key or envelope id, chosen by whoever sent the image.
+    verdicts = tmp_path / "confirmed.jsonl"
+    hostile = {"id": "x\u2028sha256\r\ny", "decision": "block", "categories": [], "known": None, "hashes": {"sha256": "34" * 32, "pdq": []}}
+    verdicts.write_text(json.dumps(hostile, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert main(["hashes", "from-verdicts", str(verdicts), "--out", str(tmp_path / "reviewed.csv")]) == 0
+    rows = read_bank(tmp_path / "reviewed.csv")
+    assert rows.hashes == [bytes.fromhex("34" * 32)] and rows.notes == ["verdict x sha256 y"]
 
 
 def test_an_invalid_bank_never_replaces_a_file(tmp_path):

@@ -129,6 +129,27 @@ def test_missing_files_and_bad_manifest_are_clear(tmp_path, tiny_model):
         load_manifest(tmp_path / "m")
 
 
+@pytest.mark.parametrize("path", ["/etc/hostname", "../tiny-random/image_encoder.onnx", "sub/../../x.onnx", "..\\x.onnx"])
+def test_a_manifest_cannot_name_files_outside_its_directory(tmp_path, tiny_model, path):
+    shutil.copytree(tiny_model, tmp_path / "m")
+    manifest = json.loads((tiny_model / "manifest.json").read_text())
+    manifest["variants"]["fp32"]["image_encoder"]["path"] = path
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="a file of the model directory, as a relative path"):
+        load_manifest(tmp_path / "m", verify=False)
+
+
+def test_a_manifest_that_is_not_a_small_json_file_is_refused(tmp_path, tiny_model):
+    shutil.copytree(tiny_model, tmp_path / "m")
+    target = tmp_path / "m" / "manifest.json"
+    target.write_text("[" * 100_000 + "]" * 100_000)  # nested past the parser's depth
+    with pytest.raises(ModelError, match="invalid manifest"):
+        load_manifest(tmp_path / "m")
+    target.write_text(" " * (2 * 1024 * 1024) + "{}")
+    with pytest.raises(ModelError, match="over the 1048576-byte limit"):
+        load_manifest(tmp_path / "m")
+
+
 def test_checked_in_tiny_model_is_reproducible(tmp_path, tiny_model):
     """models/build_random_clip.py rebuilds models/tiny-random byte for byte."""
     rebuilt = build_random_model(tmp_path / "tiny", "tiny", seed=0, name="tiny-random")

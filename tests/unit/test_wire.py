@@ -55,7 +55,7 @@ def test_bad_envelopes_are_invalid_messages(value, message):
         parse_message(SRC, value, [])
 
 
-def _verdict():
+def _verdict(known=None):
     import numpy as np
 
     from moderator.encoders.base import EncoderInfo
@@ -67,7 +67,7 @@ def _verdict():
     pol = CompiledPolicy("p", "feedfacefeedface", ("weapons",), np.eye(2, dtype=np.float32)[:1], np.asarray([0.2], np.float32), np.asarray([0.3], np.float32))
     dec = Decision("review", (CategoryResult("weapons", 0.25, 0.2, 0.3, "review", True),))
     req = parse_message(SRC, b"img", [("moderation-id", b"m1"), ("tenant", b"t")])
-    outcome = Outcome(pol, dec, None, Hashes(hashlib.sha256(b"img").digest(), (PdqHash(bytes(range(32)), 87),)))
+    outcome = Outcome(pol, dec if known is None else None, known, Hashes(hashlib.sha256(b"img").digest(), (PdqHash(bytes(range(32)), 87),)))
     return build_verdict(req, outcome, info, Timings(decode_ms=1, queue_ms=2, encode_ms=3, score_ms=0.1, batch_size=4))
 
 
@@ -85,6 +85,17 @@ def test_verdict_json_validates_against_the_published_schema():
     bad = dict(doc, decision="maybe")
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+def test_a_match_of_a_turned_frame_names_the_turn_in_the_verdict():
+    from moderator.hashing.banks import Match
+    from moderator.hashing.known import Known
+
+    m = Match("known-bad", "deny", "pdq", "ab" * 32, 12, "weapons", "block", "case 9", "", 5, 0, "block", "mirror")
+    doc = json.loads(_verdict(Known("deny", m, (m,))).model_dump_json())
+    jsonschema.validate(doc, json.loads((REPO / "docs" / "schemas" / "verdict.schema.json").read_text()))
+    assert doc["decision"] == "block" and doc["known"]["match"]["turn"] == "mirror" and doc["known"]["match"]["distance"] == 12
+    assert doc["reasons"] == ["hash_match: weapons in bank 'known-bad' (pdq distance 12, the frame mirrored): block"]
 
 
 def test_published_schemas_are_current():

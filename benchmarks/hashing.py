@@ -9,9 +9,11 @@
    decode of the same JPEG (what the service did per image before hashing), with the ratio;
 4. mirror images and turns (``hashing.pdq_turns``): PDQ with and without the dihedral hashes, one
    lookup against eight in a million-hash bank, and how near a mirrored or turned, re-encoded
-   copy of a banked picture comes (photo-like scenes and pictograms) with turns and without.
+   copy of a banked picture comes (photo-like scenes and pictograms) with turns and without;
+5. borders (``hashing.pdq_trim_borders``): how near a banked picture reposted inside a uniform
+   border comes with the border cut off and without, and what finding and cutting it costs.
 
-    .venv/bin/python benchmarks/hashing.py [--sections lookup,bank_load_1m,hashing_per_image,turns]
+    .venv/bin/python benchmarks/hashing.py [--sections lookup,bank_load_1m,hashing_per_image,turns,borders]
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from moderator.hashing.bankfile import write_bank  # noqa: E402
 from moderator.hashing.banks import load_banks  # noqa: E402
-from moderator.hashing.compute import hamming, pdq_of  # noqa: E402
+from moderator.hashing.compute import content_box, hamming, pdq_of  # noqa: E402
 from moderator.hashing.index import PdqIndex  # noqa: E402
 from moderator.media.decode import DecodeLimits, decode_image  # noqa: E402
 from tests.scenes import PILLOW_TURNS, encode, scene  # noqa: E402
@@ -200,7 +202,61 @@ def turns(rng) -> dict:
     return out
 
 
-SECTIONS = {"lookup": lookups, "bank_load_1m": bank_load, "hashing_per_image": lambda rng: hashing_cost(), "turns": turns}
+def borders(rng) -> dict:
+    from PIL import ImageOps
+
+    from moderator.pictograms.draw import render
+
+    pictures = {
+        "scenes_640x480": [scene(600 + i, (640, 480)) for i in range(12)],
+        "pictograms_320x240": [render(obj, "black", 1, "beige", random.Random(i), (320, 240)) for i, obj in enumerate(["knife", "cup", "flower", "car"] * 3)],
+    }
+    frames = {"2% a side": (0.02, 0.02), "5% a side": (0.05, 0.05), "15% a side": (0.15, 0.15), "letterbox 12%": (0.0, 0.12)}
+    out: dict = {"reposts": {}}
+    for kind, images in pictures.items():
+        for label, (fx, fy) in frames.items():
+            trimmed, plain, cut = [], [], 0
+            for i, img in enumerate(images):
+                banked = pdq_of(img).bits
+                fill = ("black", "white", (40, 120, 200))[i % 3]
+                framed = ImageOps.expand(img.convert("RGB"), border=(int(img.width * fx), int(img.height * fy)), fill=fill)
+                repost = pdq_of(decode_image(encode(framed, "JPEG", quality=80), DecodeLimits()), trim=True)
+                plain.append(hamming(banked, repost.bits))
+                if repost.trimmed is not None:
+                    cut += 1
+                    trimmed.append(hamming(banked, repost.trimmed.bits))
+            out["reposts"][f"{kind}, {label}"] = {
+                "copies": len(images),
+                "border_found": cut,
+                "trimmed_distance_max": max(trimmed) if trimmed else None,
+                "untrimmed_distance_min": min(plain),
+                "matched_at_31": round(sum(d <= 31 for d in trimmed) / len(images), 3),
+            }
+    cost: dict = {}
+    for label, img in (
+        ("photo-like, no border", scene(7, (640, 480))),
+        ("pictogram on a plain background", render("cup", "black", 1, "beige", random.Random(1), (640, 480))),
+        ("photo-like in a 10% border", ImageOps.expand(scene(7, (512, 384)), border=(64, 48), fill="black")),
+    ):
+        img = img.convert("RGB")
+        times = {}
+        for name, kwargs in (("pdq", {}), ("pdq_trim", {"trim": True}), ("pdq_turns_trim", {"turns": True, "trim": True}), ("pdq_again", {})):
+            t = time.perf_counter()
+            for _ in range(20):
+                pdq_of(img, **kwargs)
+            times[name] = round((time.perf_counter() - t) / 20 * 1e3, 2)
+        t = time.perf_counter()
+        px = np.ascontiguousarray(np.asarray(img))
+        for _ in range(50):
+            content_box(px)
+        times["content_box"] = round((time.perf_counter() - t) / 50 * 1e3, 3)
+        times["ratio_turns_trim"] = round(times["pdq_turns_trim"] / ((times["pdq"] + times["pdq_again"]) / 2), 2)
+        cost[label] = times
+    out["cost_ms"] = cost
+    return out
+
+
+SECTIONS = {"lookup": lookups, "bank_load_1m": bank_load, "hashing_per_image": lambda rng: hashing_cost(), "turns": turns, "borders": borders}
 
 
 def main() -> None:

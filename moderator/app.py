@@ -115,7 +115,7 @@ def build_processor(
         shadow,
         frame_limits(settings),
         banks,
-        KnownContentOptions(hs.pdq, hs.pdq_quality_floor, hs.pdq_turns),
+        KnownContentOptions(hs.pdq, hs.pdq_quality_floor, hs.pdq_turns, hs.pdq_trim_borders),
         ResultCache(hs.cache_size) if hs.cache_size else None,
         settings.media.fast_decode,
         settings.media.crops,

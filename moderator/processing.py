@@ -25,7 +25,7 @@ from moderator.errors import MessageError, UndecodableImage
 from moderator.hashing import known as known_content
 from moderator.hashing.banks import Banks
 from moderator.hashing.cache import ResultCache
-from moderator.hashing.compute import PDQ_MIN_SIDE, Hashes, PdqHash, pdq_of, pdq_with_turns, sha256_of
+from moderator.hashing.compute import PDQ_MIN_SIDE, Hashes, PdqHash, pdq_of, sha256_of
 from moderator.hashing.known import Known
 from moderator.media.decode import DecodeLimits
 from moderator.media.frames import FrameLimits, FrameSet, decode_frames
@@ -62,13 +62,14 @@ class KnownContentOptions:
     pdq: bool = True  # hash every kept frame with PDQ (the verdict carries it; PDQ banks need it)
     quality_floor: int = 50  # PDQ hashes of lower quality never match (flat images match too easily)
     turns: bool = True  # deny banks also match the frames' mirror images and quarter turns (PDQ's dihedral hashes)
+    trim: bool = True  # deny banks also match the frames without their uniform border
 
     @property
     def hasher(self) -> Callable[[Image.Image], PdqHash] | None:
-        """What hashes each kept frame (a module-level function: it crosses to decode processes)."""
+        """What hashes each kept frame (picklable: it crosses to decode processes)."""
         if not self.pdq:
             return None
-        return pdq_with_turns if self.turns else pdq_of
+        return functools.partial(pdq_of, turns=self.turns, trim=self.trim) if self.turns or self.trim else pdq_of
 
 
 @dataclass(frozen=True)
@@ -363,17 +364,19 @@ def hash_image(
     draft: int | None = None,
     prepare: Preprocessor | None = None,
     turns: bool = False,
+    trim: bool = False,
 ) -> tuple[Hashes, FrameSet]:
     """The hashes of an image or video file, as the service computes them (``moderator hashes``);
     ``draft``: the service's :func:`draft_side`, for the same PDQ on large JPEGs; ``prepare``: the
     service's preprocessor, for the same frames (they are selected by what the model sees).
-    Without it, frames whose thumbnails are near are taken for the same. ``turns``: each frame's
-    dihedral hashes too (to look it up in deny banks as the service does).
+    Without it, frames whose thumbnails are near are taken for the same. ``turns``, ``trim``: each
+    frame's dihedral hashes and the hash inside its border too (to look it up in deny banks as the
+    service does).
 
     Raises:
         MessageError: the file cannot be decoded.
     """
-    frames = decode_any(data, limits, frame_limits, prepare or _no_pixels, KnownContentOptions(pdq, turns=turns).hasher, draft)
+    frames = decode_any(data, limits, frame_limits, prepare or _no_pixels, KnownContentOptions(pdq, turns=turns, trim=trim).hasher, draft)
     return Hashes(sha256_of(data), frames.hashes), frames
 
 
@@ -387,5 +390,5 @@ def _without_pixels(frames: FrameSet | None) -> FrameSet | None:
 
 
 def _unturned(hashes: tuple) -> tuple:
-    """PDQ hashes without their turns (looked up already; 224 bytes a frame not to keep)."""
-    return tuple(PdqHash(h.bits, h.quality) if getattr(h, "turns", ()) else h for h in hashes)
+    """PDQ hashes without their turns and trimmed hash (looked up already: not to keep)."""
+    return tuple(PdqHash(h.bits, h.quality) if h.turns or h.trimmed is not None else h for h in hashes)

@@ -432,7 +432,11 @@ class HashingSettings(_Section):
     pdq_quality_floor: int = Field(50, ge=0, le=100, description="PDQ hashes of lower quality (flat, featureless frames) never match a bank.")
     pdq_turns: bool = Field(
         True,
-        description="Deny banks also match a frame's mirror images and quarter turns (PDQ's dihedral hashes: about 8 % more hashing, seven more lookups a frame); allow banks match only the frame as it is.",
+        description="Deny banks also match a frame's mirror images and quarter turns (PDQ's dihedral hashes: no measurable extra hashing, seven more lookups a frame in one pass); allow banks match only the frame as it is.",
+    )
+    pdq_trim_borders: bool = Field(
+        True,
+        description="Deny banks also match a frame with its uniform border cut off (a border added around banked content moves its PDQ past any threshold); costs a second PDQ of frames whose edges are one colour.",
     )
     cache_size: int = Field(10_000, ge=0, description="Result cache entries (an identical repost is decided without decode or encode); 0 = off.")
     max_bank_entries: int = Field(10_000_000, ge=1, description="Most hashes over all banks (about 130 bytes each in memory).")

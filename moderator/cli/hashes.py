@@ -115,7 +115,7 @@ def _hash_types(text: str) -> set[str]:
 def _hash_files(args, paths: list[Path], failed: list[Path], out=None, as_json: bool = False, lookup: bool = False):
     """(path, hashes, frames) of each file that decodes; the others are reported on ``out`` (or
     stderr) and appended to ``failed``. ``lookup``: hashed to be looked up as the service does
-    (with the frames' turns when ``hashing.pdq_turns``)."""
+    (with the frames' turns and trimmed borders, as ``hashing`` says)."""
     settings = load_settings(getattr(args, "config", None))
     silence_decoder_warnings()
     limits, frames = decode_limits(settings), frame_limits(settings)
@@ -123,7 +123,8 @@ def _hash_files(args, paths: list[Path], failed: list[Path], out=None, as_json: 
     draft, prepare = service_draft_side(settings, preprocess), service_preprocessor(settings, preprocess)
     for f in iter_files(paths):
         try:
-            hashes, frame_set = hash_image(f.read_bytes(), limits, frames, settings.hashing.pdq, draft, prepare, lookup and settings.hashing.pdq_turns)
+            hs = settings.hashing
+            hashes, frame_set = hash_image(f.read_bytes(), limits, frames, hs.pdq, draft, prepare, lookup and hs.pdq_turns, lookup and hs.pdq_trim_borders)
         except MessageError as exc:
             failed.append(f)
             _print_error(out or sys.stderr, f, exc, as_json)

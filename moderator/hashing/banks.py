@@ -55,6 +55,7 @@ class Match:
     frame: int | None = None  # PDQ: position of the matching frame among the message's scored frames
     overrides: str = "block"  # allow matches: the most severe classifier decision this match may override
     turn: str | None = None  # PDQ deny matches: how the frame was turned or mirrored to match (compute.TURNS), None as it is
+    trimmed: bool = False  # PDQ deny matches: the frame matched with its uniform border cut off
 
 
 class Banks:

@@ -6,7 +6,8 @@
 3. **PDQ, deny**: any scored frame within a deny bank's threshold (and of PDQ quality at or over
    the floor): the bank's action and category. With ``hashing.pdq_turns`` (the default) a frame
    is also looked up mirrored, flipped and turned (its dihedral hashes), so a mirrored or rotated
-   repost of banked content still matches; the match names the turn.
+   repost of banked content still matches; the match names the turn. With
+   ``hashing.pdq_trim_borders`` a frame with a uniform border is also looked up without it.
 4. **PDQ, allow**: *every* scored frame, as it is (never turned), matches an allow bank, no frame is under the quality
    floor, and no frame went unscored (``frames.overflow``): allowed. A known-good first frame
    cannot carry an animation through, nor can a known-good picture with flat frames added.
@@ -26,6 +27,7 @@ bits), so by default a near copy can clear a review but not a block.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from moderator.hashing.banks import Banks, Match
@@ -57,16 +59,21 @@ class Known:
     @property
     def reason(self) -> str:
         m = self.match
-        how = "exact sha256" if m.hash_type == "sha256" else f"pdq distance {m.distance}" + (f", the frame {TURN_WORDS[m.turn]}" if m.turn else "")
+        how = "exact sha256" if m.hash_type == "sha256" else f"pdq distance {m.distance}" + _how_found(m)
         if self.kind == "deny":
             return f"hash_match: {m.category} in bank {m.bank!r} ({how}): {m.action}"
         return f"hash_allow: allowed by bank {m.bank!r} ({how})"
 
 
+def _how_found(m: Match) -> str:
+    what = [w for w in ("without its border" if m.trimmed else "", TURN_WORDS[m.turn] if m.turn else "") if w]
+    return f", the frame {' and '.join(what)}" if what else ""
+
+
 def _best(matches: list[Match]) -> list[Match]:
-    """Most severe first, then nearest, then the frame as it is before a turn of it; an entry
-    found by several turns of one frame (a symmetric picture) once, at its best."""
-    ranked = sorted(matches, key=lambda m: (_ACTION_RANK[m.action], m.distance, m.turn is not None, m.bank, m.line))
+    """Most severe first, then nearest, then the frame as it is before its trimmed or turned
+    hashes; an entry found several ways for one frame (a symmetric picture) once, at its best."""
+    ranked = sorted(matches, key=lambda m: (_ACTION_RANK[m.action], m.distance, m.trimmed, m.turn is not None, m.bank, m.line))
     seen: set[tuple] = set()
     out = []
     for m in ranked:
@@ -105,6 +112,10 @@ def near(banks: Banks | None, frames: tuple[PdqHash, ...], quality_floor: int, o
         matches = banks.match_pdq(pdq, i)
         deny.extend(m for m in matches if m.kind == "deny")
         deny.extend(banks.match_turns(pdq, i))  # the frame mirrored and turned: deny banks only
+        inside = pdq.trimmed  # the frame without its uniform border, as it is and turned: deny banks only
+        if inside is not None and inside.quality >= quality_floor and banks.deny_pdq_entries:
+            found = [m for m in banks.match_pdq(inside, i) if m.kind == "deny"] + banks.match_turns(inside, i)
+            deny.extend(dataclasses.replace(m, trimmed=True) for m in found)
         frame_allow = [m for m in matches if m.kind == "allow"]
         if frame_allow:
             allowed_frames += 1

@@ -107,8 +107,14 @@ def _header(frames: FrameSet) -> dict[str, Any]:
         "overflow": frames.overflow,
         "animated": frames.animated,
         "uncovered": frames.uncovered,
-        "hashes": [[h.bits.hex(), h.quality, [t.hex() for t in getattr(h, "turns", ())]] for h in frames.hashes],
+        "hashes": [_hash_header(h) for h in frames.hashes],
     }
+
+
+def _hash_header(h: Any) -> list:
+    """A frame hash as the pipe carries it: bits, quality, turns, and the trimmed hash (or None)."""
+    trimmed = getattr(h, "trimmed", None)
+    return [h.bits.hex(), h.quality, [t.hex() for t in getattr(h, "turns", ())], None if trimmed is None else _hash_header(trimmed)]
 
 
 class _Child:
@@ -149,16 +155,16 @@ class DecodeProcesses:
         max_frames: int,
         image_size: int,
         on_restart: Callable[[str], None] | None = None,
-        make_hash: Callable[[bytes, int, tuple[bytes, ...]], Any] | None = None,
+        make_hash: Callable[[bytes, int, tuple[bytes, ...], Any], Any] | None = None,
         memory_bytes: int | None = None,
         squares_per_frame: int = 1,
     ) -> None:
         """``max_frames``, ``squares_per_frame`` (``media.max_crops`` with ``crops: cover``) and
         ``image_size`` bound what a child may send back (at most ``2 * max_frames *
         squares_per_frame`` squares of ``image_size`` squared pixels), so that a child taken over
-        through a codec cannot make the service allocate more. ``make_hash(bits, quality, turns)``:
-        a frame hash as the decode function's hasher made it (its ``bits``, ``quality`` and
-        ``turns`` cross the pipe); None when the decode function hashes nothing. ``memory_bytes``: how much a child
+        through a codec cannot make the service allocate more. ``make_hash(bits, quality, turns,
+        trimmed)``: a frame hash as the decode function's hasher made it (its ``bits``, ``quality``,
+        ``turns`` and ``trimmed`` hash, made the same way, cross the pipe); None when the decode function hashes nothing. ``memory_bytes``: how much a child
         may allocate beyond what it holds once started (None: no cap)."""
         self.processes = processes
         self.memory_bytes = memory_bytes
@@ -272,7 +278,7 @@ class DecodeProcesses:
         raw = child.conn.recv_bytes(size)
         if len(raw) != size:
             raise ValueError("decode process sent pixels of the wrong length")
-        hashes = tuple(self._hash(bytes.fromhex(h), int(q), tuple(bytes.fromhex(t) for t in turns)) for h, q, turns in header["hashes"])
+        hashes = tuple(self._hash(entry) for entry in header["hashes"])
         count = shape[0]
         indices, stamps = tuple(int(i) for i in header["indices"]), tuple(int(t) for t in header["timestamps_ms"])
         if len(indices) != count or len(stamps) != count or len(hashes) not in (0, count):
@@ -289,12 +295,14 @@ class DecodeProcesses:
             uncovered=bool(header.get("uncovered", False)),
         )
 
-    def _hash(self, bits: bytes, quality: int, turns: tuple[bytes, ...]) -> Any:
+    def _hash(self, entry: list, nested: bool = False) -> Any:
         if self._make_hash is None:
             raise ValueError("decode process sent hashes, and none were asked for")
-        if len(turns) > 8 or any(len(t) != len(bits) for t in turns):
-            raise ValueError("decode process sent a hash whose turns do not match it")
-        return self._make_hash(bits, quality, turns)
+        hex_bits, quality, turn_hex, trimmed = entry
+        bits, turns = bytes.fromhex(hex_bits), tuple(bytes.fromhex(t) for t in turn_hex)
+        if len(turns) > 8 or any(len(t) != len(bits) for t in turns) or (nested and trimmed is not None):
+            raise ValueError("decode process sent a hash whose turns or trimmed hash do not match it")
+        return self._make_hash(bits, int(quality), turns, None if trimmed is None else self._hash(trimmed, nested=True))
 
     def close(self) -> None:
         self._closed = True

@@ -111,6 +111,7 @@ class MatchRef(_Model):
             " mirror: left-right; flip: top-bottom; transpose and transverse: mirrored about a diagonal); null: as it is."
         ),
     )
+    trimmed: bool = Field(False, description="PDQ deny matches (hashing.pdq_trim_borders): the frame matched with its uniform border cut off.")
 
 
 class KnownRef(_Model):
@@ -236,4 +237,5 @@ def _match_ref(m: Match, indices: tuple[int, ...] | None) -> MatchRef:
         line=m.line,
         frame=frame,
         turn=m.turn,
+        trimmed=m.trimmed,
     )

@@ -44,13 +44,13 @@ from moderator.hashing.bankfile import (
     write_bank,
 )
 from moderator.hashing.banks import MAX_MATCHES, Banks
-from moderator.hashing.compute import PDQ_BYTES, PdqHash, pdq_of
+from moderator.hashing.compute import PDQ_BYTES, PdqHash
 from moderator.local.samples import COLOURS, draw, encode
 from moderator.media.decode import DecodeLimits, decode_image
 from moderator.media.frames import FrameLimits
 from moderator.media.preprocess import Preprocessor
 from moderator.policy.loader import load_policy
-from moderator.processing import FAST_REDUCING_GAP, decode_any, draft_side
+from moderator.processing import FAST_REDUCING_GAP, KnownContentOptions, decode_any, draft_side
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_MODEL = REPO / "models" / "tiny-random"
@@ -165,7 +165,7 @@ def image(data: bytes) -> None:
         pass
     prepare = _preprocessor()
     try:
-        frames = decode_any(data, IMAGE_LIMITS, FRAME_LIMITS, prepare, pdq_of, draft_side(prepare.size, True, True))
+        frames = decode_any(data, IMAGE_LIMITS, FRAME_LIMITS, prepare, KnownContentOptions().hasher, draft_side(prepare.size, True, True))
     except MessageError:
         return
     rows, squares = len(frames.indices), prepare.max_crops  # a row per square scored
@@ -178,7 +178,8 @@ def image(data: bytes) -> None:
         raise Defect(f"{frames.total} frames decoded, {frames.distinct} distinct, kept up to index {frames.indices[-1]}")
     if frames.uncovered and not frames.overflow:
         raise Defect("a frame its squares do not cover, and no overflow")
-    if any(len(h.bits) != PDQ_BYTES or not 0 <= h.quality <= 100 for h in frames.hashes):
+    hashes = [*frames.hashes, *(h.trimmed for h in frames.hashes if h.trimmed is not None)]  # with turns and borders cut, as the service
+    if any(len(h.bits) != PDQ_BYTES or not 0 <= h.quality <= 100 or len(h.turns) != 7 or any(len(t) != PDQ_BYTES for t in h.turns) for h in hashes):
         raise Defect(f"PDQ hashes {frames.hashes}")
 
 
@@ -217,8 +218,9 @@ def bank(data: bytes) -> None:
         overrides = rows.overrides if rows.kind == "allow" else None
         again = write_bank(Path(d) / "again.csv", rows.kind, listed, pdq_threshold=rows.pdq_threshold, overrides=overrides)
         appended = append_rows(path, [{k: v for k, v in r.items() if k in rows.columns} for r in listed[:4]], kind=rows.kind)
-        for got, want in ((again, listed), (appended, _listed(rows) + [_explicit(r, rows) for r in listed[:4]])):
-            if _listed(got) != [_explicit(r, got) for r in want]:
+        # the rows written read back as written (the rows already in the file, as they were)
+        for got, want in ((again, [_explicit(r, again) for r in listed]), (appended, listed + [_explicit(r, rows) for r in listed[:4]])):
+            if _listed(got) != want:
                 raise Defect(f"{got.path.name}: rows read back differ from those written")
 
 

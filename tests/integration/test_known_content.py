@@ -10,7 +10,7 @@ import time
 
 import jsonschema
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from moderator.hashing.bankfile import write_bank
 from moderator.hashing.compute import pdq_of
@@ -51,6 +51,8 @@ def test_reposts_banks_and_overrides_through_the_broker(broker, topics, service,
     # The cheapest evasion of a hash bank: mirror or turn the picture (hashing.pdq_turns)
     messages.append((f"{t.input}-scene-0-mirrored", encode(denied[0].transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG", quality=80)))
     messages.append((f"{t.input}-knife-mirrored", encode(knife.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG", quality=80)))
+    # ... or put it inside a border (hashing.pdq_trim_borders)
+    messages.append((f"{t.input}-scene-1-framed", encode(ImageOps.expand(denied[1], border=(32, 24), fill="white"), "JPEG", quality=80)))
     write_bank(banks / "cups.csv", "deny", [{"hash_type": "pdq", "hash": pdq_of(cup).hex}], action="block", category="drugs")
     out = collector(t)
     svc = service(t, hashing={"banks_dir": str(banks)}, **DEFAULT)
@@ -88,6 +90,8 @@ def test_reposts_banks_and_overrides_through_the_broker(broker, topics, service,
     mirrored = by_id[f"{t.input}-scene-0-mirrored"]
     assert mirrored["decision"] == "block" and mirrored["known"]["match"]["turn"] == "mirror" and mirrored["known"]["match"]["note"] == "case 0"
     assert "the frame mirrored" in mirrored["reasons"][0]
+    framed = by_id[f"{t.input}-scene-1-framed"]
+    assert framed["decision"] == "block" and framed["known"]["match"]["trimmed"] and framed["known"]["match"]["note"] == "case 1"
     knife_mirrored = by_id[f"{t.input}-knife-mirrored"]
     assert knife_mirrored["known"] is None and knife_mirrored["decision"] == "block", "an allow bank never matches a turned frame"
     assert svc.metric("moderator_result_cache_total", {"result": "hit"}) >= 30

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from PIL import ImageOps
 
 from moderator.errors import ImageTooLarge, StartupError, UndecodableImage, UnsupportedFormat
 from moderator.hashing.compute import PdqHash
@@ -72,12 +73,14 @@ def test_processes_decode_exactly_what_threads_decode(tiny_encoder):
     try:
         assert len(pool.pids()) == 2 and os.getpid() not in pool.pids()
         wide = encode(scene(6, (3000, 200)), "PNG")  # too long for five squares: uncovered, an overflow
-        for data in [*IMAGES, encode(scene(5, (2400, 1800)), "JPEG", quality=90), wide]:
+        framed = encode(ImageOps.expand(scene(7, (320, 240)), border=(30, 20), fill="black"), "PNG")  # a hash inside its border too
+        for data in [*IMAGES, encode(scene(5, (2400, 1800)), "JPEG", quality=90), wide, framed]:
             a, b = threads.prepare(data), processes.prepare(data)
             assert a.error is None and b.error is None
             same(a.frames, b.frames)  # with their hashes' turns (hashing.pdq_turns, on by default)
             assert a.hashes == b.hashes and len(b.hashes.pdq) == len(b.frames.indices) >= 1
             assert all(len(h.turns) == 7 for h in b.frames.hashes), "the turns cross the pipe, for the deny lookups"
+        assert processes.prepare(framed).frames.hashes[0].trimmed.turns, "and the hash inside the border, with its turns"
         assert processes.prepare(wide).frames.uncovered and processes.prepare(wide).frames.overflow
         bad = processes.prepare(b"GIF89a" + b"\0" * 40)  # a message error crosses back as itself
         assert bad.error is not None and type(bad.error) is type(threads.prepare(b"GIF89a" + b"\0" * 40).error)

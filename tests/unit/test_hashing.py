@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageOps
 
 from moderator.errors import BankError
 from moderator.hashing.bankfile import BankFileError, append_rows, read_bank, write_bank
 from moderator.hashing.banks import load_banks
 from moderator.hashing.cache import ResultCache
-from moderator.hashing.compute import TURN_WORDS, TURNS, PdqHash, hamming, pdq_of
+from moderator.hashing.compute import TURN_WORDS, TURNS, PdqHash, content_box, hamming, pdq_of
 from moderator.hashing.index import MAX_RADIUS, PdqIndex
 from moderator.media.decode import DecodeLimits
 from moderator.pictograms.draw import render
@@ -114,6 +114,70 @@ def test_a_mirrored_or_turned_repost_of_banked_content_is_blocked(tmp_path, defa
     assert f"the frame {TURN_WORDS[back]}" in outcome.known.reason
     outcome, _ = decide(default_processor(banks, turns=False), repost)
     assert outcome.known is None, "without pdq_turns the repost is the classifier's alone (as before)"
+
+
+def test_a_uniform_border_is_found_to_the_pixel_and_nothing_else_is_taken_for_one():
+    img = scene(13, (400, 300))
+    for border, fill in (((20, 15), "black"), ((0, 40), "white"), ((33, 0), (40, 120, 200)), ((5, 3), "black")):
+        framed = ImageOps.expand(img, border=border, fill=fill)
+        px = np.asarray(Image.open(io.BytesIO(encode(framed, "JPEG", quality=80))).convert("RGB"))
+        top, bottom, left, right = content_box(px)
+        # JPEG rings along the border's inner edge: a pixel or two of it may stay or go
+        assert abs(top - border[1]) <= 2 and abs(left - border[0]) <= 2, (border, content_box(px))
+        assert abs(px.shape[0] - bottom - border[1]) <= 2 and abs(px.shape[1] - right - border[0]) <= 2
+    assert content_box(np.asarray(img)) is None, "a photo-like picture has no border"
+    assert content_box(np.asarray(ImageOps.expand(img, border=1, fill="black"))) is None, "under 1 %: PDQ keeps within its threshold"
+    lone = Image.new("RGB", (400, 300), "white")
+    lone.paste(img.resize((60, 40)), (170, 130))
+    assert content_box(np.asarray(lone)) is None, "mostly one colour: that is for the quality floor"
+    for size in ((1, 500), (500, 1), (8, 8), (9, 300)):
+        assert content_box(np.zeros((*size, 3), np.uint8)) is None
+
+
+BORDERS = {  # (a side's border in width, in height; fill); a banked scene reposted inside it
+    "2% black": ((10, 6), "black", None),
+    "10% white": ((48, 32), "white", None),
+    "letterbox": ((0, 60), (20, 20, 20), None),
+    "15% coloured, mirrored": ((72, 48), (40, 120, 200), "mirror"),
+}
+
+
+@pytest.mark.parametrize("name", BORDERS)
+def test_a_repost_inside_an_added_border_is_blocked(tmp_path, default_processor, name):
+    border, fill, turn = BORDERS[name]
+    banked = scene(21, (480, 320))
+    bank(tmp_path, "known-bad", "deny", {"case 21": banked})
+    banks = load_banks(tmp_path, 100)
+    picture = banked.transpose(PILLOW_TURNS[turn]) if turn else banked
+    repost = encode(ImageOps.expand(picture, border=border, fill=fill), "JPEG", quality=80)
+    outcome, encoded = decide(default_processor(banks), repost)
+    assert outcome.decision == "block" and not encoded, outcome.reasons
+    m = outcome.known.match
+    assert m.trimmed and m.turn == turn and m.distance <= 31, m
+    assert "the frame without its border" in outcome.known.reason
+    if border[0] + border[1] >= 40:  # thin borders may stay within 31 of the banked hash even uncut
+        outcome, _ = decide(default_processor(banks, trim=False), repost)
+        assert outcome.known is None, "without pdq_trim_borders the repost is the classifier's alone (as before)"
+
+
+def test_a_bordered_copy_of_an_allowed_picture_is_never_allowed_by_it(tmp_path, default_processor):
+    knife = picture("knife", 14)
+    bank(tmp_path, "cleared", "allow", {"k": knife}, overrides="block")
+    processor = default_processor(load_banks(tmp_path, 100))
+    assert decide(processor, encode(knife, "PNG"))[0].known.kind == "allow"
+    framed = ImageOps.expand(knife, border=(40, 30), fill="black")
+    assert hamming(pdq_of(framed, trim=True).trimmed.bits, pdq_of(knife).bits) <= 31, "inside its border it is the allowed picture"
+    outcome, _ = decide(processor, encode(framed, "PNG"))
+    assert outcome.known is None, "allow banks match the frame as it is only: the classifier decides"
+
+
+def test_unrelated_pictures_inside_borders_do_not_match(tmp_path):
+    banked = [pdq_of(scene(300_000 + i, (320, 240))) for i in range(300)]
+    write_bank(tmp_path / "scenes.csv", "deny", [{"hash_type": "pdq", "hash": h.hex} for h in banked])
+    banks = load_banks(tmp_path, 10_000)
+    probes = [pdq_of(ImageOps.expand(scene(400_000 + i, (320, 240)), border=(16 + i % 40, 12), fill="black"), turns=True, trim=True) for i in range(300)]
+    assert all(p.trimmed is not None for p in probes)
+    assert not any(banks.match_pdq(p.trimmed) or banks.match_turns(p.trimmed) for p in probes)
 
 
 def test_a_turned_copy_of_an_allowed_picture_is_never_allowed_by_it(tmp_path, default_processor):

@@ -87,15 +87,24 @@ def test_verdict_json_validates_against_the_published_schema():
         jsonschema.validate(bad, schema)
 
 
-def test_a_match_of_a_turned_frame_names_the_turn_in_the_verdict():
+@pytest.mark.parametrize(
+    ("turn", "trimmed", "how"),
+    [
+        ("mirror", False, "the frame mirrored"),
+        (None, True, "the frame without its border"),
+        ("rotate270", True, "the frame without its border and turned 90° clockwise"),
+    ],
+)
+def test_a_match_of_a_turned_or_trimmed_frame_says_so_in_the_verdict(turn, trimmed, how):
     from moderator.hashing.banks import Match
     from moderator.hashing.known import Known
 
-    m = Match("known-bad", "deny", "pdq", "ab" * 32, 12, "weapons", "block", "case 9", "", 5, 0, "block", "mirror")
+    m = Match("known-bad", "deny", "pdq", "ab" * 32, 12, "weapons", "block", "case 9", "", 5, 0, "block", turn, trimmed)
     doc = json.loads(_verdict(Known("deny", m, (m,))).model_dump_json())
     jsonschema.validate(doc, json.loads((REPO / "docs" / "schemas" / "verdict.schema.json").read_text()))
-    assert doc["decision"] == "block" and doc["known"]["match"]["turn"] == "mirror" and doc["known"]["match"]["distance"] == 12
-    assert doc["reasons"] == ["hash_match: weapons in bank 'known-bad' (pdq distance 12, the frame mirrored): block"]
+    assert doc["decision"] == "block" and doc["known"]["match"]["distance"] == 12
+    assert (doc["known"]["match"]["turn"], doc["known"]["match"]["trimmed"]) == (turn, trimmed)
+    assert doc["reasons"] == [f"hash_match: weapons in bank 'known-bad' (pdq distance 12, {how}): block"]
 
 
 def test_published_schemas_are_current():

@@ -9,10 +9,11 @@ side is over :data:`PDQ_MIN_SIDE` are first shrunk by an integer factor to at le
 images measured (docs/benchmarks.md#hashing) and costs a fraction of hashing 12 MP directly.
 
 Mirror images and quarter turns: PDQ's dihedral hashes (``pdqhash.compute_dihedral``, the same
-DCT read in the 8 orientations, at no measurable cost over one hash) give, beside a frame's own hash, the
-hashes of the frame mirrored, flipped and turned (:data:`TURNS`), within 0-20 bits of hashing
-the transformed frame itself (measured: docs/benchmarks.md#mirror-images-and-turns). A deny bank
-is looked up with all eight, so a mirrored or rotated repost of banked content still matches.
+DCT read in the 8 orientations, at no measurable cost over one hash) give, beside a frame's own
+hash, the hashes of the frame mirrored, flipped and turned (:data:`TURNS`), within 0-20 bits of
+hashing the transformed frame itself (measured: docs/benchmarks.md#mirror-images-and-turns). A
+deny bank is looked up with all eight, so a mirrored or rotated repost of banked content still
+matches.
 
 Borders: a uniform border added around a picture moves its PDQ past any threshold (2 % a side:
 30-34 bits; 5 %: ~70). A frame whose edges are one colour has that border cut off

@@ -8,9 +8,10 @@
    is also looked up mirrored, flipped and turned (its dihedral hashes), so a mirrored or rotated
    repost of banked content still matches; the match names the turn. With
    ``hashing.pdq_trim_borders`` a frame with a uniform border is also looked up without it.
-4. **PDQ, allow**: *every* scored frame, as it is (never turned), matches an allow bank, no frame is under the quality
-   floor, and no frame went unscored (``frames.overflow``): allowed. A known-good first frame
-   cannot carry an animation through, nor can a known-good picture with flat frames added.
+4. **PDQ, allow**: *every* scored frame, as it is (never turned or cut), matches an allow bank,
+   no frame is under the quality floor, and no frame went unscored (``frames.overflow``):
+   allowed. A known-good first frame cannot carry an animation through, nor can a known-good
+   picture with flat frames added.
 5. Otherwise the classifier decides alone.
 
 At the same strength deny beats allow; among deny matches ``block`` beats ``review``, then the

@@ -163,9 +163,10 @@ class DecodeProcesses:
         ``image_size`` bound what a child may send back (at most ``2 * max_frames *
         squares_per_frame`` squares of ``image_size`` squared pixels), so that a child taken over
         through a codec cannot make the service allocate more. ``make_hash(bits, quality, turns,
-        trimmed)``: a frame hash as the decode function's hasher made it (its ``bits``, ``quality``,
-        ``turns`` and ``trimmed`` hash, made the same way, cross the pipe); None when the decode function hashes nothing. ``memory_bytes``: how much a child
-        may allocate beyond what it holds once started (None: no cap)."""
+        trimmed)``: a frame hash as the decode function's hasher made it (its ``bits``,
+        ``quality``, ``turns`` and ``trimmed`` hash, made the same way, cross the pipe); None when
+        the decode function hashes nothing. ``memory_bytes``: how much a child may allocate
+        beyond what it holds once started (None: no cap)."""
         self.processes = processes
         self.memory_bytes = memory_bytes
         self._make_hash = make_hash

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import resource
 import subprocess
 import sys
 
@@ -21,8 +22,15 @@ pytestmark = pytest.mark.fuzz
 @pytest.mark.parametrize("target", targets.TARGETS)
 def test_fuzz(target, tmp_path):
     pytest.importorskip("atheris", reason="atheris is in the dev extra")
+    # libFuzzer's RSS limit reads the process's peak RSS, which Linux carries over fork and exec:
+    # the child starts at this test process's peak (2.9 GB in CI), so the limit is set above it.
+    inherited_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.fuzz.run", target, str(SECONDS), str(tmp_path)], cwd=targets.REPO, capture_output=True, text=True, timeout=SECONDS + 300
+        [sys.executable, "-m", "tests.fuzz.run", target, str(SECONDS), str(tmp_path), f"-rss_limit_mb={4096 + inherited_mb}"],
+        cwd=targets.REPO,
+        capture_output=True,
+        text=True,
+        timeout=SECONDS + 300,
     )
     crashes = sorted(tmp_path.glob("crash-*")) + sorted(tmp_path.glob("timeout-*")) + sorted(tmp_path.glob("oom-*"))
     found = "\n".join(f"{c.name}: {base64.b64encode(c.read_bytes()[:4096]).decode()}" for c in crashes)

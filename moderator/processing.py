@@ -272,7 +272,7 @@ class Processor:
             log.warning("unexpected decoder error %s: %s", type(exc).__name__, exc)
             err = UndecodableImage(f"decoder failed unexpectedly ({type(exc).__name__}): {exc}")
             return Prepared(None, err, (time.perf_counter() - start) * 1e3, hashes=Hashes(sha256))
-        hashes = Hashes(sha256, _unturned(frames.hashes))
+        hashes = Hashes(sha256, _bare_hashes(frames.hashes))
         lookup = time.perf_counter()
         near = known_content.near(banks, frames.hashes, self.known_options.quality_floor, frames.overflow)
         known = known_content.combine(exact, near)
@@ -386,9 +386,9 @@ def _no_pixels(_image) -> np.ndarray:
 
 def _without_pixels(frames: FrameSet | None) -> FrameSet | None:
     """What an outcome keeps of the frames (it may be cached): neither pixels nor turns' hashes."""
-    return None if frames is None else dataclasses.replace(frames, pixels=np.empty((0,), np.uint8), hashes=_unturned(frames.hashes))
+    return None if frames is None else dataclasses.replace(frames, pixels=np.empty((0,), np.uint8), hashes=_bare_hashes(frames.hashes))
 
 
-def _unturned(hashes: tuple) -> tuple:
+def _bare_hashes(hashes: tuple) -> tuple:
     """PDQ hashes without their turns and trimmed hash (looked up already: not to keep)."""
     return tuple(PdqHash(h.bits, h.quality) if h.turns or h.trimmed is not None else h for h in hashes)

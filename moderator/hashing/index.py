@@ -87,8 +87,7 @@ class PdqIndex:
         if found is None:  # a linear scan each
             return [_nearest_first(*self._within(None, words[j], radius)) for j in range(len(q))]
         rows, owner = found
-        counts = np.bitwise_count(np.take(self.words, rows, axis=0) ^ words[owner])  # [n, 4] uint8
-        distances = counts[:, 0].astype(np.int64) + counts[:, 1] + counts[:, 2] + counts[:, 3]
+        distances = _distances(np.take(self.words, rows, axis=0), words[owner])  # each against its own query
         keep = distances <= radius
         rows, owner, distances = rows[keep], owner[keep], distances[keep]
         if len(q) == 1:
@@ -97,9 +96,7 @@ class PdqIndex:
 
     def _within(self, rows: np.ndarray | None, q: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
         """Of ``rows`` (None: all), those within ``radius`` of ``q``, with their distances."""
-        words = self.words if rows is None else np.take(self.words, rows, axis=0)
-        counts = np.bitwise_count(words ^ q)  # [n, 4] uint8
-        distances = counts[:, 0].astype(np.int64) + counts[:, 1] + counts[:, 2] + counts[:, 3]
+        distances = _distances(self.words if rows is None else np.take(self.words, rows, axis=0), q)
         keep = distances <= radius
         return (np.flatnonzero(keep) if rows is None else rows[keep]), distances[keep]
 
@@ -128,6 +125,12 @@ class PdqIndex:
         positions = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - lengths), lengths)
         owner = np.repeat(np.arange(len(q), dtype=np.int64), totals)
         return self.rows[positions].astype(np.int64), owner
+
+
+def _distances(words: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Hamming distances of hashes (``uint64 [n, 4]``) from ``q`` (``[4]``, or ``[n, 4]``: one each)."""
+    counts = np.bitwise_count(words ^ q)  # [n, 4] uint8
+    return counts[:, 0].astype(np.int64) + counts[:, 1] + counts[:, 2] + counts[:, 3]
 
 
 def _nearest_first(rows: np.ndarray, distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

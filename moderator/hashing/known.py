@@ -108,15 +108,17 @@ def near(banks: Banks | None, frames: tuple[PdqHash, ...], quality_floor: int, o
     rows = one_per_frame(frames)  # a frame's crops share its hash: looked up once
     for i in rows:
         pdq = frames[i]
+        # The frame without its uniform border, as it is and turned: deny banks only. Its own
+        # quality counts: a wide border flattens the whole frame's (a floor it must not hide under).
+        inside = pdq.trimmed
+        if inside is not None and inside.quality >= quality_floor and banks.deny_pdq_entries:
+            found = [m for m in banks.match_pdq(inside, i) if m.kind == "deny"] + banks.match_turns(inside, i)
+            deny.extend(dataclasses.replace(m, trimmed=True) for m in found)
         if pdq.quality < quality_floor:
             continue
         matches = banks.match_pdq(pdq, i)
         deny.extend(m for m in matches if m.kind == "deny")
         deny.extend(banks.match_turns(pdq, i))  # the frame mirrored and turned: deny banks only
-        inside = pdq.trimmed  # the frame without its uniform border, as it is and turned: deny banks only
-        if inside is not None and inside.quality >= quality_floor and banks.deny_pdq_entries:
-            found = [m for m in banks.match_pdq(inside, i) if m.kind == "deny"] + banks.match_turns(inside, i)
-            deny.extend(dataclasses.replace(m, trimmed=True) for m in found)
         frame_allow = [m for m in matches if m.kind == "allow"]
         if frame_allow:
             allowed_frames += 1

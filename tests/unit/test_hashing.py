@@ -160,6 +160,16 @@ def test_a_repost_inside_an_added_border_is_blocked(tmp_path, default_processor,
         assert outcome.known is None, "without pdq_trim_borders the repost is the classifier's alone (as before)"
 
 
+def test_a_border_wide_enough_to_flatten_the_whole_frame_does_not_hide_whats_inside(tmp_path, default_processor):
+    banked = scene(3, (200, 150))
+    bank(tmp_path, "known-bad", "deny", {"case 3": banked})
+    framed = ImageOps.expand(banked, border=(280, 210), fill="black")
+    whole = pdq_of(framed, trim=True)
+    assert whole.quality < 50 <= whole.trimmed.quality, "the whole frame is under the quality floor, what is inside is not"
+    outcome, _ = decide(default_processor(load_banks(tmp_path, 100)), encode(framed, "PNG"))
+    assert outcome.decision == "block" and outcome.known.match.trimmed and outcome.known.match.note == "case 3"
+
+
 def test_a_bordered_copy_of_an_allowed_picture_is_never_allowed_by_it(tmp_path, default_processor):
     knife = picture("knife", 14)
     bank(tmp_path, "cleared", "allow", {"k": knife}, overrides="block")
